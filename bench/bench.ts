@@ -1,0 +1,163 @@
+// `npm run bench`: how long freezing and resuming a crosvm-like VM takes, for this engine,
+// for crosvm's own algorithm and for tree-kill, measured in the same run on the same trees.
+// Prints a table with ratios against the engine and writes bench/results/bench.json.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import treeKill from 'tree-kill';
+import { CrosvmGuard } from '../src/guard';
+import { confirmStopped, continueProcesses, FrozenProcess } from '../src/guard/signalFreezer';
+import { readSnapshot } from '../src/guard/processTree';
+import { startFixtureVm, stopAllFixtureVms, FixtureVm } from '../test/fixture/fixtureVm';
+import { CrosvmProcessesGuard } from './crosvmAlgorithm';
+
+const treeKillAsync = promisify(treeKill) as (pid: number, signal: string) => Promise<void>;
+
+interface Method {
+  readonly name: string;
+  freeze(vm: FixtureVm): Promise<void>;
+  resume(vm: FixtureVm): Promise<void>;
+}
+
+interface Row {
+  devices: number;
+  method: string;
+  runs: number;
+  freezeP50: number;
+  freezeP95: number;
+  resumeP50: number;
+  resumeP95: number;
+}
+
+const args = process.argv.slice(2);
+const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 20);
+const sizes = (args.find((a) => a.startsWith('--sizes='))?.slice(8) ?? '8,64,256').split(',').map(Number);
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** Every process of the VM, root included, as FrozenProcess records for the shared confirmation. */
+function treeOf(vm: FixtureVm, withRoot: boolean): FrozenProcess[] {
+  const guard = new CrosvmGuard();
+  const snapshot = guard.inspectVm({ pid: vm.pid });
+  const all = withRoot ? [snapshot.main, ...snapshot.devices] : snapshot.devices;
+  return all.map((p) => ({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid }));
+}
+
+function engine(): Method {
+  const guard = new CrosvmGuard();
+  return {
+    name: 'crosvm Guard (this engine)',
+    freeze: async (vm) => void (await guard.freeze({ pid: vm.pid })),
+    resume: async () => void (await guard.resume()),
+  };
+}
+
+function crosvm(): Method {
+  let guard: CrosvmProcessesGuard | undefined;
+  return {
+    name: "crosvm's ProcessesGuard",
+    freeze: async (vm) => {
+      guard = new CrosvmProcessesGuard(vm.pid);
+      await guard.stopTheWorld();
+    },
+    resume: async () => guard?.continueTheWorld(),
+  };
+}
+
+function treeKillMethod(): Method {
+  return {
+    name: 'tree-kill SIGSTOP + confirmation',
+    freeze: async (vm) => {
+      // tree-kill signals the root too; it asks `ps` for each process's children.
+      await treeKillAsync(vm.pid, 'SIGSTOP');
+      const failures = await confirmStopped(treeOf(vm, true), performance.now() + 5000, 5000);
+      if (failures.length > 0) throw new Error(`tree-kill left processes running: ${JSON.stringify(failures)}`);
+    },
+    resume: async (vm) => treeKillAsync(vm.pid, 'SIGCONT'),
+  };
+}
+
+/** After each resume every process must run again, or the numbers would lie. */
+function assertAllRunning(vm: FixtureVm): void {
+  for (const p of treeOf(vm, true)) {
+    const state = readSnapshot(p.pid)?.state;
+    if (state === 'T' || state === 't') {
+      continueProcesses(treeOf(vm, true));
+      throw new Error(`process ${p.pid} (${p.label}) is still stopped after resume`);
+    }
+  }
+}
+
+async function measure(method: Method, vm: FixtureVm, devices: number): Promise<Row> {
+  const freezeMs: number[] = [];
+  const resumeMs: number[] = [];
+  // One warm-up run, not counted: the first call pays for JIT and the exe marker scan.
+  for (let i = -1; i < runs; i++) {
+    let t = performance.now();
+    await method.freeze(vm);
+    const frozen = performance.now() - t;
+    t = performance.now();
+    await method.resume(vm);
+    const resumed = performance.now() - t;
+    assertAllRunning(vm);
+    if (i >= 0) {
+      freezeMs.push(frozen);
+      resumeMs.push(resumed);
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return {
+    devices,
+    method: method.name,
+    runs,
+    freezeP50: percentile(freezeMs, 50),
+    freezeP95: percentile(freezeMs, 95),
+    resumeP50: percentile(resumeMs, 50),
+    resumeP95: percentile(resumeMs, 95),
+  };
+}
+
+const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
+const ratio = (value: number, base: number) => `${(value / base).toFixed(1)}×`;
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  for (const devices of sizes) {
+    // `devices` processes in all: the fixture's 6 built-in devices plus extra two-thread ones.
+    const vm = await startFixtureVm({ build: 'swap', devices: Math.max(0, devices - 6), deviceThreads: 2, tickMs: 50 });
+    process.stderr.write(`${devices} device processes (pid ${vm.pid})...\n`);
+    for (const method of [engine(), crosvm(), treeKillMethod()]) {
+      rows.push(await measure(method, vm, vm.devices.length));
+      process.stderr.write(`  ${method.name} done\n`);
+    }
+    await vm.stop();
+  }
+
+  const lines = [
+    '| devices | method | freeze p50 ms | freeze p95 ms | resume p50 ms | resume p95 ms | freeze p50 vs engine | freeze p95 vs engine |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const row of rows) {
+    const base = rows.find((r) => r.devices === row.devices && r.method.startsWith('crosvm Guard')) as Row;
+    lines.push(
+      `| ${row.devices} | ${row.method} | ${fmt(row.freezeP50)} | ${fmt(row.freezeP95)} | ${fmt(row.resumeP50)} | ${fmt(row.resumeP95)} | ${ratio(row.freezeP50, base.freezeP50)} | ${ratio(row.freezeP95, base.freezeP95)} |`,
+    );
+  }
+  console.log(`\n${runs} runs per row after one warm-up; ${process.version}; ${os.cpus().length} cores\n`);
+  console.log(lines.join('\n'));
+  const out = path.join(__dirname, '..', '..', 'bench', 'results');
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'bench.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, runs, rows }, null, 2));
+  console.log(`\nwritten: bench/results/bench.json`);
+}
+
+main()
+  .catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAllFixtureVms());

@@ -1,0 +1,117 @@
+// The extension's settings: names, defaults and validation, with no `vscode` import so the
+// rules are unit-tested in plain Node. An invalid value never reaches the engine: it falls
+// back to the default, and the caller logs the warning.
+import { DEFAULT_SETTINGS, GuardSettings } from '../guard/guard';
+
+export type StatusBarVisibility = 'whenVmRunning' | 'debugging' | 'always' | 'never';
+
+export interface ExtensionSettings {
+  readonly processNames: readonly string[];
+  readonly excludeLabels: readonly string[];
+  readonly stopTimeoutMs: number;
+  readonly refreshIntervalMs: number;
+  readonly statusBarVisibility: StatusBarVisibility;
+  readonly includeTracedProcesses: boolean;
+  readonly assumeSwapBuild: boolean;
+}
+
+/** Setting keys below `crosvmGuard.`, as declared in package.json. */
+export const SettingKeys = {
+  processNames: 'processNames',
+  excludeLabels: 'excludeLabels',
+  stopTimeoutMs: 'stopTimeoutMs',
+  refreshIntervalMs: 'refreshIntervalMs',
+  statusBarVisibility: 'statusBar.visibility',
+  includeTracedProcesses: 'includeTracedProcesses',
+  assumeSwapBuild: 'assumeSwapBuild',
+} as const satisfies Record<keyof ExtensionSettings, string>;
+
+export const SETTINGS_SECTION = 'crosvmGuard';
+
+export const DEFAULT_EXTENSION_SETTINGS: ExtensionSettings = {
+  processNames: DEFAULT_SETTINGS.processNames,
+  excludeLabels: DEFAULT_SETTINGS.excludeLabels,
+  stopTimeoutMs: DEFAULT_SETTINGS.stopTimeoutMs,
+  refreshIntervalMs: 2000,
+  statusBarVisibility: 'whenVmRunning',
+  includeTracedProcesses: DEFAULT_SETTINGS.includeTracedProcesses,
+  assumeSwapBuild: DEFAULT_SETTINGS.assumeSwapBuild,
+};
+
+const VISIBILITIES: readonly StatusBarVisibility[] = ['whenVmRunning', 'debugging', 'always', 'never'];
+
+type Check = (value: unknown) => string | undefined;
+
+const isStringList =
+  (what: string, extra?: (s: string) => string | undefined): Check =>
+  (value) => {
+    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) return `must be a list of ${what}`;
+    if (value.length > 64) return 'must have at most 64 entries';
+    for (const s of value as string[]) {
+      const problem = extra?.(s);
+      if (problem) return problem;
+    }
+    return undefined;
+  };
+
+const isIntegerIn =
+  (min: number, max: number): Check =>
+  (value) =>
+    typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
+      ? undefined
+      : `must be a whole number from ${min} to ${max}`;
+
+const isBoolean: Check = (value) => (typeof value === 'boolean' ? undefined : 'must be true or false');
+
+const CHECKS: Record<keyof ExtensionSettings, Check> = {
+  processNames: (value) => {
+    const problem = isStringList('executable names', (s) =>
+      s.length === 0 || s.includes('/') || s.includes('\0') ? `"${s}" is not a bare executable name` : undefined,
+    )(value);
+    if (problem) return problem;
+    return (value as string[]).length === 0 ? 'must name at least one executable' : undefined;
+  },
+  excludeLabels: isStringList('label patterns', (s) => (s.length === 0 ? 'an empty pattern matches nothing' : undefined)),
+  stopTimeoutMs: isIntegerIn(50, 60_000),
+  refreshIntervalMs: isIntegerIn(250, 600_000),
+  statusBarVisibility: (value) =>
+    VISIBILITIES.includes(value as StatusBarVisibility) ? undefined : `must be one of ${VISIBILITIES.join(', ')}`,
+  includeTracedProcesses: isBoolean,
+  assumeSwapBuild: isBoolean,
+};
+
+/**
+ * Validates raw values (as read from the configuration; `undefined` means unset). Returns
+ * the settings to use and one warning per value that was replaced by its default.
+ */
+export function validateSettings(raw: Partial<Record<keyof ExtensionSettings, unknown>>): {
+  settings: ExtensionSettings;
+  warnings: string[];
+} {
+  const settings: Record<string, unknown> = { ...DEFAULT_EXTENSION_SETTINGS };
+  const warnings: string[] = [];
+  for (const key of Object.keys(CHECKS) as (keyof ExtensionSettings)[]) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    const problem = CHECKS[key](value);
+    if (problem) {
+      warnings.push(
+        `Setting ${SETTINGS_SECTION}.${SettingKeys[key]} ${problem}; using the default ${JSON.stringify(DEFAULT_EXTENSION_SETTINGS[key])} instead of ${JSON.stringify(value)}.`,
+      );
+    } else {
+      settings[key] = value;
+    }
+  }
+  return { settings: settings as unknown as ExtensionSettings, warnings };
+}
+
+/** The part of the settings the engine takes. */
+export function engineSettings(settings: ExtensionSettings): Partial<GuardSettings> {
+  return {
+    processNames: settings.processNames,
+    excludeLabels: settings.excludeLabels,
+    stopTimeoutMs: settings.stopTimeoutMs,
+    includeTracedProcesses: settings.includeTracedProcesses,
+    assumeSwapBuild: settings.assumeSwapBuild,
+  };
+}

@@ -1,0 +1,124 @@
+// Composition root: wires the engine (src/guard) to VS Code's commands, views, status bar
+// and events. Logic lives in the modules it calls; this file only connects them.
+import * as vscode from 'vscode';
+import { assertLinux, GuardError, VmRef } from './guard';
+import { CrosvmGuardApi, CrosvmGuardState } from './ui/api';
+import { CommandHandlers } from './ui/commands';
+import { readSettings } from './ui/config';
+import { ContextKeys, OUTPUT_CHANNEL_NAME, Views } from './ui/contributions';
+import { ManagedContextKey } from './ui/contextKey';
+import { GuardController } from './ui/controller';
+import { ProcessTreeProvider } from './ui/processTree';
+import { GuardStatusBar } from './ui/statusBar';
+import { ExtensionSettings, SETTINGS_SECTION } from './common/settings';
+
+let controller: GuardController | undefined;
+
+export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
+  const started = performance.now();
+  const log = vscode.window.createOutputChannel(OUTPUT_CHANNEL_NAME, { log: true });
+  context.subscriptions.push(log);
+  const supported = new ManagedContextKey<boolean>(ContextKeys.Supported);
+
+  try {
+    assertLinux();
+  } catch (error) {
+    return activateUnsupported(context, log, supported, error as GuardError);
+  }
+  supported.set(true);
+
+  let settings: ExtensionSettings = readSettings(log);
+  const current = new GuardController(log, settings);
+  controller = current;
+  context.subscriptions.push(current);
+
+  const statusBar = new GuardStatusBar(current, () => settings.statusBarVisibility);
+  const tree = new ProcessTreeProvider(current);
+  const views = [Views.Processes, Views.DebugProcesses].map((id) =>
+    vscode.window.createTreeView(id, { treeDataProvider: tree, showCollapseAll: true }),
+  );
+  context.subscriptions.push(statusBar, tree, ...views, ...new CommandHandlers(current, log).register());
+
+  // Context keys for `when` clauses: hide resume when nothing is frozen, and so on.
+  const vmRunning = new ManagedContextKey<boolean>(ContextKeys.VmRunning);
+  const frozen = new ManagedContextKey<boolean>(ContextKeys.Frozen);
+  context.subscriptions.push(
+    current.onDidChange(() => {
+      vmRunning.set(current.vms.length > 0);
+      frozen.set(current.isFrozen);
+    }),
+  );
+
+  // Periodic refresh only while a view shows the tree; otherwise refresh on events
+  // (window focus, debug sessions, commands), so a hidden view costs nothing.
+  let timer: NodeJS.Timeout | undefined;
+  const updateTimer = () => {
+    if (timer) clearInterval(timer);
+    timer = views.some((v) => v.visible) ? setInterval(() => current.refresh(), settings.refreshIntervalMs) : undefined;
+  };
+  context.subscriptions.push(
+    ...views.map((v) => v.onDidChangeVisibility(() => (v.visible && current.refresh(), updateTimer()))),
+    { dispose: () => timer && clearInterval(timer) },
+    vscode.window.onDidChangeWindowState((state) => state.focused && current.refresh()),
+    vscode.debug.onDidStartDebugSession(() => current.refresh()),
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (!event.affectsConfiguration(SETTINGS_SECTION)) return;
+      settings = readSettings(log);
+      current.updateSettings(settings);
+      updateTimer();
+    }),
+  );
+  updateTimer();
+  // The first /proc scan runs after activation returns, so activation itself stays cheap.
+  setImmediate(() => current.refresh());
+
+  log.info(`Activated in ${(performance.now() - started).toFixed(1)} ms (pid ${process.pid}, uid ${process.getuid?.()}).`);
+  return createApi(current);
+}
+
+function createApi(current: GuardController): CrosvmGuardApi {
+  const toRef = (vm: number | VmRef | undefined): VmRef | undefined => (typeof vm === 'number' ? { pid: vm } : vm);
+  const state = (): CrosvmGuardState => ({
+    vms: current.vms.map(({ snapshot, swapBuild, frozen }) => ({
+      pid: snapshot.main.pid,
+      startTime: snapshot.main.startTime,
+      name: snapshot.name,
+      devices: snapshot.devices.length,
+      signalsSafe: swapBuild.tolerant === true,
+      frozen: frozen !== undefined,
+    })),
+    frozen: current.frozenVms,
+  });
+  return {
+    freeze: (vm, options) => current.freeze(toRef(vm) as VmRef, options),
+    resume: (vm) => current.resume(toRef(vm)),
+    refresh: () => (current.refresh(), state()),
+    getState: state,
+    onDidChangeState: current.onDidChangeState,
+  };
+}
+
+/** On a host that is not Linux: say so once, offer nothing that would fail. */
+function activateUnsupported(
+  context: vscode.ExtensionContext,
+  log: vscode.LogOutputChannel,
+  supported: ManagedContextKey<boolean>,
+  error: GuardError,
+): CrosvmGuardApi {
+  supported.set(false);
+  log.warn(error.message);
+  const toldKey = 'crosvmGuard.toldUnsupported';
+  if (!context.globalState.get<boolean>(toldKey)) {
+    void context.globalState.update(toldKey, true);
+    void vscode.window.showInformationMessage(error.message);
+  }
+  const refuse = () => Promise.reject(error);
+  const empty: CrosvmGuardState = { vms: [], frozen: [] };
+  return { freeze: refuse, resume: refuse, refresh: () => empty, getState: () => empty, onDidChangeState: () => ({ dispose() {} }) };
+}
+
+/** Resumes everything this window froze, and waits for it. */
+export async function deactivate(): Promise<void> {
+  await controller?.resumeAll('the extension is deactivating');
+  controller = undefined;
+}

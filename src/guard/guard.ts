@@ -1,0 +1,265 @@
+// The freezing engine's front door: which VMs exist, freeze one, resume what we froze, and
+// tell listeners about every change. It has no `vscode` import: the extension, the plain
+// Node tests and the benchmark all drive this same class.
+import { assertLinux, FreezeError, GuardError } from './errors';
+import { ChildrenSource, defaultChildrenSource, identityKey, ProcessIdentity, selfAndAncestors } from './processTree';
+import { continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
+import { judgeSwapBuild, SwapBuildVerdict, UNSAFE_BUILD_WAY_OUT } from './swapBuild';
+import { findVms, readVm, VmSnapshot } from './vms';
+
+export interface GuardSettings {
+  /** Executable or argv[0] basenames that identify crosvm. */
+  readonly processNames: readonly string[];
+  /** Glob patterns (`*`, `?`) of device labels never to stop, e.g. `swap monitor`. */
+  readonly excludeLabels: readonly string[];
+  /** Deadline for every thread of every target to be confirmed stopped. */
+  readonly stopTimeoutMs: number;
+  /** Also stop processes a debugger is attached to. */
+  readonly includeTracedProcesses: boolean;
+  /** The user vouches that crosvm was built with the `swap` feature. */
+  readonly assumeSwapBuild: boolean;
+  /** Re-scans for processes forked while freezing before giving up. */
+  readonly maxRounds: number;
+  readonly childrenSource: ChildrenSource;
+}
+
+export const DEFAULT_SETTINGS: GuardSettings = {
+  processNames: ['crosvm'],
+  excludeLabels: [],
+  stopTimeoutMs: 2000,
+  includeTracedProcesses: false,
+  assumeSwapBuild: false,
+  maxRounds: 5,
+  childrenSource: 'children-files',
+};
+
+/** Which VM: its main pid, and its start time when the caller has seen it before. */
+export interface VmRef {
+  readonly pid: number;
+  readonly startTime?: number;
+}
+
+export interface FreezeRequest {
+  /** `devices` (default): the device processes; `vm`: the main process (vCPUs) as well. */
+  readonly scope?: FreezeScope;
+  /**
+   * Freeze with signals even when the build is not proven to tolerate stopped children.
+   * This shuts down a crosvm built without the swap feature; for tests and the brave.
+   */
+  readonly allowUnsafeSignals?: boolean;
+}
+
+export interface VmIdentity extends ProcessIdentity {
+  readonly name: string;
+}
+
+export interface FreezeReport {
+  readonly vm: VmIdentity;
+  readonly scope: FreezeScope;
+  /** Stopped by this call. */
+  readonly frozen: readonly FrozenProcess[];
+  /** Left alone by this call, each with its reason. */
+  readonly skipped: readonly SkippedProcess[];
+  readonly swapBuild: SwapBuildVerdict;
+  readonly rounds: number;
+  readonly elapsedMs: number;
+}
+
+export interface ResumeReport {
+  readonly resumed: readonly FrozenProcess[];
+  /** Exited while frozen, or their pid now belongs to another process: not signalled. */
+  readonly gone: readonly FrozenProcess[];
+  readonly elapsedMs: number;
+}
+
+/** What the guard holds frozen for one VM. */
+export interface FrozenVm {
+  readonly vm: VmIdentity;
+  readonly scope: FreezeScope;
+  /** Date.now() of the first freeze. */
+  readonly since: number;
+  readonly processes: readonly FrozenProcess[];
+  readonly skipped: readonly SkippedProcess[];
+}
+
+export type GuardEvent =
+  | { readonly type: 'freezing'; readonly vmPid: number }
+  | { readonly type: 'frozen'; readonly report: FreezeReport }
+  | { readonly type: 'freeze-failed'; readonly vmPid: number; readonly error: Error }
+  | { readonly type: 'resumed'; readonly report: ResumeReport };
+
+export interface Disposable {
+  dispose(): void;
+}
+
+/** Compiles label globs (`*` any run, `?` one character) into one full-match test. */
+export function labelMatcher(patterns: readonly string[]): (label: string) => boolean {
+  if (patterns.length === 0) return () => false;
+  const alternatives = patterns.map((glob) =>
+    glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.'),
+  );
+  const regex = new RegExp(`^(?:${alternatives.join('|')})$`);
+  return (label) => regex.test(label);
+}
+
+export class CrosvmGuard {
+  private settings: GuardSettings;
+  private isExcludedLabel: (label: string) => boolean;
+  private readonly frozen = new Map<number, FrozenVm>();
+  private readonly listeners = new Set<(event: GuardEvent) => void>();
+  /** Freeze and resume run one at a time, in call order. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(settings: Partial<GuardSettings> = {}) {
+    this.settings = { ...DEFAULT_SETTINGS, childrenSource: defaultChildrenSource(), ...settings };
+    this.isExcludedLabel = labelMatcher(this.settings.excludeLabels);
+  }
+
+  updateSettings(settings: Partial<GuardSettings>): void {
+    this.settings = { ...this.settings, ...settings };
+    this.isExcludedLabel = labelMatcher(this.settings.excludeLabels);
+  }
+
+  get currentSettings(): GuardSettings {
+    return this.settings;
+  }
+
+  onDidChangeState(listener: (event: GuardEvent) => void): Disposable {
+    this.listeners.add(listener);
+    return { dispose: () => this.listeners.delete(listener) };
+  }
+
+  /** Every crosvm VM on the host, with its device processes. */
+  listVms(): VmSnapshot[] {
+    assertLinux();
+    return findVms(this.settings.processNames, this.settings.childrenSource);
+  }
+
+  /** Reads one VM, proving it is crosvm (and the same process, when a start time is given). */
+  inspectVm(ref: VmRef): VmSnapshot {
+    assertLinux();
+    return readVm(ref.pid, this.settings.processNames, this.settings.childrenSource, ref.startTime);
+  }
+
+  swapBuildOf(vm: VmSnapshot): SwapBuildVerdict {
+    return judgeSwapBuild(vm, this.settings.assumeSwapBuild);
+  }
+
+  /** The VMs this guard holds frozen now. */
+  get frozenVms(): FrozenVm[] {
+    return [...this.frozen.values()];
+  }
+
+  frozenVm(pid: number): FrozenVm | undefined {
+    return this.frozen.get(pid);
+  }
+
+  freeze(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
+    return this.serialise(() => this.freezeNow(ref, request));
+  }
+
+  /** Resumes one VM, or every VM this guard froze when `ref` is omitted. */
+  resume(ref?: VmRef): Promise<ResumeReport> {
+    return this.serialise(async () => this.resumeNow(ref));
+  }
+
+  /** Resumes everything; what an extension's deactivate() awaits. */
+  dispose(): Promise<ResumeReport> {
+    this.listeners.clear();
+    return this.resume();
+  }
+
+  private serialise<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(work, work);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private emit(event: GuardEvent): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's bug must not break freezing or, worse, resuming.
+      }
+    }
+  }
+
+  private async freezeNow(ref: VmRef, request: FreezeRequest): Promise<FreezeReport> {
+    const started = performance.now();
+    this.emit({ type: 'freezing', vmPid: ref.pid });
+    try {
+      const earlier = this.frozen.get(ref.pid);
+      const vm = this.inspectVm({ pid: ref.pid, startTime: ref.startTime ?? earlier?.vm.startTime });
+      const swapBuild = this.swapBuildOf(vm);
+      if (swapBuild.tolerant !== true && !request.allowUnsafeSignals) {
+        throw new GuardError(
+          'unsafe-build',
+          `Not freezing crosvm VM ${vm.main.pid}: ${swapBuild.evidence}. Stopping its device processes would make crosvm shut the VM down. ${UNSAFE_BUILD_WAY_OUT}`,
+        );
+      }
+      const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
+      const alreadyFrozen = new Map((earlier?.processes ?? []).map((p) => [identityKey(p), p]));
+      const alreadySkipped = new Map((earlier?.skipped ?? []).map((p) => [identityKey(p), p]));
+      let result;
+      try {
+        result = await stopTree(vm.main, vm.devices, {
+          scope,
+          isExcludedLabel: this.isExcludedLabel,
+          includeTraced: this.settings.includeTracedProcesses,
+          stopTimeoutMs: this.settings.stopTimeoutMs,
+          maxRounds: this.settings.maxRounds,
+          childrenSource: this.settings.childrenSource,
+          protectedPids: selfAndAncestors(),
+          alreadyFrozen,
+          alreadySkipped,
+        });
+      } catch (error) {
+        if (error instanceof StopTreeFailure) {
+          throw new FreezeError(vm.main.pid, error.failures, error.resumed.map((p) => p.pid));
+        }
+        throw error;
+      }
+      const identity: VmIdentity = { pid: vm.main.pid, startTime: vm.main.startTime, name: vm.name };
+      if (result.stopped.length > 0 || earlier) {
+        this.frozen.set(vm.main.pid, {
+          vm: identity,
+          scope,
+          since: earlier?.since ?? Date.now(),
+          processes: [...(earlier?.processes ?? []), ...result.stopped],
+          skipped: [...(earlier?.skipped ?? []), ...result.skipped],
+        });
+      }
+      const report: FreezeReport = {
+        vm: identity,
+        scope,
+        frozen: result.stopped,
+        skipped: result.skipped,
+        swapBuild,
+        rounds: result.rounds,
+        elapsedMs: performance.now() - started,
+      };
+      this.emit({ type: 'frozen', report });
+      return report;
+    } catch (error) {
+      this.emit({ type: 'freeze-failed', vmPid: ref.pid, error: error as Error });
+      throw error;
+    }
+  }
+
+  private resumeNow(ref?: VmRef): ResumeReport {
+    const started = performance.now();
+    const vms = ref ? [this.frozen.get(ref.pid)].filter((v): v is FrozenVm => v !== undefined) : [...this.frozen.values()];
+    const resumed: FrozenProcess[] = [];
+    const gone: FrozenProcess[] = [];
+    for (const vm of vms) {
+      const result = continueProcesses(vm.processes);
+      resumed.push(...result.resumed);
+      gone.push(...result.gone);
+      this.frozen.delete(vm.vm.pid);
+    }
+    const report: ResumeReport = { resumed, gone, elapsedMs: performance.now() - started };
+    if (vms.length > 0) this.emit({ type: 'resumed', report });
+    return report;
+  }
+}

@@ -1,0 +1,185 @@
+// Reading and parsing /proc. Parsers are pure functions over the text the kernel gives, so
+// they are unit-tested on hostile samples; readers return `undefined` when a process or
+// thread is gone, because in a live process tree that is an ordinary event, not an error.
+import * as fs from 'node:fs';
+
+export const PROC_ROOT = '/proc';
+
+/** One-letter scheduler state from /proc/<pid>/stat (see proc(5)). */
+export type TaskState = string;
+
+/** The fields of /proc/<pid>/stat that the guard needs. */
+export interface StatFields {
+  readonly pid: number;
+  /** `comm`: the thread name, which crosvm sets to the device's debug label. */
+  readonly comm: string;
+  readonly state: TaskState;
+  readonly ppid: number;
+  readonly threads: number;
+  /** Field 22, clock ticks after boot: with the pid, the identity of a process. */
+  readonly startTime: number;
+}
+
+export interface StatusFields {
+  readonly uid: { real: number; effective: number; saved: number };
+  readonly tracerPid: number;
+}
+
+/**
+ * Parses a /proc/<pid>/stat line. `comm` sits between the first `(` and the *last* `)`:
+ * a label such as `weird) dev` contains `)`, and a parser that stops at the first one (as
+ * crosvm's does) reads the wrong fields.
+ */
+export function parseStat(text: string): StatFields | undefined {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 1 || close < open) return undefined;
+  const pid = Number(text.slice(0, open).trim());
+  const rest = text.slice(close + 1).trim().split(' ');
+  // rest[0] is field 3 (state); field N is rest[N - 3].
+  if (rest.length < 20 || !Number.isSafeInteger(pid)) return undefined;
+  const state = rest[0];
+  const ppid = Number(rest[1]);
+  const threads = Number(rest[17]);
+  const startTime = Number(rest[19]);
+  if (state.length !== 1 || ![ppid, threads, startTime].every(Number.isSafeInteger)) return undefined;
+  return { pid, comm: text.slice(open + 1, close), state, ppid, threads, startTime };
+}
+
+/** Parses the two lines of /proc/<pid>/status the guard needs: `Uid:` and `TracerPid:`. */
+export function parseStatus(text: string): StatusFields | undefined {
+  const uidLine = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(text);
+  const tracerLine = /^TracerPid:\s+(\d+)/m.exec(text);
+  if (!uidLine || !tracerLine) return undefined;
+  return {
+    uid: { real: Number(uidLine[1]), effective: Number(uidLine[2]), saved: Number(uidLine[3]) },
+    tracerPid: Number(tracerLine[1]),
+  };
+}
+
+/** Parses a `children` file: pids separated by spaces. */
+export function parseChildren(text: string): number[] {
+  const pids: number[] = [];
+  for (const word of text.split(/\s+/)) {
+    if (word === '') continue;
+    const pid = Number(word);
+    if (Number.isSafeInteger(pid) && pid > 0) pids.push(pid);
+  }
+  return pids;
+}
+
+/** Parses /proc/<pid>/cmdline: NUL-separated arguments, usually NUL-terminated. */
+export function parseCmdline(text: string): string[] {
+  const args = text.split('\0');
+  if (args.length > 0 && args[args.length - 1] === '') args.pop();
+  return args;
+}
+
+export function isStoppedState(state: TaskState): boolean {
+  // `T`: stopped by a signal; `t`: stopped by a tracer (a debugger holds it). crosvm counts
+  // only `T`, so a process held by gdb would make its freeze time out.
+  return state === 'T' || state === 't';
+}
+
+const readBuffer = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * Reads a small /proc file with one open/read/close and a shared buffer: this runs hundreds
+ * of times per freeze, and `fs.readFileSync` costs an extra fstat and allocation each time.
+ * Returns undefined when the file is gone (the process or thread exited).
+ */
+export function readProcFile(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch (error) {
+    if (isGone(error)) return undefined;
+    throw error;
+  }
+  try {
+    let text = '';
+    for (;;) {
+      let count: number;
+      try {
+        count = fs.readSync(fd, readBuffer, 0, readBuffer.length, null);
+      } catch (error) {
+        if (isGone(error)) return undefined;
+        throw error;
+      }
+      if (count === 0) return text;
+      text += readBuffer.toString('latin1', 0, count);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** ENOENT: the /proc entry vanished; ESRCH: reading from a process that just exited. */
+export function isGone(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ESRCH';
+}
+
+export function readStat(pid: number, tid?: number): StatFields | undefined {
+  const path = tid === undefined ? `${PROC_ROOT}/${pid}/stat` : `${PROC_ROOT}/${pid}/task/${tid}/stat`;
+  const text = readProcFile(path);
+  return text === undefined ? undefined : parseStat(text);
+}
+
+export function readStatus(pid: number): StatusFields | undefined {
+  const text = readProcFile(`${PROC_ROOT}/${pid}/status`);
+  return text === undefined ? undefined : parseStatus(text);
+}
+
+export function readCmdline(pid: number): string[] | undefined {
+  const text = readProcFile(`${PROC_ROOT}/${pid}/cmdline`);
+  return text === undefined ? undefined : parseCmdline(text);
+}
+
+/** The target of /proc/<pid>/exe, or undefined when it is gone or not ours to read. */
+export function readExe(pid: number): string | undefined {
+  try {
+    return fs.readlinkSync(`${PROC_ROOT}/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Thread ids of a process; empty when the process is gone. */
+export function listThreads(pid: number): number[] {
+  try {
+    return fs.readdirSync(`${PROC_ROOT}/${pid}/task`).map(Number);
+  } catch (error) {
+    if (isGone(error)) return [];
+    throw error;
+  }
+}
+
+/** Every pid on the host. */
+export function listPids(): number[] {
+  const pids: number[] = [];
+  for (const name of fs.readdirSync(PROC_ROOT)) {
+    const pid = Number(name);
+    if (Number.isSafeInteger(pid) && pid > 0) pids.push(pid);
+  }
+  return pids;
+}
+
+/** `/proc/<pid>/task/<tid>/children` exists only with CONFIG_PROC_CHILDREN; checked once. */
+let childrenFilesExist: boolean | undefined;
+export function kernelHasChildrenFiles(): boolean {
+  if (childrenFilesExist === undefined) {
+    childrenFilesExist = fs.existsSync(`${PROC_ROOT}/self/task/${process.pid}/children`);
+  }
+  return childrenFilesExist;
+}
+
+/** USER_HZ: the unit of `stat` times; 100 on every Linux architecture's user ABI. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Wall-clock time of a process start, from its `stat` start time and the boot time in /proc/stat. */
+export function startTimeToDate(startTime: number): Date | undefined {
+  const btime = /^btime\s+(\d+)/m.exec(readProcFile(`${PROC_ROOT}/stat`) ?? '');
+  if (!btime) return undefined;
+  return new Date((Number(btime[1]) + startTime / CLOCK_TICKS_PER_SECOND) * 1000);
+}

@@ -1,0 +1,252 @@
+// Stopping a crosvm process tree with SIGSTOP, proving it stopped, and resuming it: crosvm's
+// ProcessesGuard algorithm, without its weak points (see README, "Design").
+import { describeBlockingState, describeSignalError, StopFailure } from './errors';
+import { isStoppedState, listThreads, readStat } from './procfs';
+import {
+  ChildrenSource,
+  descendantPids,
+  identityKey,
+  ProcessIdentity,
+  ProcessSnapshot,
+  readSnapshot,
+} from './processTree';
+
+export type FreezeScope = 'devices' | 'vm';
+
+/** A process this engine stopped, remembered by identity so resume never hits a stranger. */
+export interface FrozenProcess extends ProcessIdentity {
+  readonly label: string;
+  readonly ppid: number;
+}
+
+export type SkipReason = 'zombie' | 'already-stopped' | 'traced' | 'excluded' | 'self' | 'init';
+
+export interface SkippedProcess {
+  readonly pid: number;
+  readonly startTime: number;
+  readonly label: string;
+  readonly reason: SkipReason;
+  readonly detail: string;
+}
+
+export interface StopTreeOptions {
+  readonly scope: FreezeScope;
+  readonly isExcludedLabel: (label: string) => boolean;
+  readonly includeTraced: boolean;
+  /** One deadline for confirming every thread of every target stopped. */
+  readonly stopTimeoutMs: number;
+  /** Re-scans after stopping, to catch processes forked meanwhile. */
+  readonly maxRounds: number;
+  readonly childrenSource: ChildrenSource;
+  /** Never signalled: this process and its ancestors. */
+  readonly protectedPids: ReadonlySet<number>;
+  /** Processes an earlier call already stopped: neither new targets nor "already stopped". */
+  readonly alreadyFrozen: ReadonlyMap<string, FrozenProcess>;
+  /** Processes an earlier call found stopped by someone else. */
+  readonly alreadySkipped: ReadonlyMap<string, SkippedProcess>;
+  /** Write-ahead: told what is about to be stopped, before the first signal is sent. */
+  readonly beforeStop?: (targets: readonly FrozenProcess[]) => void;
+}
+
+export interface StopTreeResult {
+  readonly stopped: FrozenProcess[];
+  readonly skipped: SkippedProcess[];
+  readonly rounds: number;
+}
+
+/** Thrown by stopTree after it has resumed everything it stopped. */
+export class StopTreeFailure extends Error {
+  constructor(
+    readonly failures: StopFailure[],
+    readonly resumed: FrozenProcess[],
+  ) {
+    super('stop failed');
+  }
+}
+
+function classify(p: ProcessSnapshot, options: StopTreeOptions): Omit<SkippedProcess, 'pid' | 'startTime' | 'label'> | undefined {
+  if (p.pid <= 1) return { reason: 'init', detail: 'pid 1 and the kernel are never stopped' };
+  if (options.protectedPids.has(p.pid)) {
+    return { reason: 'self', detail: 'it is this extension or one of its ancestors' };
+  }
+  if (p.state === 'Z' || p.state === 'X') return { reason: 'zombie', detail: 'it has exited and waits to be reaped' };
+  if (options.isExcludedLabel(p.label)) return { reason: 'excluded', detail: 'its label matches crosvmGuard.excludeLabels' };
+  if (p.tracerPid !== 0 && !options.includeTraced) {
+    return { reason: 'traced', detail: `a debugger (pid ${p.tracerPid}) is attached; it owns this process` };
+  }
+  if (isStoppedState(p.state)) {
+    return { reason: 'already-stopped', detail: 'it was stopped before the freeze and will stay stopped after resume' };
+  }
+  return undefined;
+}
+
+const pause = (ms: number) => new Promise<void>((resolve) => (ms <= 0 ? setImmediate(resolve) : setTimeout(resolve, ms)));
+
+interface PendingTarget {
+  readonly process: FrozenProcess;
+  /** Threads not yet seen stopped. */
+  unconfirmed: number[];
+  /** Once every listed thread stopped, the thread list is read once more for late threads. */
+  relisted: boolean;
+}
+
+/**
+ * Waits until every thread of every target is stopped (`T`, or `t` under a tracer), polling
+ * all targets together against one deadline. The first polls yield only to the event loop
+ * (a freeze of 64 devices normally completes within a millisecond); later ones back off.
+ */
+export async function confirmStopped(targets: readonly FrozenProcess[], deadline: number, timeoutMs: number): Promise<StopFailure[]> {
+  let pending: PendingTarget[] = targets.map((process) => ({ process, unconfirmed: listThreads(process.pid), relisted: false }));
+  const failures: StopFailure[] = [];
+  for (let poll = 0; ; poll++) {
+    const still: PendingTarget[] = [];
+    for (const target of pending) {
+      const { pid, label } = target.process;
+      let blocking: string | undefined;
+      target.unconfirmed = target.unconfirmed.filter((tid) => {
+        const stat = readStat(pid, tid);
+        // A vanished thread has exited; Z/X threads are exiting: neither can write memory.
+        if (!stat || isStoppedState(stat.state) || stat.state === 'Z' || stat.state === 'X') return false;
+        blocking ??= stat.state;
+        return true;
+      });
+      if (target.unconfirmed.length === 0 && !target.relisted) {
+        // A thread created between listing and the stop taking effect is not listed yet.
+        target.relisted = true;
+        target.unconfirmed = listThreads(pid);
+        if (target.unconfirmed.length === 0) {
+          failures.push({ pid, label, reason: 'it exited while being stopped' });
+          continue;
+        }
+        still.push(target);
+        continue;
+      }
+      if (target.unconfirmed.length === 0) continue;
+      if (readStat(pid)?.startTime !== target.process.startTime) {
+        failures.push({ pid, label, reason: 'it exited while being stopped' });
+        continue;
+      }
+      if (performance.now() >= deadline) {
+        failures.push({
+          pid,
+          label,
+          reason: `it did not stop within ${timeoutMs} ms: thread ${target.unconfirmed[0]} is ${describeBlockingState(blocking ?? '?')}`,
+        });
+        continue;
+      }
+      still.push(target);
+    }
+    pending = still;
+    if (pending.length === 0) return failures;
+    await pause(poll < 20 ? 0 : Math.min(10, poll - 19));
+  }
+}
+
+/** SIGCONT for each process that is still the one we stopped; returns those resumed. */
+export function continueProcesses(processes: readonly FrozenProcess[]): {
+  resumed: FrozenProcess[];
+  gone: FrozenProcess[];
+} {
+  const resumed: FrozenProcess[] = [];
+  const gone: FrozenProcess[] = [];
+  // Children first, so a parent that resumes finds its children running again.
+  for (const p of [...processes].reverse()) {
+    const stat = readStat(p.pid);
+    if (!stat || stat.startTime !== p.startTime) {
+      // Exited, or the pid now names another process: that one we never stopped.
+      gone.push(p);
+      continue;
+    }
+    try {
+      process.kill(p.pid, 'SIGCONT');
+      resumed.push(p);
+    } catch {
+      gone.push(p);
+    }
+  }
+  return { resumed, gone };
+}
+
+/**
+ * Stops `root`'s tree (its descendants, and itself for scope `vm`) and returns once every
+ * thread of every target is confirmed stopped and a re-scan finds nothing new. All or
+ * nothing: on any failure it resumes what this call stopped and throws StopTreeFailure.
+ */
+export async function stopTree(
+  root: ProcessSnapshot,
+  knownDevices: readonly ProcessSnapshot[],
+  options: StopTreeOptions,
+): Promise<StopTreeResult> {
+  const deadline = performance.now() + options.stopTimeoutMs;
+  const stopped: FrozenProcess[] = [];
+  const skipped: SkippedProcess[] = [];
+  const handled = new Set<string>([...options.alreadyFrozen.keys(), ...options.alreadySkipped.keys()]);
+  const handledPids = new Set<number>([...options.alreadyFrozen.values(), ...options.alreadySkipped.values()].map((p) => p.pid));
+  const rollback = (failures: StopFailure[]): never => {
+    const { resumed } = continueProcesses(stopped);
+    throw new StopTreeFailure(failures, resumed);
+  };
+
+  // Round 1 uses the tree the caller has just read; later rounds re-scan for new forks.
+  let snapshots: ProcessSnapshot[] | undefined = options.scope === 'vm' ? [root, ...knownDevices] : [...knownDevices];
+  for (let round = 1; ; round++) {
+    if (!snapshots) {
+      snapshots = [];
+      for (const pid of descendantPids(root.pid, options.childrenSource)) {
+        if (handledPids.has(pid)) continue;
+        const snapshot = readSnapshot(pid);
+        if (snapshot) snapshots.push(snapshot);
+      }
+    }
+    const targets: FrozenProcess[] = [];
+    for (const p of snapshots) {
+      const key = identityKey(p);
+      if (handled.has(key)) continue;
+      handled.add(key);
+      handledPids.add(p.pid);
+      const skip = classify(p, options);
+      if (skip) skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
+      else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
+    }
+    snapshots = undefined;
+    if (targets.length === 0) return { stopped, skipped, rounds: round };
+    if (round > options.maxRounds) {
+      return rollback(
+        targets.map(({ pid, label }) => ({
+          pid,
+          label,
+          reason: `new processes kept being forked while freezing (${options.maxRounds} rounds); try again`,
+        })),
+      );
+    }
+
+    // Ask the kernel first (signal 0) whether we may signal every target: a permission
+    // problem should stop nothing at all rather than stop and resume half the tree.
+    const refused: StopFailure[] = [];
+    for (const t of targets) {
+      try {
+        process.kill(t.pid, 0);
+      } catch (error) {
+        const snapshot = readSnapshot(t.pid);
+        refused.push({ pid: t.pid, label: t.label, reason: describeSignalError(error, snapshot ?? { uid: -1 }) });
+      }
+    }
+    if (refused.length > 0) return rollback(refused);
+
+    options.beforeStop?.(targets);
+    const failures: StopFailure[] = [];
+    for (const t of targets) {
+      // The identity was read moments ago; a pid is reused only after its process was
+      // reaped, and a stopped process's parent is crosvm, which reaps only exited ones.
+      try {
+        process.kill(t.pid, 'SIGSTOP');
+        stopped.push(t);
+      } catch (error) {
+        failures.push({ pid: t.pid, label: t.label, reason: describeSignalError(error, readSnapshot(t.pid) ?? { uid: -1 }) });
+      }
+    }
+    if (failures.length > 0) return rollback(failures);
+    const unconfirmed = await confirmStopped(targets, deadline, options.stopTimeoutMs);
+    if (unconfirmed.length > 0) return rollback(unconfirmed);
+  }
+}

@@ -1,0 +1,127 @@
+// Finding crosvm VMs. A VM is a process whose executable or argv[0] is named like crosvm
+// and whose ancestors are not: device processes are fork()ed from crosvm and keep its
+// executable and command line, so without the ancestor rule every device would be a "VM".
+import * as path from 'node:path';
+import { GuardError } from './errors';
+import { listPids, readCmdline, readExe, readStat } from './procfs';
+import { ChildrenSource, descendantPids, ProcessSnapshot, readSnapshot } from './processTree';
+
+export interface VmSnapshot {
+  readonly main: ProcessSnapshot;
+  readonly cmdline: readonly string[];
+  /** Target of /proc/<pid>/exe; undefined when we may not read it (another user's process). */
+  readonly exe: string | undefined;
+  /** A short name for lists: `crosvm run vm_rootfs.img`. */
+  readonly name: string;
+  /** Every descendant (the device processes), parents before children. */
+  readonly devices: readonly ProcessSnapshot[];
+}
+
+/** Basename of an executable path, without the ` (deleted)` the kernel adds after a rebuild. */
+export function executableName(file: string): string {
+  return path.basename(file.replace(/ \(deleted\)$/, ''));
+}
+
+export function matchesProcessNames(names: readonly string[], exe: string | undefined, argv0: string | undefined): boolean {
+  return (
+    (exe !== undefined && names.includes(executableName(exe))) || (argv0 !== undefined && names.includes(executableName(argv0)))
+  );
+}
+
+/** `crosvm run bzImage`: the subcommand and the last argument that is not an option. */
+export function shortVmName(cmdline: readonly string[]): string {
+  const program = cmdline.length > 0 ? executableName(cmdline[0]) : 'crosvm';
+  const subcommand = cmdline.find((arg, i) => i > 0 && !arg.startsWith('-'));
+  const args = cmdline.slice(1);
+  let image: string | undefined;
+  for (let i = args.length - 1; i >= 0; i--) {
+    const arg = args[i];
+    const previous = args[i - 1];
+    // The value of an option (`--mem 1024`) is no image; a bare word after a bare word is.
+    if (!arg.startsWith('-') && (previous === undefined || !previous.startsWith('-') || previous.includes('='))) {
+      image = arg;
+      break;
+    }
+  }
+  const parts = [program];
+  if (subcommand) parts.push(subcommand);
+  if (image && image !== subcommand) parts.push(path.basename(image));
+  return parts.join(' ');
+}
+
+function isCrosvmProcess(pid: number, names: readonly string[]): boolean {
+  return matchesProcessNames(names, readExe(pid), readCmdline(pid)?.[0]);
+}
+
+/**
+ * Reads VM `pid` and proves it is one: named like crosvm, not a device of another crosvm,
+ * and, when `expectedStartTime` is given, the very process the caller saw before.
+ */
+export function readVm(
+  pid: number,
+  names: readonly string[],
+  source: ChildrenSource,
+  expectedStartTime?: number,
+): VmSnapshot {
+  if (!Number.isSafeInteger(pid) || pid <= 1) {
+    throw new GuardError('invalid-argument', `${String(pid)} is not a process id of a crosvm VM.`);
+  }
+  const main = readSnapshot(pid);
+  if (!main) throw new GuardError('vm-gone', `No process ${pid} is running: the crosvm VM has exited.`);
+  if (expectedStartTime !== undefined && main.startTime !== expectedStartTime) {
+    throw new GuardError('vm-gone', `crosvm VM ${pid} has exited; pid ${pid} now belongs to another process (${main.label}).`);
+  }
+  const exe = readExe(pid);
+  const cmdline = readCmdline(pid) ?? [];
+  if (!matchesProcessNames(names, exe, cmdline[0])) {
+    throw new GuardError(
+      'not-crosvm',
+      `Process ${pid} (${main.label}) is not crosvm: neither its executable nor argv[0] is named ${names.join(' or ')} (setting crosvmGuard.processNames).`,
+    );
+  }
+  for (let ancestor = main.ppid, hops = 0; ancestor > 1 && hops < 4096; hops++) {
+    if (isCrosvmProcess(ancestor, names)) {
+      throw new GuardError(
+        'not-crosvm',
+        `Process ${pid} (${main.label}) is a device process of crosvm VM ${ancestor}, not a VM: freeze VM ${ancestor} instead.`,
+      );
+    }
+    ancestor = readStat(ancestor)?.ppid ?? 0;
+  }
+  const devices: ProcessSnapshot[] = [];
+  for (const child of descendantPids(pid, source)) {
+    const snapshot = readSnapshot(child);
+    if (snapshot) devices.push(snapshot);
+  }
+  return { main, cmdline, exe, name: shortVmName(cmdline), devices };
+}
+
+/** Every crosvm VM on the host, oldest first. */
+export function findVms(names: readonly string[], source: ChildrenSource): VmSnapshot[] {
+  const candidates = new Map<number, number>(); // crosvm-named pid → its ppid
+  for (const pid of listPids()) {
+    const stat = readStat(pid);
+    if (stat && stat.state !== 'Z' && isCrosvmProcess(pid, names)) candidates.set(pid, stat.ppid);
+  }
+  const vms: VmSnapshot[] = [];
+  for (const [pid] of candidates) {
+    // A candidate with a crosvm-named ancestor is a device process: walk up the candidates'
+    // own ppids first (cheap), then the rest of the chain.
+    let ancestor = candidates.get(pid) ?? 0;
+    let isDevice = false;
+    for (let hops = 0; ancestor > 1 && hops < 4096; hops++) {
+      if (candidates.has(ancestor)) {
+        isDevice = true;
+        break;
+      }
+      ancestor = readStat(ancestor)?.ppid ?? 0;
+    }
+    if (isDevice) continue;
+    try {
+      vms.push(readVm(pid, names, source));
+    } catch {
+      // It exited while we looked: not a VM any more.
+    }
+  }
+  return vms.sort((a, b) => a.main.startTime - b.main.startTime || a.main.pid - b.main.pid);
+}

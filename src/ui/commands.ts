@@ -1,0 +1,215 @@
+// Command handlers: resolve which VM is meant (argument, tree item, or ask), call the
+// controller, and turn errors into notifications with a way forward. Every handler returns
+// its result so tests and other extensions can script it.
+import * as vscode from 'vscode';
+import treeKill from 'tree-kill';
+import { FreezeReport, FreezeScope, GuardError, startTimeToDate, VmRef } from '../guard';
+import { Commands } from './contributions';
+import { GuardController, VmView } from './controller';
+import { ProcessNode, VmNode } from './processTree';
+import { SETTINGS_SECTION } from '../common/settings';
+
+/** A command's argument: a pid, a tree item, or `{ pid, startTime? }`; undefined means "ask". */
+export function vmRefFromArgument(arg: unknown): VmRef | undefined {
+  if (arg === undefined || arg === null) return undefined;
+  if (typeof arg === 'number') return { pid: arg };
+  if (arg instanceof VmNode) return { pid: arg.view.snapshot.main.pid, startTime: arg.view.snapshot.main.startTime };
+  if (arg instanceof ProcessNode) return { pid: arg.vm.snapshot.main.pid, startTime: arg.vm.snapshot.main.startTime };
+  if (typeof arg === 'object' && typeof (arg as VmRef).pid === 'number') {
+    const { pid, startTime } = arg as VmRef;
+    return typeof startTime === 'number' ? { pid, startTime } : { pid };
+  }
+  throw new GuardError('invalid-argument', `Expected a crosvm VM's pid or a tree item, got ${JSON.stringify(arg)}.`);
+}
+
+const refOf = (vm: VmView): VmRef => ({ pid: vm.snapshot.main.pid, startTime: vm.snapshot.main.startTime });
+
+export class CommandHandlers {
+  constructor(
+    private readonly controller: GuardController,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
+
+  register(): vscode.Disposable[] {
+    const r = vscode.commands.registerCommand;
+    return [
+      r(Commands.Freeze, (arg?: unknown) => this.freeze(arg, 'devices')),
+      r(Commands.FreezeVm, (arg?: unknown) => this.freeze(arg, 'vm')),
+      r(Commands.Resume, (arg?: unknown) => this.resume(arg)),
+      r(Commands.Toggle, () => this.toggle()),
+      r(Commands.Refresh, () => this.controller.refresh().length),
+      r(Commands.CopyPid, (node?: VmNode | ProcessNode) => this.copyPid(node)),
+      r(Commands.ShowDetails, (node?: VmNode | ProcessNode) => this.showDetails(node)),
+      r(Commands.KillVm, (arg?: unknown) => this.killVm(arg)),
+      r(Commands.ShowLog, () => this.log.show()),
+    ];
+  }
+
+  /** Freezes one VM, or the VM(s) the user picks; returns the report(s), undefined if none. */
+  async freeze(arg: unknown, scope: FreezeScope): Promise<FreezeReport | FreezeReport[] | undefined> {
+    let targets: VmRef[] | undefined;
+    try {
+      const ref = vmRefFromArgument(arg);
+      targets = ref ? [ref] : await this.pickVms(scope);
+    } catch (error) {
+      await this.showError(error);
+      return undefined;
+    }
+    if (!targets) return undefined;
+    const reports: FreezeReport[] = [];
+    try {
+      for (const target of targets) reports.push(await this.controller.freeze(target, { scope }));
+    } catch (error) {
+      // "All VMs" is one request: all or nothing across VMs as well.
+      for (const done of reports) await this.controller.resume(done.vm);
+      void this.showError(error, () => this.freeze(arg, scope));
+      return undefined;
+    }
+    const count = reports.reduce((sum, r) => sum + r.frozen.length, 0);
+    const ms = reports.reduce((sum, r) => sum + r.elapsedMs, 0);
+    vscode.window.setStatusBarMessage(`$(debug-pause) crosvm: froze ${count} processes in ${ms.toFixed(1)} ms`, 4000);
+    return reports.length === 1 ? reports[0] : reports;
+  }
+
+  /** Resumes one VM (argument) or everything this window froze; returns the pids resumed. */
+  async resume(arg?: unknown): Promise<number[]> {
+    try {
+      const report = await this.controller.resume(vmRefFromArgument(arg));
+      return report.resumed.map((p) => p.pid);
+    } catch (error) {
+      await this.showError(error);
+      return [];
+    }
+  }
+
+  async toggle(): Promise<FreezeReport | FreezeReport[] | number[] | undefined> {
+    return this.controller.isFrozen ? this.resume() : this.freeze(undefined, 'devices');
+  }
+
+  private async pickVms(scope: FreezeScope): Promise<VmRef[] | undefined> {
+    const vms = this.controller.refresh();
+    if (vms.length === 0) {
+      const refresh = 'Refresh';
+      const settings = 'Open Settings';
+      const choice = await vscode.window.showInformationMessage(
+        'No crosvm VM is running on this host. crosvm Guard looks for processes whose executable or argv[0] is named as in crosvmGuard.processNames.',
+        refresh,
+        settings,
+      );
+      if (choice === refresh) {
+        return this.controller.refresh().length > 0 ? this.pickVms(scope) : undefined;
+      }
+      if (choice === settings) void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.processNames`);
+      return undefined;
+    }
+    if (vms.length === 1) return [refOf(vms[0])];
+    type Item = vscode.QuickPickItem & { refs: VmRef[] };
+    const items: Item[] = vms.map((vm) => ({
+      label: `$(vm) ${vm.snapshot.name}`,
+      description: `pid ${vm.snapshot.main.pid}`,
+      detail: `${vm.snapshot.devices.length} device processes${vm.frozen ? ' · frozen' : ''}${vm.swapBuild.tolerant ? '' : ' · cannot be frozen with signals'}`,
+      refs: [refOf(vm)],
+    }));
+    items.push({ label: '$(layers) All VMs', description: `${vms.length} VMs`, refs: vms.map(refOf) });
+    const picked = await vscode.window.showQuickPick(items, {
+      title: scope === 'vm' ? 'Freeze entire crosvm VM (vCPUs too)' : 'Freeze crosvm devices',
+      placeHolder: 'Which crosvm VM?',
+      matchOnDescription: true,
+    });
+    return picked?.refs;
+  }
+
+  private async copyPid(node?: VmNode | ProcessNode): Promise<number | undefined> {
+    const pid = node instanceof VmNode ? node.view.snapshot.main.pid : node?.process.pid;
+    if (pid === undefined) return undefined;
+    await vscode.env.clipboard.writeText(String(pid));
+    return pid;
+  }
+
+  private async showDetails(node?: VmNode | ProcessNode): Promise<vscode.TextDocument | undefined> {
+    if (!node) return undefined;
+    const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: detailsMarkdown(node) });
+    await vscode.window.showTextDocument(doc, { preview: true });
+    return doc;
+  }
+
+  /** Kills a VM's whole tree with SIGKILL, after asking: a stopped process ignores SIGTERM. */
+  private async killVm(arg: unknown): Promise<boolean> {
+    try {
+      const ref = vmRefFromArgument(arg) ?? (await this.pickVms('vm'))?.[0];
+      if (!ref) return false;
+      const vm = this.controller.guard.inspectVm(ref);
+      const kill = 'Kill VM';
+      const choice = await vscode.window.showWarningMessage(
+        `Kill crosvm VM ${vm.main.pid} (${vm.name}) and its ${vm.devices.length} device processes?`,
+        { modal: true, detail: 'Every process of the VM gets SIGKILL. The guest is lost; unsaved guest state is gone.' },
+        kill,
+      );
+      if (choice !== kill) return false;
+      // Proven again right before the signal: the user may have waited at the dialog.
+      this.controller.guard.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime });
+      await new Promise<void>((resolve, reject) => treeKill(vm.main.pid, 'SIGKILL', (error) => (error ? reject(error) : resolve())));
+      this.log.info(`Killed VM ${vm.main.pid} (${vm.name}) and its ${vm.devices.length} device processes with SIGKILL.`);
+      await this.controller.resume(ref);
+      this.controller.refresh();
+      return true;
+    } catch (error) {
+      await this.showError(error);
+      return false;
+    }
+  }
+
+  /** A notification that says what happened and offers the next step. */
+  private async showError(error: unknown, retry?: () => unknown): Promise<void> {
+    const message = (error as Error).message ?? String(error);
+    const code = error instanceof GuardError ? error.code : undefined;
+    const actions: string[] = [];
+    if (code === 'freeze-failed' && retry) actions.push('Retry');
+    if (code === 'unsafe-build') actions.push('Open Settings');
+    if (code === 'vm-gone' || code === 'not-crosvm') actions.push('Refresh');
+    actions.push('Show Log');
+    const show = code === 'unsafe-build' ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
+    const choice = await show(message, ...actions);
+    if (choice === 'Retry') void retry?.();
+    else if (choice === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.assumeSwapBuild`);
+    else if (choice === 'Refresh') this.controller.refresh();
+    else if (choice === 'Show Log') this.log.show();
+  }
+}
+
+function detailsMarkdown(node: VmNode | ProcessNode): string {
+  const p = node instanceof VmNode ? node.view.snapshot.main : node.process;
+  const started = startTimeToDate(p.startTime);
+  const lines = [
+    `# ${node instanceof VmNode ? `crosvm VM ${p.pid}` : `${p.label} (pid ${p.pid})`}`,
+    '',
+    `| | |`,
+    `|---|---|`,
+    `| pid | ${p.pid} |`,
+    `| parent pid | ${p.ppid} |`,
+    `| label (comm) | \`${p.label}\` |`,
+    `| state | \`${p.state}\` |`,
+    `| uid | ${p.uid} |`,
+    `| threads | ${p.threads} |`,
+    `| start time | ${p.startTime} clock ticks after boot${started ? ` (${started.toISOString()})` : ''} |`,
+    `| debugger pid | ${p.tracerPid || 'none'} |`,
+  ];
+  if (node instanceof VmNode) {
+    const vm = node.view.snapshot;
+    lines.push(
+      `| executable | \`${vm.exe ?? 'not readable'}\` |`,
+      `| signals | ${node.view.swapBuild.tolerant ? 'safe' : 'unsafe'}: ${node.view.swapBuild.evidence} |`,
+      '',
+      '## Command line',
+      '',
+      '```shell',
+      vm.cmdline.join(' '),
+      '```',
+      '',
+      '## Device processes',
+      '',
+      ...vm.devices.map((d) => `- \`${d.label}\` pid ${d.pid}, parent ${d.ppid}, state \`${d.state}\`, uid ${d.uid}, ${d.threads} threads`),
+    );
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,34 @@
+// Reads the settings through VS Code and validates them (rules in common/settings.ts).
+import * as vscode from 'vscode';
+import { ExtensionSettings, SettingKeys, SETTINGS_SECTION, validateSettings } from '../common/settings';
+
+/**
+ * Settings that decide which processes get signalled. They are `machine` scoped in the
+ * manifest; reading only their user (machine) value here as well means no workspace,
+ * trusted or not, can point the extension at other processes, whatever the VS Code version.
+ */
+const TARGET_SETTINGS: ReadonlySet<keyof ExtensionSettings> = new Set([
+  'processNames',
+  'excludeLabels',
+  'includeTracedProcesses',
+  'assumeSwapBuild',
+] as const);
+
+export function readSettings(log: vscode.LogOutputChannel): ExtensionSettings {
+  const config = vscode.workspace.getConfiguration(SETTINGS_SECTION);
+  const raw: Partial<Record<keyof ExtensionSettings, unknown>> = {};
+  for (const [key, name] of Object.entries(SettingKeys) as [keyof ExtensionSettings, string][]) {
+    if (TARGET_SETTINGS.has(key)) {
+      const inspected = config.inspect(name);
+      raw[key] = inspected?.globalValue;
+      if (inspected?.workspaceValue !== undefined || inspected?.workspaceFolderValue !== undefined) {
+        log.warn(`Ignoring the workspace's value of ${SETTINGS_SECTION}.${name}: it chooses which processes get signalled, so only your user settings may set it.`);
+      }
+    } else {
+      raw[key] = config.get(name);
+    }
+  }
+  const { settings, warnings } = validateSettings(raw);
+  for (const warning of warnings) log.warn(warning);
+  return settings;
+}

@@ -1,0 +1,32 @@
+// Ids the manifest (package.json) and the code share, typed once here so a typo is a
+// compile error instead of a command that silently does nothing.
+
+export const enum Commands {
+  Freeze = 'crosvmGuard.freeze',
+  FreezeVm = 'crosvmGuard.freezeVm',
+  Resume = 'crosvmGuard.resume',
+  Toggle = 'crosvmGuard.toggle',
+  Refresh = 'crosvmGuard.refresh',
+  CopyPid = 'crosvmGuard.copyPid',
+  ShowDetails = 'crosvmGuard.showDetails',
+  KillVm = 'crosvmGuard.killVm',
+  ShowLog = 'crosvmGuard.showLog',
+}
+
+export const enum ContextKeys {
+  /** The host is Linux: everything else is hidden otherwise. */
+  Supported = 'crosvmGuard.supported',
+  /** At least one crosvm VM runs. */
+  VmRunning = 'crosvmGuard.vmRunning',
+  /** This window holds at least one VM frozen. */
+  Frozen = 'crosvmGuard.frozen',
+}
+
+export const enum Views {
+  Processes = 'crosvmGuard.processes',
+  /** The same tree inside Run and Debug, where a developer at a breakpoint already is. */
+  DebugProcesses = 'crosvmGuard.debugProcesses',
+}
+
+export const EXTENSION_ID = 'crosvm-guard.crosvm-guard';
+export const OUTPUT_CHANNEL_NAME = 'crosvm Guard';

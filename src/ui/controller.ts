@@ -1,0 +1,135 @@
+// The one place the VS Code layer keeps state: the engine, the last listing of VMs, and an
+// event that the status bar, the tree and the context keys follow. Logging of discovery,
+// freezes and resumes happens here so every path (command, API, status bar) is logged alike.
+import * as vscode from 'vscode';
+import {
+  CrosvmGuard,
+  FreezeReport,
+  FreezeRequest,
+  FrozenVm,
+  GuardEvent,
+  ResumeReport,
+  SwapBuildVerdict,
+  VmRef,
+  VmSnapshot,
+} from '../guard';
+import { engineSettings, ExtensionSettings } from '../common/settings';
+
+export interface VmView {
+  readonly snapshot: VmSnapshot;
+  readonly swapBuild: SwapBuildVerdict;
+  /** What this window holds frozen of this VM, if anything. */
+  readonly frozen: FrozenVm | undefined;
+}
+
+export class GuardController implements vscode.Disposable {
+  readonly guard: CrosvmGuard;
+  private views: VmView[] = [];
+  private lastDiscovery = '';
+  private readonly changed = new vscode.EventEmitter<void>();
+  private readonly stateChanged = new vscode.EventEmitter<GuardEvent>();
+  private readonly disposables: vscode.Disposable[] = [this.changed, this.stateChanged];
+  /** The listing or the frozen state changed. */
+  readonly onDidChange = this.changed.event;
+  /** The engine's own events, re-published for the API. */
+  readonly onDidChangeState = this.stateChanged.event;
+
+  constructor(
+    private readonly log: vscode.LogOutputChannel,
+    settings: ExtensionSettings,
+  ) {
+    this.guard = new CrosvmGuard(engineSettings(settings));
+    const subscription = this.guard.onDidChangeState((event) => {
+      this.stateChanged.fire(event);
+      if (event.type !== 'freezing') this.refresh();
+    });
+    this.disposables.push({ dispose: () => subscription.dispose() });
+  }
+
+  updateSettings(settings: ExtensionSettings): void {
+    this.guard.updateSettings(engineSettings(settings));
+    this.refresh();
+  }
+
+  get vms(): readonly VmView[] {
+    return this.views;
+  }
+
+  get frozenVms(): FrozenVm[] {
+    return this.guard.frozenVms;
+  }
+
+  get isFrozen(): boolean {
+    return this.guard.frozenVms.length > 0;
+  }
+
+  /** Re-reads /proc. Cheap (a few ms) but not free, so it runs on events, not in a loop. */
+  refresh(): readonly VmView[] {
+    let snapshots: VmSnapshot[];
+    try {
+      snapshots = this.guard.listVms();
+    } catch (error) {
+      this.log.error(`Listing crosvm VMs failed: ${(error as Error).message}`);
+      snapshots = [];
+    }
+    this.views = snapshots.map((snapshot) => ({
+      snapshot,
+      swapBuild: this.guard.swapBuildOf(snapshot),
+      frozen: this.guard.frozenVm(snapshot.main.pid),
+    }));
+    this.logDiscovery();
+    this.changed.fire();
+    return this.views;
+  }
+
+  private logDiscovery(): void {
+    const text = this.views
+      .map(
+        ({ snapshot: vm, swapBuild }) =>
+          `VM ${vm.main.pid} (${vm.name}), ${vm.devices.length} device processes [${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}]; signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}`,
+      )
+      .join('\n');
+    // The same listing every 2 s would drown the log: say it when it changes.
+    if (text === this.lastDiscovery) return;
+    this.lastDiscovery = text;
+    this.log.info(this.views.length === 0 ? 'Discovery: no crosvm VM is running.' : `Discovery:\n${text}`);
+  }
+
+  async freeze(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
+    try {
+      const report = await this.guard.freeze(ref, request);
+      const frozen = report.frozen.map((p) => `${p.label} ${p.pid}`).join(', ');
+      const skipped = report.skipped.map((s) => `${s.label} ${s.pid} (${s.detail})`).join(', ');
+      this.log.info(
+        `Froze VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}: ${report.frozen.length} processes in ${report.elapsedMs.toFixed(1)} ms [${frozen}]` +
+          (skipped ? `; skipped [${skipped}]` : '') +
+          `; ${report.swapBuild.evidence}`,
+      );
+      return report;
+    } catch (error) {
+      this.log.error(`Freezing VM ${ref.pid} failed: ${(error as Error).message}`);
+      throw error;
+    }
+  }
+
+  async resume(ref?: VmRef): Promise<ResumeReport> {
+    const report = await this.guard.resume(ref);
+    if (report.resumed.length > 0 || report.gone.length > 0) {
+      this.log.info(
+        `Resumed ${report.resumed.length} processes in ${report.elapsedMs.toFixed(1)} ms [${report.resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}]` +
+          (report.gone.length > 0 ? `; gone meanwhile, not signalled [${report.gone.map((p) => `${p.label} ${p.pid}`).join(', ')}]` : ''),
+      );
+    }
+    return report;
+  }
+
+  /** Resumes everything this window froze; what deactivate() awaits. */
+  async resumeAll(reason: string): Promise<ResumeReport> {
+    if (this.isFrozen) this.log.info(`Resuming everything: ${reason}.`);
+    return this.resume();
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+  }
+}

@@ -1,0 +1,119 @@
+// The tree view: one node per VM, its device processes below in their real parent/child
+// shape. It renders the controller's last listing and never reads /proc itself.
+import * as vscode from 'vscode';
+import type { FrozenVm, ProcessSnapshot } from '../guard';
+import { GuardController, VmView } from './controller';
+import { formatElapsed } from '../common/format';
+
+export type ProcessStateKind = 'running' | 'frozen' | 'stopped' | 'traced' | 'zombie';
+
+export function processStateKind(p: ProcessSnapshot, frozenByUs: FrozenVm | undefined): ProcessStateKind {
+  if (p.state === 'Z' || p.state === 'X') return 'zombie';
+  const ours = frozenByUs?.processes.some((f) => f.pid === p.pid && f.startTime === p.startTime) ?? false;
+  if (ours && (p.state === 'T' || p.state === 't')) return 'frozen';
+  if (p.tracerPid !== 0) return 'traced';
+  if (p.state === 'T' || p.state === 't') return 'stopped';
+  return 'running';
+}
+
+const STATE_WORDS: Record<ProcessStateKind, string> = {
+  running: 'running',
+  frozen: 'frozen',
+  stopped: 'stopped by someone else',
+  traced: 'traced by a debugger',
+  zombie: 'zombie',
+};
+
+const STATE_ICONS: Record<ProcessStateKind, vscode.ThemeIcon> = {
+  running: new vscode.ThemeIcon('play', new vscode.ThemeColor('debugIcon.startForeground')),
+  frozen: new vscode.ThemeIcon('debug-pause', new vscode.ThemeColor('debugIcon.pauseForeground')),
+  stopped: new vscode.ThemeIcon('debug-stop', new vscode.ThemeColor('charts.orange')),
+  traced: new vscode.ThemeIcon('bug', new vscode.ThemeColor('charts.purple')),
+  zombie: new vscode.ThemeIcon('circle-slash', new vscode.ThemeColor('disabledForeground')),
+};
+
+export class VmNode extends vscode.TreeItem {
+  readonly kind = 'vm';
+  constructor(readonly view: VmView) {
+    const { snapshot: vm, swapBuild, frozen } = view;
+    super(vm.name, vscode.TreeItemCollapsibleState.Expanded);
+    this.id = `vm:${vm.main.pid}@${vm.main.startTime}`;
+    const state = frozen ? `frozen ${formatElapsed(Date.now() - frozen.since)}` : 'running';
+    this.description = `pid ${vm.main.pid} · ${state} · ${vm.devices.length} devices`;
+    this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
+    // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`).
+    this.contextValue = `vm.${frozen ? 'frozen' : 'running'}.${swapBuild.tolerant ? 'freezable' : 'unsafe'}`;
+    const md = new vscode.MarkdownString('', true);
+    md.appendMarkdown(`**crosvm VM ${vm.main.pid}** — ${state}\n\n`);
+    md.appendCodeblock(vm.cmdline.join(' '), 'shell');
+    md.appendMarkdown(`\nuid ${vm.main.uid} · ${vm.main.threads} threads (vCPUs included) · ${vm.devices.length} device processes\n\n`);
+    md.appendMarkdown(
+      swapBuild.tolerant
+        ? `$(check) Can be frozen with signals: ${swapBuild.evidence}.`
+        : `$(warning) Cannot be frozen with signals: ${swapBuild.evidence}. Rebuild crosvm with \`--features swap\`, or set \`crosvmGuard.assumeSwapBuild\` if it was.`,
+    );
+    this.tooltip = md;
+  }
+}
+
+export class ProcessNode extends vscode.TreeItem {
+  readonly kind = 'process';
+  constructor(
+    readonly vm: VmView,
+    readonly process: ProcessSnapshot,
+    hasChildren: boolean,
+  ) {
+    super(process.label || `pid ${process.pid}`, hasChildren ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
+    const kind = processStateKind(process, vm.frozen);
+    this.id = `proc:${process.pid}@${process.startTime}`;
+    this.description = `${process.pid} · ${STATE_WORDS[kind]}`;
+    this.iconPath = STATE_ICONS[kind];
+    this.contextValue = `process.${kind}`;
+    this.tooltip = new vscode.MarkdownString(
+      `**${process.label}** (pid ${process.pid})\n\n${STATE_WORDS[kind]} · state \`${process.state}\` · uid ${process.uid} · ${process.threads} threads` +
+        (process.tracerPid ? ` · debugger pid ${process.tracerPid}` : '') +
+        `\n\nparent pid ${process.ppid}`,
+    );
+  }
+}
+
+export type GuardNode = VmNode | ProcessNode;
+
+export class ProcessTreeProvider implements vscode.TreeDataProvider<GuardNode>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<GuardNode | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+  private readonly subscription: vscode.Disposable;
+  private parents = new Map<string, GuardNode>();
+
+  constructor(private readonly controller: GuardController) {
+    this.subscription = controller.onDidChange(() => this.changed.fire(undefined));
+  }
+
+  getTreeItem(node: GuardNode): vscode.TreeItem {
+    return node;
+  }
+
+  getChildren(node?: GuardNode): GuardNode[] {
+    if (!node) {
+      this.parents = new Map();
+      return this.controller.vms.map((view) => new VmNode(view));
+    }
+    const vm = node.kind === 'vm' ? node.view : node.vm;
+    const parentPid = node.kind === 'vm' ? vm.snapshot.main.pid : node.process.pid;
+    const devices = vm.snapshot.devices;
+    const children = devices
+      .filter((d) => d.ppid === parentPid)
+      .map((d) => new ProcessNode(vm, d, devices.some((c) => c.ppid === d.pid)));
+    for (const child of children) this.parents.set(child.id as string, node);
+    return children;
+  }
+
+  getParent(node: GuardNode): GuardNode | undefined {
+    return node.kind === 'vm' ? undefined : this.parents.get(node.id as string);
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+    this.changed.dispose();
+  }
+}

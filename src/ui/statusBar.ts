@@ -1,0 +1,109 @@
+// The status-bar item: what is frozen and for how long, and a click that toggles it. It is
+// created once and only updated; the one-second ticker runs only while something is frozen.
+import * as vscode from 'vscode';
+import { formatElapsed } from '../common/format';
+import { StatusBarVisibility } from '../common/settings';
+import { Commands } from './contributions';
+import { GuardController } from './controller';
+
+export class GuardStatusBar implements vscode.Disposable {
+  private readonly item: vscode.StatusBarItem;
+  private readonly disposables: vscode.Disposable[] = [];
+  private ticker: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly controller: GuardController,
+    private readonly visibility: () => StatusBarVisibility,
+  ) {
+    // Left, right after the debug items (which use priorities around 30 and above).
+    this.item = vscode.window.createStatusBarItem('crosvmGuard.status', vscode.StatusBarAlignment.Left, 29);
+    this.item.name = 'crosvm Guard';
+    this.item.command = Commands.Toggle;
+    this.disposables.push(
+      this.item,
+      controller.onDidChange(() => this.update()),
+      // During a debug session it shows at once, before any refresh has listed a VM.
+      vscode.debug.onDidStartDebugSession(() => this.update()),
+      vscode.debug.onDidTerminateDebugSession(() => this.update()),
+    );
+    this.update();
+  }
+
+  update(): void {
+    const vms = this.controller.vms;
+    const frozen = this.controller.frozenVms;
+    const debugging = vscode.debug.activeDebugSession !== undefined;
+    const visible = this.isVisible(this.visibility(), vms.length > 0 || frozen.length > 0, debugging);
+    if (!visible) {
+      this.stopTicker();
+      this.item.hide();
+      return;
+    }
+    const devices = vms.reduce((sum, vm) => sum + vm.snapshot.devices.length, 0);
+    if (frozen.length > 0) {
+      const since = Math.min(...frozen.map((f) => f.since));
+      const count = frozen.reduce((sum, f) => sum + f.processes.length, 0);
+      const elapsed = formatElapsed(Date.now() - since);
+      this.item.text = `$(debug-continue) crosvm ${count} frozen ${elapsed}`;
+      this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
+      this.item.accessibilityInformation = { label: `crosvm: ${count} processes frozen for ${elapsed}. Click to resume.` };
+      this.startTicker();
+    } else {
+      this.item.text = vms.length > 0 ? `$(debug-pause) crosvm ${devices}` : '$(debug-pause) crosvm';
+      this.item.backgroundColor = undefined;
+      this.item.accessibilityInformation = { label: `crosvm: ${devices} device processes running. Click to freeze.` };
+      this.stopTicker();
+    }
+    this.item.tooltip = this.tooltip();
+    this.item.show();
+  }
+
+  private isVisible(setting: StatusBarVisibility, vmOrFrozen: boolean, debugging: boolean): boolean {
+    switch (setting) {
+      case 'never':
+        return false;
+      case 'always':
+        return true;
+      case 'debugging':
+        return debugging;
+      case 'whenVmRunning':
+        return vmOrFrozen || debugging;
+    }
+  }
+
+  private tooltip(): vscode.MarkdownString {
+    const md = new vscode.MarkdownString('', true);
+    md.appendMarkdown('**crosvm Guard**\n\n');
+    const vms = this.controller.vms;
+    if (vms.length === 0) md.appendMarkdown('No crosvm VM is running.\n\n');
+    for (const vm of vms) {
+      const frozen = vm.frozen;
+      const state = frozen
+        ? `**frozen** ${formatElapsed(Date.now() - frozen.since)} (${frozen.processes.length} stopped)`
+        : vm.swapBuild.tolerant
+          ? 'running'
+          : 'running, cannot be frozen with signals';
+      md.appendMarkdown(`- VM ${vm.snapshot.main.pid} \`${vm.snapshot.name}\`: ${vm.snapshot.devices.length} device processes, ${state}\n`);
+    }
+    md.appendMarkdown('\n');
+    if (this.controller.isFrozen) md.appendMarkdown('Click to resume every frozen VM.');
+    else if (vms.length === 1) md.appendMarkdown(`Click to freeze the device processes of VM ${vms[0].snapshot.main.pid}.`);
+    else if (vms.length > 1) md.appendMarkdown('Click to choose a VM to freeze.');
+    else md.appendMarkdown('Click to look for VMs again.');
+    return md;
+  }
+
+  private startTicker(): void {
+    this.ticker ??= setInterval(() => this.update(), 1000);
+  }
+
+  private stopTicker(): void {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+
+  dispose(): void {
+    this.stopTicker();
+    for (const d of this.disposables) d.dispose();
+  }
+}

@@ -1,0 +1,64 @@
+// Settings validation: every invalid value falls back to its default with a warning.
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+import { DEFAULT_EXTENSION_SETTINGS, validateSettings } from '../../src/common/settings';
+import { formatElapsed } from '../../src/common/format';
+
+describe('validateSettings', () => {
+  it('takes the defaults when nothing is set', () => {
+    assert.deepEqual(validateSettings({}), { settings: DEFAULT_EXTENSION_SETTINGS, warnings: [] });
+  });
+
+  it('takes valid values', () => {
+    const { settings, warnings } = validateSettings({
+      processNames: ['crosvm', 'crosvm-dev'],
+      excludeLabels: ['swap monitor'],
+      stopTimeoutMs: 500,
+      refreshIntervalMs: 1000,
+      statusBarVisibility: 'debugging',
+      includeTracedProcesses: true,
+      assumeSwapBuild: true,
+    });
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(settings.processNames, ['crosvm', 'crosvm-dev']);
+    assert.equal(settings.statusBarVisibility, 'debugging');
+    assert.equal(settings.assumeSwapBuild, true);
+  });
+
+  const invalid: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['a path instead of a name', { processNames: ['/usr/bin/crosvm'] }, /processNames "\/usr\/bin\/crosvm" is not a bare executable name/],
+    ['an empty list of names', { processNames: [] }, /processNames must name at least one executable/],
+    ['a string instead of a list', { processNames: 'crosvm' }, /must be a list of executable names/],
+    ['numbers in a list', { excludeLabels: [1, 2] }, /excludeLabels must be a list of label patterns/],
+    ['a timeout too small', { stopTimeoutMs: 1 }, /stopTimeoutMs must be a whole number from 50 to 60000/],
+    ['a fractional interval', { refreshIntervalMs: 1000.5 }, /refreshIntervalMs must be a whole number/],
+    ['an unknown visibility', { statusBarVisibility: 'sometimes' }, /statusBar.visibility must be one of whenVmRunning, debugging, always, never/],
+    ['a string for a boolean', { assumeSwapBuild: 'yes' }, /assumeSwapBuild must be true or false/],
+  ];
+  for (const [name, raw, warning] of invalid) {
+    it(`falls back to the default on ${name}`, () => {
+      const { settings, warnings } = validateSettings(raw);
+      assert.deepEqual(settings, DEFAULT_EXTENSION_SETTINGS);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0], warning);
+      assert.match(warnings[0], /using the default/);
+    });
+  }
+
+  it('keeps the valid values when one is invalid', () => {
+    const { settings, warnings } = validateSettings({ stopTimeoutMs: -5, refreshIntervalMs: 5000 });
+    assert.equal(settings.stopTimeoutMs, DEFAULT_EXTENSION_SETTINGS.stopTimeoutMs);
+    assert.equal(settings.refreshIntervalMs, 5000);
+    assert.equal(warnings.length, 1);
+  });
+});
+
+describe('formatElapsed', () => {
+  it('formats m:ss and h:mm:ss', () => {
+    assert.equal(formatElapsed(0), '0:00');
+    assert.equal(formatElapsed(7_900), '0:07');
+    assert.equal(formatElapsed(65_000), '1:05');
+    assert.equal(formatElapsed(3_725_000), '1:02:05');
+    assert.equal(formatElapsed(-50), '0:00');
+  });
+});
