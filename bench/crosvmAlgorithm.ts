@@ -27,21 +27,22 @@ function listDescendants(root: number): number[] {
   return out;
 }
 
-/** State after the *first* `)`, as crosvm parses it. */
-function threadState(pid: number, tid: string): string | undefined {
+/** State after the *first* `)`, as crosvm parses it (or after the last, to time the rest). */
+function threadState(pid: number, tid: string, firstParen: boolean): string | undefined {
   try {
     const text = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-    return text.slice(text.indexOf(')') + 2, text.indexOf(')') + 3);
+    const close = firstParen ? text.indexOf(')') : text.lastIndexOf(')');
+    return text.slice(close + 2, close + 3);
   } catch {
     return undefined;
   }
 }
 
-async function waitProcessStopped(pid: number): Promise<void> {
+async function waitProcessStopped(pid: number, firstParen: boolean): Promise<void> {
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
     let stopped = false;
     for (let i = 0; i < 10 && !stopped; i++) {
-      if (threadState(pid, tid) === 'T') stopped = true;
+      if (threadState(pid, tid, firstParen) === 'T') stopped = true;
       else await sleep(50);
     }
     if (!stopped) throw new Error('time out');
@@ -51,14 +52,21 @@ async function waitProcessStopped(pid: number): Promise<void> {
 export class CrosvmProcessesGuard {
   private pids: number[] = [];
 
-  constructor(private readonly root: number) {}
+  /**
+   * `parseAfterFirstParen: false` fixes weak point 3 only: the faithful parser never sees a
+   * device labelled `weird) dev` as stopped and times out, so it cannot be timed on the fixture.
+   */
+  constructor(
+    private readonly root: number,
+    private readonly parseAfterFirstParen = true,
+  ) {}
 
   async stopTheWorld(): Promise<void> {
     let pids = listDescendants(this.root);
     for (let round = 0; round < 3; round++) {
       for (const pid of pids) process.kill(pid, 'SIGSTOP');
-      for (const pid of pids) await waitProcessStopped(pid);
       this.pids = pids;
+      for (const pid of pids) await waitProcessStopped(pid, this.parseAfterFirstParen);
       const after = listDescendants(this.root);
       if (after.length === pids.length && after.every((p, i) => p === pids[i])) return;
       pids = after;

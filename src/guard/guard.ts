@@ -213,6 +213,7 @@ export class CrosvmGuard {
           protectedPids: selfAndAncestors(),
           alreadyFrozen,
           alreadySkipped,
+          knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),
         });
       } catch (error) {
         if (error instanceof StopTreeFailure) {

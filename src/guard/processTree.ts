@@ -83,10 +83,17 @@ export function isStopped(snapshot: ProcessSnapshot): boolean {
   return isStoppedState(snapshot.state);
 }
 
+/** Thread ids per pid, as seen while walking; the freezer reuses them instead of listing again. */
+export type ThreadIds = Map<number, number[]>;
+
 /** Direct children of `pid`, from the children file of every one of its threads. */
-function childrenFromFiles(pid: number): number[] {
+function childrenFromFiles(pid: number, threads?: ThreadIds, stopped?: ReadonlySet<number>): number[] {
   const children = new Set<number>();
-  for (const tid of listThreads(pid)) {
+  // A stopped process cannot start threads: the list read before is still right.
+  const cached = stopped?.has(pid) ? threads?.get(pid) : undefined;
+  const tids = cached ?? listThreads(pid);
+  threads?.set(pid, tids);
+  for (const tid of tids) {
     const text = readProcFile(`${PROC_ROOT}/${pid}/task/${tid}/children`);
     if (text !== undefined) for (const child of parseChildren(text)) children.add(child);
   }
@@ -108,11 +115,17 @@ function childrenByParent(): Map<number, number[]> {
 
 /**
  * All descendants of `root`, parents before their children. A pid is visited once, so a
- * pid that was reused into the tree while walking cannot make the walk loop.
+ * pid that was reused into the tree while walking cannot make the walk loop. `threads`
+ * receives each process's thread ids; for pids in `stopped` it also supplies them.
  */
-export function descendantPids(root: number, source: ChildrenSource): number[] {
+export function descendantPids(
+  root: number,
+  source: ChildrenSource,
+  threads?: ThreadIds,
+  stopped?: ReadonlySet<number>,
+): number[] {
   const byParent = source === 'ppid-scan' ? childrenByParent() : undefined;
-  const childrenOf = (pid: number) => (byParent ? (byParent.get(pid) ?? []) : childrenFromFiles(pid));
+  const childrenOf = (pid: number) => (byParent ? (byParent.get(pid) ?? []) : childrenFromFiles(pid, threads, stopped));
   const seen = new Set<number>([root]);
   const order: number[] = [];
   const queue = [root];

@@ -106,8 +106,10 @@ export function readProcFile(path: string): string | undefined {
         if (isGone(error)) return undefined;
         throw error;
       }
-      if (count === 0) return text;
       text += readBuffer.toString('latin1', 0, count);
+      // /proc files are generated whole per read call: a read that does not fill the
+      // buffer has reached the end, which saves the second read(2) that would return 0.
+      if (count < readBuffer.length) return text;
     }
   } finally {
     fs.closeSync(fd);

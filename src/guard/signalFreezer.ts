@@ -5,6 +5,7 @@ import { isStoppedState, listThreads, readStat } from './procfs';
 import {
   ChildrenSource,
   descendantPids,
+  ThreadIds,
   identityKey,
   ProcessIdentity,
   ProcessSnapshot,
@@ -44,6 +45,8 @@ export interface StopTreeOptions {
   readonly alreadyFrozen: ReadonlyMap<string, FrozenProcess>;
   /** Processes an earlier call found stopped by someone else. */
   readonly alreadySkipped: ReadonlyMap<string, SkippedProcess>;
+  /** Thread ids read during discovery; the freezer keeps them current for what it stops. */
+  readonly knownThreads?: ThreadIds;
   /** Write-ahead: told what is about to be stopped, before the first signal is sent. */
   readonly beforeStop?: (targets: readonly FrozenProcess[]) => void;
 }
@@ -84,53 +87,73 @@ const pause = (ms: number) => new Promise<void>((resolve) => (ms <= 0 ? setImmed
 
 interface PendingTarget {
   readonly process: FrozenProcess;
+  /** Every thread id known for the process. */
+  readonly known: Set<number>;
   /** Threads not yet seen stopped. */
   unconfirmed: number[];
-  /** Once every listed thread stopped, the thread list is read once more for late threads. */
-  relisted: boolean;
 }
 
 /**
  * Waits until every thread of every target is stopped (`T`, or `t` under a tracer), polling
- * all targets together against one deadline. The first polls yield only to the event loop
- * (a freeze of 64 devices normally completes within a millisecond); later ones back off.
+ * all targets together against one deadline. The first polls only yield to the event loop
+ * (64 devices normally stop within a millisecond or two); later ones back off to 10 ms.
+ * `knownThreads` are the thread lists read during discovery, to save listing them again.
  */
-export async function confirmStopped(targets: readonly FrozenProcess[], deadline: number, timeoutMs: number): Promise<StopFailure[]> {
-  let pending: PendingTarget[] = targets.map((process) => ({ process, unconfirmed: listThreads(process.pid), relisted: false }));
+export async function confirmStopped(
+  targets: readonly FrozenProcess[],
+  deadline: number,
+  timeoutMs: number,
+  knownThreads?: ThreadIds,
+): Promise<StopFailure[]> {
   const failures: StopFailure[] = [];
+  const exited = (p: FrozenProcess) => failures.push({ pid: p.pid, label: p.label, reason: 'it exited while being stopped' });
+  let pending: PendingTarget[] = targets.map((process) => {
+    const tids = knownThreads?.get(process.pid) ?? listThreads(process.pid);
+    return { process, known: new Set(tids), unconfirmed: [...tids] };
+  });
   for (let poll = 0; ; poll++) {
     const still: PendingTarget[] = [];
+    const late = performance.now() >= deadline;
     for (const target of pending) {
-      const { pid, label } = target.process;
+      const { pid, label, startTime } = target.process;
       let blocking: string | undefined;
+      let threadCount: number | undefined;
       target.unconfirmed = target.unconfirmed.filter((tid) => {
         const stat = readStat(pid, tid);
-        // A vanished thread has exited; Z/X threads are exiting: neither can write memory.
-        if (!stat || isStoppedState(stat.state) || stat.state === 'Z' || stat.state === 'X') return false;
+        if (!stat) {
+          target.known.delete(tid); // the thread exited
+          return false;
+        }
+        threadCount = stat.threads;
+        // Z/X threads are exiting: they cannot write memory either.
+        if (isStoppedState(stat.state) || stat.state === 'Z' || stat.state === 'X') return false;
         blocking ??= stat.state;
         return true;
       });
-      if (target.unconfirmed.length === 0 && !target.relisted) {
-        // A thread created between listing and the stop taking effect is not listed yet.
-        target.relisted = true;
-        target.unconfirmed = listThreads(pid);
-        if (target.unconfirmed.length === 0) {
-          failures.push({ pid, label, reason: 'it exited while being stopped' });
+      if (target.unconfirmed.length === 0) {
+        // Every listed thread is stopped. A thread created after the list was read would
+        // be missing from it: the group's thread count (in every thread's stat) tells.
+        const stat = threadCount === undefined ? readStat(pid) : undefined;
+        if (threadCount === undefined && (!stat || stat.startTime !== startTime)) {
+          exited(target.process);
           continue;
         }
-        still.push(target);
-        continue;
+        const count = threadCount ?? stat?.threads ?? 0;
+        if (count === target.known.size) {
+          knownThreads?.set(pid, [...target.known]); // confirmed: its final thread list
+          continue;
+        }
+        const fresh = listThreads(pid).filter((tid) => !target.known.has(tid));
+        for (const tid of fresh) target.known.add(tid);
+        target.unconfirmed = fresh;
+        if (fresh.length === 0) continue; // threads exited meanwhile; none is new
       }
-      if (target.unconfirmed.length === 0) continue;
-      if (readStat(pid)?.startTime !== target.process.startTime) {
-        failures.push({ pid, label, reason: 'it exited while being stopped' });
-        continue;
-      }
-      if (performance.now() >= deadline) {
+      if (late) {
+        const tid = target.unconfirmed[0];
         failures.push({
           pid,
           label,
-          reason: `it did not stop within ${timeoutMs} ms: thread ${target.unconfirmed[0]} is ${describeBlockingState(blocking ?? '?')}`,
+          reason: `it did not stop within ${timeoutMs} ms: thread ${tid} is ${describeBlockingState(blocking ?? readStat(pid, tid)?.state ?? '?')}`,
         });
         continue;
       }
@@ -174,7 +197,7 @@ export function continueProcesses(processes: readonly FrozenProcess[]): {
  */
 export async function stopTree(
   root: ProcessSnapshot,
-  knownDevices: readonly ProcessSnapshot[],
+  knownDevices: readonly ProcessSnapshot[] | undefined,
   options: StopTreeOptions,
 ): Promise<StopTreeResult> {
   const deadline = performance.now() + options.stopTimeoutMs;
@@ -182,17 +205,20 @@ export async function stopTree(
   const skipped: SkippedProcess[] = [];
   const handled = new Set<string>([...options.alreadyFrozen.keys(), ...options.alreadySkipped.keys()]);
   const handledPids = new Set<number>([...options.alreadyFrozen.values(), ...options.alreadySkipped.values()].map((p) => p.pid));
+  const threads: ThreadIds = options.knownThreads ?? new Map();
+  const stoppedPids = new Set<number>();
   const rollback = (failures: StopFailure[]): never => {
     const { resumed } = continueProcesses(stopped);
     throw new StopTreeFailure(failures, resumed);
   };
 
-  // Round 1 uses the tree the caller has just read; later rounds re-scan for new forks.
-  let snapshots: ProcessSnapshot[] | undefined = options.scope === 'vm' ? [root, ...knownDevices] : [...knownDevices];
+  // Round 1 uses the tree the caller has just read, if any; later rounds re-scan for forks.
+  const rootIfVm = options.scope === 'vm' ? [root] : [];
+  let snapshots: ProcessSnapshot[] | undefined = knownDevices && [...rootIfVm, ...knownDevices];
   for (let round = 1; ; round++) {
     if (!snapshots) {
-      snapshots = [];
-      for (const pid of descendantPids(root.pid, options.childrenSource)) {
+      snapshots = round === 1 ? rootIfVm : [];
+      for (const pid of descendantPids(root.pid, options.childrenSource, threads, stoppedPids)) {
         if (handledPids.has(pid)) continue;
         const snapshot = readSnapshot(pid);
         if (snapshot) snapshots.push(snapshot);
@@ -246,7 +272,8 @@ export async function stopTree(
       }
     }
     if (failures.length > 0) return rollback(failures);
-    const unconfirmed = await confirmStopped(targets, deadline, options.stopTimeoutMs);
+    const unconfirmed = await confirmStopped(targets, deadline, options.stopTimeoutMs, threads);
     if (unconfirmed.length > 0) return rollback(unconfirmed);
+    for (const t of targets) stoppedPids.add(t.pid);
   }
 }

@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { GuardError } from './errors';
 import { listPids, readCmdline, readExe, readStat } from './procfs';
-import { ChildrenSource, descendantPids, ProcessSnapshot, readSnapshot } from './processTree';
+import { ChildrenSource, descendantPids, ProcessSnapshot, readSnapshot, ThreadIds } from './processTree';
 
 export interface VmSnapshot {
   readonly main: ProcessSnapshot;
@@ -15,6 +15,8 @@ export interface VmSnapshot {
   readonly name: string;
   /** Every descendant (the device processes), parents before children. */
   readonly devices: readonly ProcessSnapshot[];
+  /** Thread ids of the main process and the devices, as listed during the walk. */
+  readonly threadIds: ReadonlyMap<number, readonly number[]>;
 }
 
 /** Basename of an executable path, without the ` (deleted)` the kernel adds after a rebuild. */
@@ -89,11 +91,12 @@ export function readVm(
     ancestor = readStat(ancestor)?.ppid ?? 0;
   }
   const devices: ProcessSnapshot[] = [];
-  for (const child of descendantPids(pid, source)) {
+  const threadIds: ThreadIds = new Map();
+  for (const child of descendantPids(pid, source, threadIds)) {
     const snapshot = readSnapshot(child);
     if (snapshot) devices.push(snapshot);
   }
-  return { main, cmdline, exe, name: shortVmName(cmdline), devices };
+  return { main, cmdline, exe, name: shortVmName(cmdline), devices, threadIds };
 }
 
 /** Every crosvm VM on the host, oldest first. */

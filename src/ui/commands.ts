@@ -38,8 +38,8 @@ export class CommandHandlers {
       r(Commands.Resume, (arg?: unknown) => this.resume(arg)),
       r(Commands.Toggle, () => this.toggle()),
       r(Commands.Refresh, () => this.controller.refresh().length),
-      r(Commands.CopyPid, (node?: VmNode | ProcessNode) => this.copyPid(node)),
-      r(Commands.ShowDetails, (node?: VmNode | ProcessNode) => this.showDetails(node)),
+      r(Commands.CopyPid, (arg?: unknown) => this.copyPid(arg)),
+      r(Commands.ShowDetails, (arg?: unknown) => this.showDetails(arg)),
       r(Commands.KillVm, (arg?: unknown) => this.killVm(arg)),
       r(Commands.ShowLog, () => this.log.show()),
     ];
@@ -119,14 +119,28 @@ export class CommandHandlers {
     return picked?.refs;
   }
 
-  private async copyPid(node?: VmNode | ProcessNode): Promise<number | undefined> {
-    const pid = node instanceof VmNode ? node.view.snapshot.main.pid : node?.process.pid;
-    if (pid === undefined) return undefined;
+  /** A tree item, or a pid of a listed VM or device process (for scripts). */
+  private nodeFromArgument(arg: unknown): VmNode | ProcessNode | undefined {
+    if (arg instanceof VmNode || arg instanceof ProcessNode) return arg;
+    if (typeof arg !== 'number') return undefined;
+    for (const vm of this.controller.refresh()) {
+      if (vm.snapshot.main.pid === arg) return new VmNode(vm);
+      const device = vm.snapshot.devices.find((d) => d.pid === arg);
+      if (device) return new ProcessNode(vm, device, false);
+    }
+    return undefined;
+  }
+
+  private async copyPid(arg: unknown): Promise<number | undefined> {
+    const node = this.nodeFromArgument(arg);
+    if (!node) return undefined;
+    const pid = node instanceof VmNode ? node.view.snapshot.main.pid : node.process.pid;
     await vscode.env.clipboard.writeText(String(pid));
     return pid;
   }
 
-  private async showDetails(node?: VmNode | ProcessNode): Promise<vscode.TextDocument | undefined> {
+  private async showDetails(arg: unknown): Promise<vscode.TextDocument | undefined> {
+    const node = this.nodeFromArgument(arg);
     if (!node) return undefined;
     const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: detailsMarkdown(node) });
     await vscode.window.showTextDocument(doc, { preview: true });

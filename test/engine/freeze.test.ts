@@ -155,7 +155,7 @@ describe('freeze and resume with signals', () => {
     const main = readSnapshot(vm.pid);
     assert.ok(main);
     let hotplugged: Promise<unknown> | undefined;
-    const result = await stopTree(main, [], {
+    const result = await stopTree(main, undefined, {
       scope: 'devices',
       isExcludedLabel: () => false,
       includeTraced: false,
@@ -186,7 +186,7 @@ describe('freeze and resume with signals', () => {
     assert.ok(main);
     const plugged: Promise<unknown>[] = [];
     await assert.rejects(
-      stopTree(main, [], {
+      stopTree(main, undefined, {
         scope: 'devices',
         isExcludedLabel: () => false,
         includeTraced: false,
