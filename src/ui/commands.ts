@@ -52,7 +52,7 @@ export class CommandHandlers {
       const ref = vmRefFromArgument(arg);
       targets = ref ? [ref] : await this.pickVms(scope);
     } catch (error) {
-      await this.showError(error);
+      void this.showError(error);
       return undefined;
     }
     if (!targets) return undefined;
@@ -77,7 +77,7 @@ export class CommandHandlers {
       const report = await this.controller.resume(vmRefFromArgument(arg));
       return report.resumed.map((p) => p.pid);
     } catch (error) {
-      await this.showError(error);
+      void this.showError(error);
       return [];
     }
   }
@@ -168,7 +168,7 @@ export class CommandHandlers {
       this.controller.refresh();
       return true;
     } catch (error) {
-      await this.showError(error);
+      void this.showError(error);
       return false;
     }
   }

@@ -1,0 +1,124 @@
+// The extension as a person uses it: palette commands, the status bar, the tree view, the
+// welcome view, against a real fixture VM, in a real workbench in a real browser.
+import * as assert from 'node:assert/strict';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { eventually, isFullyStopped, isRunning } from '../engine/procState';
+import { repoRoot } from '../runner/paths';
+import { openWorkbench, Workbench } from './workbench';
+
+const STATUS = /crosvm/;
+let workbench: Workbench;
+let vm: FixtureVm;
+const devicePids = () => vm.devices.map((d) => d.pid);
+
+async function statusText(): Promise<string> {
+  return (await workbench.waitForStatusBarItem(STATUS)).text;
+}
+
+async function waitForStatus(pattern: RegExp, timeout = 10_000): Promise<string> {
+  const deadline = Date.now() + timeout;
+  let text = '';
+  while (Date.now() < deadline) {
+    text = (await workbench.statusBarItems()).find((i) => STATUS.test(i.text))?.text ?? '';
+    if (pattern.test(text)) return text;
+    await workbench.page.waitForTimeout(100);
+  }
+  throw new Error(`status bar says "${text}", expected ${pattern}`);
+}
+
+describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
+  before(async () => {
+    vm = await startFixtureVm({ build: 'swap', devices: 3 });
+    workbench = await openWorkbench({ settings: { 'crosvmGuard.refreshIntervalMs': 500 } });
+    await workbench.waitForActivation();
+  });
+
+  after(async () => {
+    await workbench?.close();
+    await stopAllFixtureVms();
+  });
+
+  test('the status bar shows the running VM and its device count', async () => {
+    assert.equal(await waitForStatus(new RegExp(`^\\$\\(debug-pause\\) crosvm ${vm.devices.length}$`)), `$(debug-pause) crosvm ${vm.devices.length}`);
+  });
+
+  test('the tree view lists the VM and its devices in their parent/child shape', async () => {
+    await workbench.openView('crosvm Guard');
+    let rows = await workbench.treeRows();
+    const deadline = Date.now() + 10_000;
+    while (!rows.some((r) => r.label === 'mkfs process') && Date.now() < deadline) {
+      await workbench.page.waitForTimeout(200);
+      rows = await workbench.treeRows();
+    }
+    const vmRow = rows.find((r) => r.level === 1);
+    assert.ok(vmRow, JSON.stringify(rows));
+    assert.match(vmRow.label, /^crosvm run/);
+    assert.match(vmRow.description, new RegExp(`pid ${vm.pid} · running`));
+    assert.equal(vmRow.icon, 'vm');
+    const blk = rows.find((r) => r.label === 'pcivirtio-blk');
+    const mkfs = rows.find((r) => r.label === 'mkfs process');
+    assert.equal(blk?.level, 2);
+    assert.equal(mkfs?.level, 3, 'the grandchild hangs below its device');
+    assert.match(blk?.description ?? '', /^\d+ · running$/);
+    assert.ok(rows.some((r) => r.label === 'weird) dev'));
+  });
+
+  test('palette "Freeze crosvm devices" freezes the VM; status bar and tree say so', async () => {
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    assert.ok(await eventually(() => devicePids().every(isFullyStopped), 5000), 'devices are not stopped in /proc');
+    assert.ok(isRunning(vm.pid));
+    await waitForStatus(new RegExp(`^\\$\\(debug-continue\\) crosvm ${vm.devices.length} frozen \\d:\\d\\d$`));
+    let rows = await workbench.treeRows();
+    const deadline = Date.now() + 5000;
+    while (!rows.some((r) => r.label === 'virtio-net' && /frozen/.test(r.description)) && Date.now() < deadline) {
+      await workbench.page.waitForTimeout(100);
+      rows = await workbench.treeRows();
+    }
+    const net = rows.find((r) => r.label === 'virtio-net');
+    assert.match(net?.description ?? '', /frozen/);
+    assert.equal(net?.icon, 'debug-pause');
+    assert.equal(rows.find((r) => r.level === 1)?.icon, 'vm-outline');
+    // The README's screenshot: the tree with a frozen VM and the status bar.
+    const shot = await workbench.screenshot('frozen');
+    copyFileSync(shot, join(repoRoot, 'test-results', 'screenshot-frozen.png'));
+  });
+
+  test('the elapsed time in the status bar ticks', async () => {
+    const first = await statusText();
+    await workbench.page.waitForTimeout(2100);
+    assert.notEqual(await statusText(), first);
+  });
+
+  test('clicking the status bar item resumes', async () => {
+    await workbench.clickStatusBarItem(/frozen/);
+    assert.ok(await eventually(() => devicePids().every(isRunning), 5000), 'devices still stopped after the click');
+    await waitForStatus(/^\$\(debug-pause\) crosvm \d+$/);
+  });
+
+  test('"Resume crosvm devices" is offered only while something is frozen', async () => {
+    await workbench.page.keyboard.press('F1');
+    await workbench.page.keyboard.type('crosvm: Resume crosvm devices');
+    const rows = workbench.page.locator('.quick-input-list .monaco-list-row', { hasText: 'Resume crosvm devices' });
+    await workbench.page.waitForTimeout(500);
+    assert.equal(await rows.count(), 0, 'resume is offered although nothing is frozen');
+    await workbench.page.keyboard.press('Escape');
+  });
+});
+
+describe('crosvm Guard with no VM', { timeout: 240_000 }, () => {
+  let empty: Workbench;
+  after(() => empty?.close());
+
+  test('the view shows its welcome content', async () => {
+    empty = await openWorkbench({ settings: { 'crosvmGuard.processNames': ['no-such-crosvm'] } });
+    await empty.waitForActivation();
+    await empty.openView('crosvm Guard');
+    const welcome = empty.page.locator('.welcome-view-content', { hasText: 'No crosvm VM is running on this host' });
+    await welcome.first().waitFor({ timeout: 15_000 });
+    assert.match(await welcome.first().innerText(), /executable or argv\[0\] is named/);
+    await empty.screenshot('welcome');
+  });
+});
