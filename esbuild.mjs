@@ -2,7 +2,7 @@
 // of src/, test/, bench/ and scripts/ to out/ for plain Node and the extension-host suite.
 // Type checking is deliberately separate (`npm run typecheck`): esbuild only strips types.
 import * as esbuild from 'esbuild';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const production = process.argv.includes('--production');
@@ -61,6 +61,9 @@ const options = tests
       logLevel: 'warning',
       plugins: watch ? [problemMatcherPlugin] : [],
     };
+
+// A deleted or renamed test must not keep running from a stale out/ copy.
+if (tests) rmSync('out', { recursive: true, force: true });
 
 if (watch) {
   const context = await esbuild.context(options);

@@ -39,7 +39,7 @@ export class VmNode extends vscode.TreeItem {
     super(vm.name, vscode.TreeItemCollapsibleState.Expanded);
     this.id = `vm:${vm.main.pid}@${vm.main.startTime}`;
     const state = frozen ? `frozen ${formatElapsed(Date.now() - frozen.since)}` : 'running';
-    this.description = `pid ${vm.main.pid} · ${state} · ${vm.devices.length} devices`;
+    this.description = `pid ${vm.main.pid} · ${state}`;
     this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
     // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`).
     this.contextValue = `vm.${frozen ? 'frozen' : 'running'}.${swapBuild.tolerant ? 'freezable' : 'unsafe'}`;

@@ -1,0 +1,131 @@
+// `npm run demo`: the extension, built from this repository, in a real VS Code to try by hand.
+//
+//   npm run demo                           code-server on 127.0.0.1, prints the URL to open
+//   npm run demo -- --bind 0.0.0.0:8080    reachable from other machines (no password!)
+//   npm run demo -- --desktop              a desktop VS Code (`code` on PATH) instead
+//   npm run demo -- --unsafe-vm            also a VM built without the swap feature
+//
+// Ctrl-C stops everything it started.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { disposeAll, isShuttingDown, registerCleanup } from '../test/runner/cleanup';
+import { startCodeServer } from '../test/runner/codeServer';
+import { repoRoot, testWorkspace } from '../test/runner/paths';
+import { ensureSystemPackages } from '../test/runner/systemPackages';
+import { FixtureVm, startFixtureVm } from '../test/fixture/fixtureVm';
+
+/** What the demo VM needs the workbench to know (read by the extension through settings or env). */
+interface DemoVm {
+  settings?: Record<string, unknown>;
+  env?: Record<string, string>;
+}
+
+/**
+ * The demo VMs: a crosvm-like fixture built with the swap feature (with its `swap monitor`),
+ * which the extension may freeze with signals, and with `--unsafe-vm` also a default build,
+ * which the extension refuses to freeze because a stopped device would crash it.
+ */
+let demoVms: FixtureVm[] = [];
+
+async function startDemoVm(withUnsafeVm: boolean): Promise<DemoVm> {
+  ensureSystemPackages();
+  demoVms.push(await startFixtureVm({ build: 'swap', swapMonitor: true, devices: 3, deviceThreads: 2, tickMs: 50 }));
+  if (withUnsafeVm) demoVms.push(await startFixtureVm({ build: 'default', devices: 2, tickMs: 50 }));
+  for (const vm of demoVms) {
+    console.log(`Demo VM ${vm.pid} (${vm.build} build): ${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}`);
+  }
+  return {};
+}
+
+/** Resumes (stop() sends SIGCONT to the whole tree first) and ends every demo VM. */
+async function stopDemoVm(): Promise<void> {
+  const vms = demoVms;
+  demoVms = [];
+  await Promise.all(vms.map((vm) => vm.stop()));
+}
+
+interface DemoArgs {
+  bind: string | undefined;
+  desktop: boolean;
+  unsafeVm: boolean;
+}
+
+function parseArgs(argv: string[]): DemoArgs {
+  const args: DemoArgs = { bind: undefined, desktop: false, unsafeVm: false };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--desktop') args.desktop = true;
+    else if (argv[i] === '--unsafe-vm') args.unsafeVm = true;
+    else if (argv[i] === '--bind' && argv[i + 1]) args.bind = argv[++i];
+    else if (argv[i].startsWith('--bind=')) args.bind = argv[i].slice('--bind='.length);
+    else throw new Error(`unknown argument ${argv[i]}; usage: npm run demo -- [--bind HOST:PORT | --desktop] [--unsafe-vm]`);
+  }
+  return args;
+}
+
+/** Resolves with an exit code, or undefined to keep running until Ctrl-C. */
+async function main(): Promise<number | undefined> {
+  const args = parseArgs(process.argv.slice(2));
+  const code = args.desktop ? findOnPath('code') : undefined;
+  if (args.desktop && !code) throw new Error('--desktop needs the `code` command on PATH (VS Code: "Shell Command: Install \'code\' command in PATH").');
+
+  const vm = await startDemoVm(args.unsafeVm);
+  registerCleanup({ dispose: stopDemoVm, disposeSync: () => undefined });
+
+  if (code) {
+    // --wait keeps the CLI running until the window closes, so the VM lives exactly as long.
+    const editor = spawn(code, ['--new-window', '--wait', `--extensionDevelopmentPath=${repoRoot}`, testWorkspace], {
+      stdio: 'inherit',
+      env: { ...process.env, ...vm.env },
+    });
+    console.log('Opened a desktop VS Code window (Extension Development Host); close it or press Ctrl-C to stop.');
+    const [exitCode] = (await once(editor, 'exit')) as [number | null];
+    return exitCode ?? 1;
+  }
+
+  const server = await startCodeServer({
+    folder: testWorkspace,
+    extensionDevelopmentPath: repoRoot,
+    bindAddr: args.bind,
+    settings: vm.settings,
+    env: vm.env,
+  });
+  // The test runners let code-server go with them; the demo lives as long as it does.
+  server.process.ref();
+  server.process.once('exit', () => {
+    if (isShuttingDown()) return;
+    console.error(`code-server exited unexpectedly:\n${readFileSync(server.serverLog, 'utf8')}`);
+    void disposeAll().then(() => process.exit(1));
+  });
+  if (args.bind && !args.bind.startsWith('127.')) {
+    console.log(`Warning: ${args.bind} serves an unauthenticated VS Code to anyone who can reach it.`);
+  }
+  console.log(`\nOpen ${server.url()}\n\nVS Code logs: ${server.logsDir}\nCtrl-C stops code-server and the demo VM.`);
+  return undefined;
+}
+
+function findOnPath(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir, command);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+main()
+  .catch((error: unknown) => {
+    console.error(error instanceof Error ? error.message : error);
+    return 1;
+  })
+  .then(async (exitCode) => {
+    // Still serving, or Ctrl-C already stopping everything (cleanup.ts exits then).
+    if (exitCode === undefined || isShuttingDown()) return;
+    await disposeAll();
+    process.exit(exitCode);
+  });

@@ -1,0 +1,283 @@
+// Starts a real VS Code workbench (code-server) for one run: the extension-host test runner,
+// the UI test harness and the demo all go through startCodeServer().
+import { ChildProcess, spawn } from 'node:child_process';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { registerCleanup } from './cleanup';
+import { ensureCodeServer } from './tools';
+
+export interface CodeServerOptions {
+  /** Folder the workbench opens (absolute or relative to the current directory). */
+  folder: string;
+  /**
+   * The extension under development, loaded into the Node extension host from this folder.
+   * Undefined to run only installed extensions (e.g. the .vsix after --install-extension).
+   */
+  extensionDevelopmentPath: string | undefined;
+  /** Defaults to a fresh temporary folder, deleted by dispose(). */
+  userDataDir?: string;
+  /** Defaults to `<userDataDir>/extensions` (empty: only built-in extensions and ours). */
+  extensionsDir?: string;
+  /** User settings, merged over quietWorkbenchSettings into `<userDataDir>/User/settings.json`. */
+  settings?: Record<string, unknown>;
+  /** `host:port`; default 127.0.0.1 and a free port. Anything but loopback exposes an unauthenticated IDE. */
+  bindAddr?: string;
+  /** Keep workspace trust on (the folder then opens in Restricted Mode until trusted). */
+  trust?: boolean;
+  /** Extra environment for code-server and so for the extension host, which inherits it. */
+  env?: Record<string, string>;
+}
+
+/** What a workbench URL may carry besides the extension under development. */
+export interface WorkbenchPayload {
+  /** Module exporting `async run()`, run in the extension host; its outcome ends the session. */
+  extensionTestsPath?: string;
+}
+
+export interface CodeServer {
+  /** The workbench URL: opens `folder` with the extension under development loaded. */
+  url(payload?: WorkbenchPayload): string;
+  readonly port: number;
+  readonly userDataDir: string;
+  /** `<userDataDir>/logs`: one `<timestamp>/` folder per server start, `exthostN/remoteexthost.log` inside. */
+  readonly logsDir: string;
+  /** code-server's own stdout and stderr. */
+  readonly serverLog: string;
+  /** The code-server process; it leads its own process group, which holds the extension host too. */
+  readonly process: ChildProcess;
+  /** Copies the logs somewhere that outlives dispose() (a failed CI run's artefacts). */
+  saveLogs(destination: string): void;
+  /** Kills the whole process group (SIGTERM, SIGKILL after 3 s) and deletes the temporary folders. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Settings that keep a test workbench free of things unrelated to the extension: the welcome
+ * page, the chat side bar, tips, update or experiment look-ups that need internet, and Git's
+ * offer to open the repository around test/workspace/.
+ */
+export const quietWorkbenchSettings: Record<string, unknown> = {
+  'git.openRepositoryInParentFolders': 'never',
+  'workbench.startupEditor': 'none',
+  'workbench.tips.enabled': false,
+  'workbench.enableExperiments': false,
+  'workbench.secondarySideBar.defaultVisibility': 'hidden',
+  'chat.disableAIFeatures': true,
+  'extensions.autoCheckUpdates': false,
+  'extensions.autoUpdate': false,
+  'update.mode': 'none',
+  'telemetry.telemetryLevel': 'off',
+};
+
+/**
+ * Variables that change what code-server does when inherited: from a VS Code or code-server
+ * terminal, VSCODE_IPC_HOOK_CLI makes it hand the folder to that editor instead of starting;
+ * PORT, PASSWORD and friends override the flags below; NODE_OPTIONS (a debugger's auto-attach)
+ * and NODE_TEST_CONTEXT (set by `node --test`) are meant for the runner's Node, not Node 24.
+ */
+function isInheritedVariableToDrop(name: string): boolean {
+  return (
+    /^(VSCODE_|ELECTRON_|CODE_SERVER_|CS_)/.test(name) ||
+    ['PORT', 'PASSWORD', 'HASHED_PASSWORD', 'GITHUB_TOKEN', 'NODE_OPTIONS', 'NODE_TEST_CONTEXT'].includes(name)
+  );
+}
+
+export async function startCodeServer(options: CodeServerOptions): Promise<CodeServer> {
+  const { node, entry } = ensureCodeServer();
+  const folder = resolve(options.folder);
+  const extensionDevelopmentPath = options.extensionDevelopmentPath && resolve(options.extensionDevelopmentPath);
+  const ownUserDataDir = options.userDataDir === undefined;
+  const userDataDir = options.userDataDir ? resolve(options.userDataDir) : mkdtempSync(join(tmpdir(), 'crosvm-guard-vscode-'));
+  const extensionsDir = options.extensionsDir ? resolve(options.extensionsDir) : join(userDataDir, 'extensions');
+  const [bindHost, port] = options.bindAddr ? parseBindAddr(options.bindAddr) : ['127.0.0.1', await freePort()];
+
+  // code-server reads user settings from <user-data-dir>/User/settings.json (and, taking
+  // precedence, machine settings from <user-data-dir>/Machine/settings.json).
+  writeSettings(join(userDataDir, 'User', 'settings.json'), options.settings ?? {});
+  // Without CODE_SERVER_CONFIG, code-server writes ~/.config/code-server/config.yaml with a
+  // password. The file must not be empty: an empty YAML document is an error.
+  const configFile = join(userDataDir, 'code-server.yaml');
+  writeFileSync(configFile, 'auth: none\n');
+  const serverLog = join(userDataDir, 'code-server.log');
+
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !isInheritedVariableToDrop(name)),
+  );
+  Object.assign(env, { CODE_SERVER_CONFIG: configFile }, options.env);
+
+  const args = [
+    entry,
+    '--auth', 'none',
+    '--bind-addr', `${bindHost}:${port}`,
+    '--disable-telemetry',
+    '--disable-update-check',
+    ...(options.trust ? [] : ['--disable-workspace-trust']),
+    // The web workbench honours the URL's `payload` (extension development, tests) only with this.
+    '--vscode-option', 'enable-smoke-test-driver',
+    '--user-data-dir', userDataDir,
+    '--extensions-dir', extensionsDir,
+    folder,
+  ];
+  const logFd = openSync(serverLog, 'a');
+  // detached: code-server leads a new process group holding everything it starts (its server
+  // child, the extension host, file watcher, agent host), so one signal to the group stops all.
+  const child = spawn(node, args, { env, detached: true, stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  // Not keeping the runner alive is deliberate: cleanup's 'exit' handler still kills the group.
+  child.unref();
+  const pgid = child.pid;
+  if (pgid === undefined) throw new Error(`could not start code-server (${node} ${entry})`);
+
+  const removeOwnFolders = (): void => {
+    if (ownUserDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  };
+  const dispose = registerCleanup({
+    async dispose() {
+      await killProcessGroup(pgid);
+      removeOwnFolders();
+    },
+    disposeSync() {
+      signalGroup(pgid, 'SIGKILL');
+      removeOwnFolders();
+    },
+  });
+
+  const localHost = bindHost === '0.0.0.0' || bindHost === '::' ? '127.0.0.1' : bindHost;
+  try {
+    await waitForHttp(`http://${localHost}:${port}/healthz`, child, serverLog);
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+
+  // Seen from a browser elsewhere, a wildcard address is this machine's name.
+  const urlHost = localHost === bindHost ? bindHost : hostname();
+  const authority = `${urlHost}:${port}`;
+  // Paths in the payload are files of the code-server machine, addressed as the remote they are.
+  const remoteUri = (path: string): string => `vscode-remote://${authority}${resolve(path)}`;
+
+  return {
+    url(payload: WorkbenchPayload = {}): string {
+      const entries: [string, string][] = [];
+      if (extensionDevelopmentPath) entries.push(['extensionDevelopmentPath', remoteUri(extensionDevelopmentPath)]);
+      if (payload.extensionTestsPath) entries.push(['extensionTestsPath', remoteUri(payload.extensionTestsPath)]);
+      const query = `folder=${encodeURIComponent(folder)}&payload=${encodeURIComponent(JSON.stringify(entries))}`;
+      return `http://${authority}/?${query}`;
+    },
+    port,
+    userDataDir,
+    logsDir: join(userDataDir, 'logs'),
+    serverLog,
+    process: child,
+    saveLogs(destination: string): void {
+      mkdirSync(destination, { recursive: true });
+      cpSync(serverLog, join(destination, 'code-server.log'));
+      if (existsSync(join(userDataDir, 'logs'))) cpSync(join(userDataDir, 'logs'), join(destination, 'logs'), { recursive: true });
+    },
+    dispose,
+  };
+}
+
+/**
+ * Pids of the extension hosts started by the code-server whose pid is given: Node processes
+ * anywhere below it (code-server runs VS Code's server in a child process) with
+ * `--type=extensionHost` on their command line. Crash tests kill one to see the extension recover.
+ */
+export function extensionHostPids(codeServerPid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const parent = parentPid(Number(name));
+    if (parent !== undefined) children.set(parent, [...(children.get(parent) ?? []), Number(name)]);
+  }
+  const found: number[] = [];
+  const queue = [...(children.get(codeServerPid) ?? [])];
+  for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
+    queue.push(...(children.get(pid) ?? []));
+    if (commandLine(pid).includes('--type=extensionHost')) found.push(pid);
+  }
+  return found;
+}
+
+function parentPid(pid: number): number | undefined {
+  try {
+    // Field 4 of /proc/<pid>/stat, counted after the parenthesised command name (which may hold spaces).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined; // exited meanwhile
+  }
+}
+
+function commandLine(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
+
+function writeSettings(file: string, settings: Record<string, unknown>): void {
+  // A reused user-data-dir keeps its own settings; ours are only laid over them.
+  const existing = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
+  mkdirSync(join(file, '..'), { recursive: true });
+  writeFileSync(file, JSON.stringify({ ...quietWorkbenchSettings, ...existing, ...settings }, null, 2));
+}
+
+function parseBindAddr(bindAddr: string): [string, number] {
+  const match = /^(.+):(\d+)$/.exec(bindAddr);
+  if (!match) throw new Error(`bind address must be host:port, got ${bindAddr}`);
+  return [match[1], Number(match[2])];
+}
+
+/** A port nothing listens on right now: the kernel's pick for a socket bound to port 0. */
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function waitForHttp(url: string, child: ChildProcess, serverLog: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`code-server exited (${child.exitCode ?? child.signalCode}) before answering:\n${readFileSync(serverLog, 'utf8')}`);
+    }
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      if (response.ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(200);
+  }
+  throw new Error(`code-server did not answer ${url} within 60 s:\n${readFileSync(serverLog, 'utf8')}`);
+}
+
+function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: nothing left in the group
+  }
+}
+
+async function killProcessGroup(pgid: number): Promise<void> {
+  if (!signalGroup(pgid, 'SIGTERM')) return;
+  const deadline = Date.now() + 3_000;
+  while (Date.now() < deadline) {
+    await sleep(100);
+    if (!signalGroup(pgid, 0)) return;
+  }
+  signalGroup(pgid, 'SIGKILL');
+}

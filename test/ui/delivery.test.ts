@@ -1,0 +1,83 @@
+// What users get: `npm run demo` (a workbench whose palette freezes the demo VM, and Ctrl-C
+// that stops it all), and the packaged .vsix installed into code-server and activated there.
+import * as assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { eventually, isFullyStopped } from '../engine/procState';
+import { launchBrowser } from '../runner/browser';
+import { repoRoot } from '../runner/paths';
+import { ensureCodeServer } from '../runner/tools';
+import { EXTENSION_ID, openWorkbench, waitForWorkbench, Workbench } from './workbench';
+
+const exists = (pid: number) => fs.existsSync(`/proc/${pid}`);
+
+test('npm run demo serves a workbench whose palette freezes the demo VM; Ctrl-C stops everything', { timeout: 180_000 }, async () => {
+  // The compiled demo script, as `npm run demo` runs it after building.
+  const demo = spawn(process.execPath, [path.join(repoRoot, 'out', 'scripts', 'demo.js')], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  demo.stdout.on('data', (chunk) => (output += chunk));
+  demo.stderr.on('data', (chunk) => (output += chunk));
+  const exited = once(demo, 'exit');
+  let workbench: Workbench | undefined;
+  try {
+    assert.ok(await eventually(() => /Ctrl-C stops/.test(output), 120_000), `the demo printed no URL:\n${output}`);
+    const url = /Open (http:\/\/127\.0\.0\.1:\d+\/\S+)/.exec(output)?.[1];
+    const logsDir = /VS Code logs: (\S+)/.exec(output)?.[1];
+    const vmLine = /Demo VM (\d+) \(swap build\): (.*)/.exec(output);
+    assert.ok(url && logsDir && vmLine, output);
+    const vmPid = Number(vmLine[1]);
+    const devicePids = [...vmLine[2].matchAll(/ (\d+)(?:,|$)/g)].map((m) => Number(m[1]));
+    assert.ok(devicePids.length >= 6, vmLine[2]);
+
+    const browser = await launchBrowser();
+    await browser.page.goto(url);
+    await waitForWorkbench(browser.page);
+    workbench = new Workbench({ logsDir, process: demo, dispose: async () => undefined }, browser);
+    await workbench.waitForActivation();
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    assert.ok(await eventually(() => devicePids.every(isFullyStopped), 10_000), 'the demo VM was not frozen');
+    await workbench.waitForStatusBarItem(/crosvm \d+ frozen/);
+
+    demo.kill('SIGINT');
+    await exited;
+    assert.ok(await eventually(() => !exists(vmPid) && devicePids.every((pid) => !exists(pid)), 10_000), 'Ctrl-C left the demo VM behind');
+  } finally {
+    await workbench?.close();
+    if (demo.exitCode === null) demo.kill('SIGKILL');
+  }
+});
+
+test('the .vsix holds only what users need, installs into code-server and activates there', { timeout: 180_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-vsix-'));
+  let workbench: Workbench | undefined;
+  try {
+    const vsix = path.join(tmp, 'crosvm-guard.vsix');
+    const vsce = path.join(repoRoot, 'node_modules', '.bin', 'vsce');
+    const flags = ['--no-dependencies', '--allow-missing-repository'];
+    const packed = spawnSync(vsce, ['package', ...flags, '--no-rewrite-relative-links', '--out', vsix], { cwd: repoRoot, encoding: 'utf8' });
+    assert.equal(packed.status, 0, packed.stderr + packed.stdout);
+    const listed = spawnSync(vsce, ['ls', '--no-dependencies'], { cwd: repoRoot, encoding: 'utf8' }).stdout.trim().split('\n').sort();
+    assert.deepEqual(listed.filter((f) => !/^(README\.md|LICENSE|package\.json|dist\/extension\.js|media\/.+\.(svg|png))$/.test(f)), [], 'the .vsix carries files users do not need');
+    assert.ok(listed.includes('dist/extension.js'));
+
+    const extensionsDir = path.join(tmp, 'extensions');
+    const { node, entry } = ensureCodeServer();
+    const config = path.join(tmp, 'config.yaml');
+    fs.writeFileSync(config, 'auth: none\n'); // else code-server writes a password config to ~/.config
+    const installed = spawnSync(node, [entry, '--extensions-dir', extensionsDir, '--install-extension', vsix], { encoding: 'utf8', env: { ...process.env, CODE_SERVER_CONFIG: config } });
+    assert.equal(installed.status, 0, installed.stderr + installed.stdout);
+    assert.ok(fs.readdirSync(extensionsDir).some((name) => name.startsWith(`${EXTENSION_ID}-`)), fs.readdirSync(extensionsDir).join(', '));
+
+    workbench = await openWorkbench({ extensionDevelopmentPath: null, extensionsDir });
+    await workbench.runCommand('crosvm: Show log');
+    await workbench.waitForActivation();
+    assert.doesNotMatch(workbench.extensionHostLog(), /Activating extension crosvm-guard\.crosvm-guard failed/);
+  } finally {
+    await workbench?.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,329 @@
+// Harness for UI tests: a real VS Code workbench (code-server + headless Chromium) with the
+// extension under development loaded, driven the way a person would (F1, typing, clicking)
+// and read back from the DOM.
+//
+// Two things differ from a desktop window and matter to tests:
+// - The workbench runs with the smoke-test driver on (needed to load the extension from this
+//   repository), and in that mode VS Code never shows notification toasts: notifications()
+//   reads the notification centre instead.
+// - Lists and trees are virtualised: only rows scrolled into view exist in the DOM.
+import { mkdirSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Locator, Page } from 'playwright-core';
+import { launchBrowser, WorkbenchBrowser } from '../runner/browser';
+import { CodeServer, startCodeServer } from '../runner/codeServer';
+import { repoRoot, testResultsDir, testWorkspace } from '../runner/paths';
+
+export const EXTENSION_ID = 'crosvm-guard.crosvm-guard';
+
+export interface OpenWorkbenchOptions {
+  /** User settings for this workbench (merged over quietWorkbenchSettings). */
+  settings?: Record<string, unknown>;
+  /** Defaults to test/workspace/. */
+  folder?: string;
+  /** Defaults to the repository root (the built dist/extension.js); null loads only installed extensions. */
+  extensionDevelopmentPath?: string | null;
+  /** Where installed extensions live (default: an empty folder of the user data). */
+  extensionsDir?: string;
+  /** Keep workspace trust on (Restricted Mode until trusted). */
+  trust?: boolean;
+  /** Extra environment for code-server and so the extension host. */
+  env?: Record<string, string>;
+}
+
+export interface StatusBarItem {
+  /** `<extension id>.<item id>` for extension items, e.g. `crosvm-guard.crosvm-guard.status`. */
+  id: string;
+  /** The label with icons written back as `$(name)`, as the extension set it: `$(debug-pause) crosvm: idle`. */
+  text: string;
+  /** The accessibility label; for an item without accessibilityInformation, its text and tooltip. */
+  ariaLabel: string;
+}
+
+export interface TreeRow {
+  label: string;
+  description: string;
+  /** A tree item's tooltip when it has one, else its label. */
+  ariaLabel: string;
+  /** 1 for top-level rows. */
+  level: number;
+  /** undefined for a leaf. */
+  expanded: boolean | undefined;
+  /** The codicon of a ThemeIcon (`vm` for `new ThemeIcon('vm')`), if the row has one. */
+  icon: string | undefined;
+  /** All classes of the row's icon element, e.g. to see a ThemeColor. */
+  iconClasses: string[];
+}
+
+export interface Notification {
+  message: string;
+  /** 'error' | 'warning' | 'info' */
+  severity: string;
+  /** `Source: <extension display name>` without the prefix. */
+  source: string;
+  buttons: string[];
+}
+
+const DEFAULT_TIMEOUT = 20_000;
+
+export async function openWorkbench(options: OpenWorkbenchOptions = {}): Promise<Workbench> {
+  const server = await startCodeServer({
+    folder: options.folder ?? testWorkspace,
+    extensionDevelopmentPath: options.extensionDevelopmentPath === null ? undefined : (options.extensionDevelopmentPath ?? repoRoot),
+    extensionsDir: options.extensionsDir,
+    settings: options.settings,
+    trust: options.trust,
+    env: options.env,
+  });
+  let browser: WorkbenchBrowser | undefined;
+  try {
+    browser = await launchBrowser();
+    await browser.page.goto(server.url());
+    await waitForWorkbench(browser.page);
+    return new Workbench(server, browser);
+  } catch (error) {
+    await browser?.close();
+    await server.dispose();
+    throw error;
+  }
+}
+
+export class Workbench {
+  readonly page: Page;
+
+  constructor(
+    /** The code-server behind this window: logs, process (see extensionHostPids). */
+    readonly server: Pick<CodeServer, 'logsDir' | 'process' | 'dispose'>,
+    private readonly browser: WorkbenchBrowser,
+  ) {
+    this.page = browser.page;
+  }
+
+  /**
+   * Waits until the extension host has activated `extensionId` at least `count` times in this
+   * server's life (count 2 after killing the extension host once, and so on). Read from the
+   * extension host log, so it works whatever the activation event; activation has then started,
+   * its visible effects may follow (waitForStatusBarItem). Throws if activation failed.
+   */
+  async waitForActivation(extensionId = EXTENSION_ID, count = 1, timeout = DEFAULT_TIMEOUT): Promise<void> {
+    const started = `ExtensionService#_doActivateExtension ${extensionId},`;
+    const failed = `Activating extension ${extensionId} failed`;
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const log = this.extensionHostLog();
+      const failure = log.indexOf(failed);
+      if (failure >= 0) throw new Error(`activation of ${extensionId} failed:\n${log.slice(failure, failure + 2000)}`);
+      if (log.split(started).length - 1 >= count) return;
+      if (Date.now() > deadline) throw new Error(`${extensionId} was not activated ${count} time(s) within ${timeout} ms`);
+      await this.page.waitForTimeout(100);
+    }
+  }
+
+  /** Everything the extension hosts of this server logged (`logs/<start>/exthost<N>/remoteexthost.log`). */
+  extensionHostLog(): string {
+    const { logsDir } = this.server;
+    if (!existsSync(logsDir)) return '';
+    return readdirSync(logsDir)
+      .flatMap((start) => readdirSync(join(logsDir, start)).filter((name) => name.startsWith('exthost')).map((host) => join(logsDir, start, host, 'remoteexthost.log')))
+      .filter((file) => existsSync(file))
+      .map((file) => readFileSync(file, 'utf8'))
+      .join('\n');
+  }
+
+  /**
+   * Reloads the window, which starts a new extension host. After the extension host was killed
+   * (see extensionHostPids) this is the way back: a workbench in extension-development mode
+   * neither restarts a crashed host nor says so, and the web build has no "Restart Extension
+   * Host" command. Then `waitForActivation(EXTENSION_ID, 2)` waits for the second activation.
+   */
+  async reload(): Promise<void> {
+    await this.page.reload();
+    await waitForWorkbench(this.page);
+  }
+
+  /** Runs a command from the palette by its full title (`Category: Title`), as a person would. */
+  async runCommand(title: string): Promise<void> {
+    await this.quickOpen(`>${title}`, title);
+  }
+
+  /**
+   * Shows a view by its name ("Virtual Machines") or a view container by its title: views through
+   * "View: Open View..." (the `view ` prefix), containers through their "View: Show <title>" command.
+   */
+  async openView(title: string): Promise<void> {
+    try {
+      await this.quickOpen(`view ${title}`, title, 0);
+    } catch {
+      await this.runCommand(`View: Show ${title}`);
+    }
+  }
+
+  async statusBarItems(): Promise<StatusBarItem[]> {
+    return this.page.locator('.part.statusbar .statusbar-item').evaluateAll((elements) =>
+      elements.map((element) => {
+        const label = element.querySelector('.statusbar-item-label');
+        // Icons render as <span class="codicon codicon-NAME">; write them back as $(NAME).
+        const copy = label?.cloneNode(true) as typeof label;
+        for (const icon of copy?.querySelectorAll('.codicon') ?? []) {
+          const name = [...icon.classList].find((c) => c.startsWith('codicon-') && !c.startsWith('codicon-modifier-'));
+          const spin = icon.classList.contains('codicon-modifier-spin') ? '~spin' : '';
+          icon.replaceWith(name ? `$(${name.slice('codicon-'.length)}${spin})` : '');
+        }
+        const text = copy?.textContent ?? '';
+        return { id: element.id, text: text.trim(), ariaLabel: element.getAttribute('aria-label') ?? '' };
+      }),
+    );
+  }
+
+  /** Waits for a status bar item whose text (with `$(icon)`s) matches, and returns it. */
+  async waitForStatusBarItem(text: RegExp, timeout = DEFAULT_TIMEOUT): Promise<StatusBarItem> {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const items = await this.statusBarItems();
+      const item = items.find((candidate) => text.test(candidate.text));
+      if (item) return item;
+      if (Date.now() > deadline) {
+        throw new Error(`no status bar item matches ${text} within ${timeout} ms; there are: ${items.map((i) => JSON.stringify(i.text)).join(', ')}`);
+      }
+      await this.page.waitForTimeout(100);
+    }
+  }
+
+  async clickStatusBarItem(text: RegExp): Promise<void> {
+    const item = await this.waitForStatusBarItem(text);
+    await this.page.locator(`.part.statusbar [id="${item.id}"] .statusbar-item-label`).click();
+  }
+
+  /**
+   * The visible rows of a view's tree or list, top to bottom. With `viewTitle`, only that view's
+   * rows ("Virtual Machines"); without, every row of the views shown in the side bar.
+   */
+  async treeRows(viewTitle?: string): Promise<TreeRow[]> {
+    const scope = viewTitle
+      ? this.page.locator('.pane').filter({ has: this.page.locator(`.pane-header[aria-label="${viewTitle} Section"]`) })
+      : this.page.locator('.part.sidebar');
+    const rows = await scope.locator('.pane-body .monaco-list-row').evaluateAll((elements) =>
+      elements.map((row) => {
+        const icon = row.querySelector('.custom-view-tree-node-item-icon, .monaco-icon-label .codicon');
+        const iconClasses = icon ? [...icon.classList] : [];
+        const codicon = iconClasses.find((c) => c.startsWith('codicon-') && c !== 'codicon-colored' && !c.startsWith('codicon-modifier-'));
+        const expanded = row.getAttribute('aria-expanded');
+        return {
+          index: Number(row.getAttribute('data-index')),
+          label: row.querySelector('.label-name')?.textContent ?? row.textContent ?? '',
+          description: row.querySelector('.label-description')?.textContent ?? '',
+          ariaLabel: row.getAttribute('aria-label') ?? '',
+          level: Number(row.getAttribute('aria-level') ?? 1),
+          expanded: expanded === null ? undefined : expanded === 'true',
+          icon: codicon?.slice('codicon-'.length),
+          iconClasses,
+        };
+      }),
+    );
+    // DOM order of a virtualised list is not display order; the rows' indices are.
+    return rows.sort((a, b) => a.index - b.index).map(({ index: _index, ...row }) => row);
+  }
+
+  /**
+   * The notifications in the notification centre, newest first. (With the smoke-test driver on,
+   * VS Code shows no toasts, so the centre is where they are.) Leaves the centre as it was.
+   */
+  async notifications(): Promise<Notification[]> {
+    return this.withNotificationCenter(async (center) =>
+      center.locator('.notification-list-item').evaluateAll((items) =>
+        items.map((item) => {
+          const icon = item.querySelector('.notification-list-item-icon');
+          const severity = ['error', 'warning', 'info'].find((s) => icon?.classList.contains(`codicon-${s}`)) ?? 'info';
+          return {
+            message: item.querySelector('.notification-list-item-message')?.textContent ?? '',
+            severity,
+            source: (item.querySelector('.notification-list-item-source')?.textContent ?? '').replace(/^Source: /, ''),
+            buttons: [...item.querySelectorAll('.notification-list-item-buttons-container .monaco-button')].map((b) => b.textContent ?? ''),
+          };
+        }),
+      ),
+    );
+  }
+
+  /** Clicks a button of the newest notification whose message matches. */
+  async clickNotificationButton(message: RegExp, button: string): Promise<void> {
+    await this.withNotificationCenter(async (center) => {
+      const item = center.locator('.notification-list-item').filter({ has: this.page.locator('.notification-list-item-message', { hasText: message }) }).first();
+      await item.locator('.notification-list-item-buttons-container .monaco-button', { hasText: button }).click();
+    });
+  }
+
+  /** Saves a PNG of the whole window to test-results/screenshots/<name>.png and returns its path. */
+  async screenshot(name: string): Promise<string> {
+    const dir = join(testResultsDir, 'screenshots');
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, `${name}.png`);
+    await this.page.screenshot({ path });
+    return path;
+  }
+
+  /** Closes the browser and stops code-server (its whole process group). */
+  async close(): Promise<void> {
+    await this.browser.close();
+    await this.server.dispose();
+  }
+
+  /**
+   * Opens the quick input (F1), replaces its content with `text` (">" for commands, "view " for
+   * views) and accepts the row labelled exactly `label`, never a near match (the palette offers
+   * "similar commands" for anything). The list is computed when the palette opens, so a command
+   * whose `when` clause is not true yet only shows up after closing and reopening: retried
+   * until `timeout`.
+   */
+  private async quickOpen(text: string, label: string, timeout = DEFAULT_TIMEOUT): Promise<void> {
+    const widget = this.page.locator('.quick-input-widget');
+    const rows = widget.locator('.monaco-list-row');
+    const row = rows.filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(label)}$`) }) }).first();
+    // "No matching views" is final at once; no need to wait out the attempt.
+    const noMatch = rows.filter({ hasText: /^No matching/ }).first();
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      await this.page.keyboard.press('F1');
+      try {
+        await widget.locator('.quick-input-box input').waitFor({ timeout: 5_000 });
+      } catch {
+        // Seen with the modal "Running Extensions" editor focused: F1 does nothing until Escape closes it.
+        throw new Error('F1 did not open the command palette: is a modal editor or dialog focused? (Escape closes it)');
+      }
+      await this.page.keyboard.press('ControlOrMeta+A');
+      await this.page.keyboard.type(text);
+      await row.or(noMatch).waitFor({ timeout: 2_000 }).catch(() => undefined);
+      if (await row.isVisible()) break;
+      await this.page.keyboard.press('Escape');
+      if (Date.now() >= deadline) throw new Error(`"${label}" is not offered for "${text}" in the quick input`);
+      await this.page.waitForTimeout(250);
+    }
+    // Enter runs the focused row; the exact match is usually it, else a person would click it.
+    if ((await row.getAttribute('class'))?.split(' ').includes('focused')) await this.page.keyboard.press('Enter');
+    else await row.click();
+    await widget.waitFor({ state: 'hidden' });
+  }
+
+  private async withNotificationCenter<T>(read: (center: Locator) => Promise<T>): Promise<T> {
+    const center = this.page.locator('.notifications-center');
+    const wasVisible = await center.isVisible();
+    const toggle = (): Promise<void> => this.page.locator('.part.statusbar [id="status.notifications"] .statusbar-item-label').click();
+    if (!wasVisible) {
+      await toggle();
+      await center.waitFor({ state: 'visible' });
+    }
+    try {
+      return await read(center);
+    } finally {
+      if (!wasVisible && (await center.isVisible())) await toggle();
+    }
+  }
+}
+
+export async function waitForWorkbench(page: Page): Promise<void> {
+  await page.locator('.monaco-workbench .part.statusbar').waitFor({ timeout: 60_000 });
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
