@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadAndUnzipVSCode, runTests } from '@vscode/test-electron';
 import { repoRoot, suiteIndex, testWorkspace } from './paths';
+import { disposeAll } from './cleanup';
+import { checkResumedOnDeactivate, startLifecycleVm } from './deactivateCheck';
 import { RESULT_FILE_VARIABLE, readSuiteResult, suiteSucceeded } from '../suite/result';
 
 async function main(): Promise<number> {
@@ -19,6 +21,7 @@ async function main(): Promise<number> {
     );
     return 1;
   }
+  const lifecycle = await startLifecycleVm();
   const resultDir = mkdtempSync(join(tmpdir(), 'crosvm-guard-report-'));
   const resultFile = join(resultDir, 'result.json');
   try {
@@ -27,14 +30,18 @@ async function main(): Promise<number> {
       extensionDevelopmentPath: repoRoot,
       extensionTestsPath: suiteIndex,
       // Desktop VS Code prints the extension host's console, and so the mocha report, itself.
-      extensionTestsEnv: { [RESULT_FILE_VARIABLE]: resultFile },
+      extensionTestsEnv: { [RESULT_FILE_VARIABLE]: resultFile, ...lifecycle.env },
       launchArgs: [testWorkspace, '--disable-extensions', '--disable-workspace-trust'],
     }).catch(() => 1); // runTests rejects on a non-zero exit; the counts below say why
     const result = readSuiteResult(resultFile);
+    // runTests resolves once VS Code has exited, extension host included.
+    if (await checkResumedOnDeactivate(lifecycle.vm, async () => true)) result.passed += 1;
+    else result.failed += 1;
     console.log(`electron: ${result.passed} passed, ${result.failed} failed`);
     return suiteSucceeded(code, result) ? 0 : 1;
   } finally {
     rmSync(resultDir, { recursive: true, force: true });
+    await disposeAll();
   }
 }
 
