@@ -1,7 +1,8 @@
 // The extension as a person uses it: palette commands, the status bar, the tree view, the
 // welcome view, against a real fixture VM, in a real workbench in a real browser.
 import * as assert from 'node:assert/strict';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
@@ -122,3 +123,69 @@ describe('crosvm Guard with no VM', { timeout: 240_000 }, () => {
     await empty.screenshot('welcome');
   });
 });
+
+describe('crosvm Guard errors and dangerous actions', { timeout: 240_000 }, () => {
+  let bench: Workbench;
+  after(async () => {
+    await bench?.close();
+    await stopAllFixtureVms();
+  });
+
+  test('freezing a build without the swap feature explains why, offers a way out, and stops nothing', async () => {
+    const unsafe = await startFixtureVm({ build: 'default' });
+    bench = await openWorkbench();
+    await bench.waitForActivation();
+    await bench.runCommand('crosvm: Freeze crosvm devices');
+    let notification;
+    for (let tries = 0; !notification && tries < 50; tries++) {
+      notification = (await bench.notifications()).find((n) => /Not freezing crosvm VM/.test(n.message));
+      if (!notification) await bench.page.waitForTimeout(200);
+    }
+    assert.ok(notification, 'no notification about the unsafe build');
+    assert.equal(notification.severity, 'warning');
+    assert.match(notification.message, /shut the VM down.*--features swap/);
+    assert.deepEqual(notification.buttons, ['Open Settings', 'Show Log']);
+    assert.ok(unsafe.isRunning());
+    assert.ok(unsafe.devices.every((d) => isRunning(d.pid)));
+  });
+
+  test('"Kill crosvm VM…" asks first, then kills the whole tree', async () => {
+    await stopAllFixtureVms();
+    const doomed = await startFixtureVm({ build: 'swap' });
+    await bench.runCommand('crosvm: Refresh crosvm VMs');
+    await bench.runCommand('crosvm: Kill crosvm VM…');
+    const dialog = bench.page.locator('.monaco-dialog-box');
+    await dialog.waitFor({ timeout: 10_000 });
+    assert.match(await dialog.innerText(), new RegExp(`Kill crosvm VM ${doomed.pid}`));
+    await dialog.locator('.monaco-button', { hasText: 'Kill VM' }).click();
+    const exit = await doomed.exited;
+    assert.equal(exit.signal, 'SIGKILL');
+    assert.ok(await eventually(() => doomed.devices.every((d) => !isRunning(d.pid)), 5000));
+  });
+});
+
+describe('crosvm Guard in Restricted Mode', { timeout: 240_000 }, () => {
+  test('an untrusted workspace cannot choose which processes are signalled', async () => {
+    const vm2 = await startFixtureVm({ build: 'swap' });
+    // The workspace tries to make every node process (the extension host too) a "crosvm".
+    const restricted = await openWorkbench({ trust: true, folder: hostileWorkspace(['node']) });
+    try {
+      await restricted.waitForActivation();
+      await restricted.page.locator('.statusbar-item', { hasText: 'Restricted Mode' }).first().waitFor({ timeout: 15_000 });
+      const status = await restricted.waitForStatusBarItem(/crosvm/);
+      assert.equal(status.text, `$(debug-pause) crosvm ${vm2.devices.length}`, 'the workspace value of processNames was used');
+    } finally {
+      await restricted.close();
+      await stopAllFixtureVms();
+    }
+  });
+});
+
+/** A workspace folder whose .vscode/settings.json names other processes as crosvm. */
+function hostileWorkspace(processNames: string[]): string {
+  const folder = mkdtempSync(join(tmpdir(), 'crosvm-guard-hostile-'));
+  mkdirSync(join(folder, '.vscode'));
+  writeFileSync(join(folder, '.vscode', 'settings.json'), JSON.stringify({ 'crosvmGuard.processNames': processNames, 'crosvmGuard.assumeSwapBuild': true }));
+  writeFileSync(join(folder, 'README.md'), 'A workspace that should not be trusted.\n');
+  return folder;
+}
