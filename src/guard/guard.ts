@@ -5,7 +5,7 @@ import { assertLinux, FreezeError, GuardError } from './errors';
 import { ChildrenSource, defaultChildrenSource, identityKey, ProcessIdentity, selfAndAncestors } from './processTree';
 import { continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
 import { judgeSwapBuild, SwapBuildVerdict, UNSAFE_BUILD_WAY_OUT } from './swapBuild';
-import { findVms, readVm, VmSnapshot } from './vms';
+import { findVms, ProvenVms, readVm, VmSnapshot } from './vms';
 
 export interface GuardSettings {
   /** Executable or argv[0] basenames that identify crosvm. */
@@ -106,6 +106,7 @@ export class CrosvmGuard {
   private settings: GuardSettings;
   private isExcludedLabel: (label: string) => boolean;
   private readonly frozen = new Map<number, FrozenVm>();
+  private readonly provenVms: ProvenVms = new Map();
   private readonly listeners = new Set<(event: GuardEvent) => void>();
   /** Freeze and resume run one at a time, in call order. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -117,6 +118,7 @@ export class CrosvmGuard {
 
   updateSettings(settings: Partial<GuardSettings>): void {
     this.settings = { ...this.settings, ...settings };
+    this.provenVms.clear();
     this.isExcludedLabel = labelMatcher(this.settings.excludeLabels);
   }
 
@@ -138,7 +140,7 @@ export class CrosvmGuard {
   /** Reads one VM, proving it is crosvm (and the same process, when a start time is given). */
   inspectVm(ref: VmRef): VmSnapshot {
     assertLinux();
-    return readVm(ref.pid, this.settings.processNames, this.settings.childrenSource, ref.startTime);
+    return readVm(ref.pid, this.settings.processNames, this.settings.childrenSource, ref.startTime, this.provenVms);
   }
 
   swapBuildOf(vm: VmSnapshot): SwapBuildVerdict {

@@ -64,6 +64,7 @@ export function readVm(
   names: readonly string[],
   source: ChildrenSource,
   expectedStartTime?: number,
+  provenVms?: ProvenVms,
 ): VmSnapshot {
   if (!Number.isSafeInteger(pid) || pid <= 1) {
     throw new GuardError('invalid-argument', `${String(pid)} is not a process id of a crosvm VM.`);
@@ -72,6 +73,11 @@ export function readVm(
   if (!main) throw new GuardError('vm-gone', `No process ${pid} is running: the crosvm VM has exited.`);
   if (expectedStartTime !== undefined && main.startTime !== expectedStartTime) {
     throw new GuardError('vm-gone', `crosvm VM ${pid} has exited; pid ${pid} now belongs to another process (${main.label}).`);
+  }
+  const proven = provenVms?.get(pid);
+  // This process (same start time, same names) was proven a VM before: skip the proof.
+  if (proven && proven.startTime === main.startTime && proven.names === names) {
+    return { ...proven.vm, main, ...readDevices(pid, source) };
   }
   const exe = readExe(pid);
   const cmdline = readCmdline(pid) ?? [];
@@ -90,14 +96,26 @@ export function readVm(
     }
     ancestor = readStat(ancestor)?.ppid ?? 0;
   }
+  const vm = { main, cmdline, exe, name: shortVmName(cmdline), ...readDevices(pid, source) };
+  provenVms?.set(pid, { startTime: main.startTime, names, vm });
+  return vm;
+}
+
+function readDevices(pid: number, source: ChildrenSource): Pick<VmSnapshot, 'devices' | 'threadIds'> {
   const devices: ProcessSnapshot[] = [];
   const threadIds: ThreadIds = new Map();
   for (const child of descendantPids(pid, source, threadIds)) {
     const snapshot = readSnapshot(child);
     if (snapshot) devices.push(snapshot);
   }
-  return { main, cmdline, exe, name: shortVmName(cmdline), devices, threadIds };
+  return { devices, threadIds };
 }
+
+/**
+ * VMs already proven to be crosvm, by pid: a process keeps its executable name, argv[0] and
+ * ancestry for life, so (pid, start time) proven once under the same names stays proven.
+ */
+export type ProvenVms = Map<number, { startTime: number; names: readonly string[]; vm: VmSnapshot }>;
 
 /** Every crosvm VM on the host, oldest first. */
 export function findVms(names: readonly string[], source: ChildrenSource): VmSnapshot[] {
