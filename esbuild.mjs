@@ -48,8 +48,9 @@ const options = tests
       logLevel: 'warning',
     }
   : {
-      entryPoints: ['src/extension.ts'],
-      outfile: 'dist/extension.js',
+      // The companion is its own small bundle: a detached plain-Node process (src/companion).
+      entryPoints: { extension: 'src/extension.ts', companion: 'src/companion/main.ts' },
+      outdir: 'dist',
       bundle: true,
       format: 'cjs',
       platform: 'node',

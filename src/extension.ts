@@ -10,9 +10,12 @@ import { ManagedContextKey } from './ui/contextKey';
 import { GuardController } from './ui/controller';
 import { ProcessTreeProvider } from './ui/processTree';
 import { GuardStatusBar } from './ui/statusBar';
+import { enableCrashSafety, MaxFreezeTimer, WindowWatchdog } from './ui/crashSafety';
+import { CrashSafety } from './guard/crashSafety';
 import { ExtensionSettings, SETTINGS_SECTION } from './common/settings';
 
 let controller: GuardController | undefined;
+let safety: CrashSafety | undefined;
 
 export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   const started = performance.now();
@@ -32,6 +35,13 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   controller = current;
   context.subscriptions.push(current);
 
+  safety = enableCrashSafety(context, current, log, settings);
+  context.subscriptions.push(
+    { dispose: () => safety?.dispose() },
+    new WindowWatchdog(current),
+    new MaxFreezeTimer(current, () => settings.maxFreezeSeconds),
+  );
+
   const statusBar = new GuardStatusBar(current, () => settings.statusBarVisibility);
   const tree = new ProcessTreeProvider(current);
   const views = [Views.Processes, Views.DebugProcesses].map((id) =>
@@ -42,10 +52,12 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   // Context keys for `when` clauses: hide resume when nothing is frozen, and so on.
   const vmRunning = new ManagedContextKey<boolean>(ContextKeys.VmRunning);
   const frozen = new ManagedContextKey<boolean>(ContextKeys.Frozen);
+  const frozenElsewhere = new ManagedContextKey<boolean>(ContextKeys.FrozenElsewhere);
   context.subscriptions.push(
     current.onDidChange(() => {
       vmRunning.set(current.vms.length > 0);
       frozen.set(current.isFrozen);
+      frozenElsewhere.set(current.isFrozenElsewhere);
     }),
   );
 
@@ -120,5 +132,8 @@ function activateUnsupported(
 /** Resumes everything this window froze, and waits for it. */
 export async function deactivate(): Promise<void> {
   await controller?.resumeAll('the extension is deactivating');
+  // Everything runs again: the companion may go, and the journal with it.
+  safety?.dispose();
   controller = undefined;
+  safety = undefined;
 }

@@ -13,6 +13,7 @@ export interface ExtensionSettings {
   readonly statusBarVisibility: StatusBarVisibility;
   readonly includeTracedProcesses: boolean;
   readonly assumeSwapBuild: boolean;
+  readonly maxFreezeSeconds: number;
 }
 
 /** Setting keys below `crosvmGuard.`, as declared in package.json. */
@@ -24,6 +25,7 @@ export const SettingKeys = {
   statusBarVisibility: 'statusBar.visibility',
   includeTracedProcesses: 'includeTracedProcesses',
   assumeSwapBuild: 'assumeSwapBuild',
+  maxFreezeSeconds: 'maxFreezeSeconds',
 } as const satisfies Record<keyof ExtensionSettings, string>;
 
 export const SETTINGS_SECTION = 'crosvmGuard';
@@ -36,6 +38,7 @@ export const DEFAULT_EXTENSION_SETTINGS: ExtensionSettings = {
   statusBarVisibility: 'whenVmRunning',
   includeTracedProcesses: DEFAULT_SETTINGS.includeTracedProcesses,
   assumeSwapBuild: DEFAULT_SETTINGS.assumeSwapBuild,
+  maxFreezeSeconds: 0,
 };
 
 const VISIBILITIES: readonly StatusBarVisibility[] = ['whenVmRunning', 'debugging', 'always', 'never'];
@@ -78,6 +81,7 @@ const CHECKS: Record<keyof ExtensionSettings, Check> = {
     VISIBILITIES.includes(value as StatusBarVisibility) ? undefined : `must be one of ${VISIBILITIES.join(', ')}`,
   includeTracedProcesses: isBoolean,
   assumeSwapBuild: isBoolean,
+  maxFreezeSeconds: isIntegerIn(0, 86_400),
 };
 
 /**

@@ -2,9 +2,11 @@
 // tell listeners about every change. It has no `vscode` import: the extension, the plain
 // Node tests and the benchmark all drive this same class.
 import { assertLinux, FreezeError, GuardError } from './errors';
+import { readStat } from './procfs';
 import { ChildrenSource, defaultChildrenSource, identityKey, ProcessIdentity, selfAndAncestors } from './processTree';
 import { continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
 import { judgeSwapBuild, SwapBuildVerdict, UNSAFE_BUILD_WAY_OUT } from './swapBuild';
+import type { SafetyNet } from './crashSafety';
 import { findVms, ProvenVms, readVm, VmSnapshot } from './vms';
 
 export interface GuardSettings {
@@ -108,6 +110,7 @@ export class CrosvmGuard {
   private readonly frozen = new Map<number, FrozenVm>();
   private readonly provenVms: ProvenVms = new Map();
   private readonly listeners = new Set<(event: GuardEvent) => void>();
+  private safetyNet: SafetyNet | undefined;
   /** Freeze and resume run one at a time, in call order. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -124,6 +127,11 @@ export class CrosvmGuard {
 
   get currentSettings(): GuardSettings {
     return this.settings;
+  }
+
+  /** From now on every stop is announced to `net` first, and every resume reported to it. */
+  setSafetyNet(net: SafetyNet | undefined): void {
+    this.safetyNet = net;
   }
 
   onDidChangeState(listener: (event: GuardEvent) => void): Disposable {
@@ -171,6 +179,26 @@ export class CrosvmGuard {
     return this.resume();
   }
 
+  /**
+   * Forgets VMs whose frozen processes all run again, or are gone, without signalling:
+   * another window resumed them, or the user did. Returns what it forgot.
+   */
+  reconcile(): FrozenVm[] {
+    const forgotten: FrozenVm[] = [];
+    for (const vm of this.frozen.values()) {
+      const stillStopped = vm.processes.some((p) => {
+        const stat = readStat(p.pid);
+        return stat !== undefined && stat.startTime === p.startTime && (stat.state === 'T' || stat.state === 't');
+      });
+      if (stillStopped) continue;
+      this.frozen.delete(vm.vm.pid);
+      this.safetyNet?.didRelease(vm.processes);
+      forgotten.push(vm);
+    }
+    if (forgotten.length > 0) this.emit({ type: 'resumed', report: { resumed: [], gone: forgotten.flatMap((f) => f.processes), elapsedMs: 0 } });
+    return forgotten;
+  }
+
   private serialise<T>(work: () => Promise<T>): Promise<T> {
     const result = this.queue.then(work, work);
     this.queue = result.catch(() => undefined);
@@ -203,6 +231,9 @@ export class CrosvmGuard {
       const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
       const alreadyFrozen = new Map((earlier?.processes ?? []).map((p) => [identityKey(p), p]));
       const alreadySkipped = new Map((earlier?.skipped ?? []).map((p) => [identityKey(p), p]));
+      const identity: VmIdentity = { pid: vm.main.pid, startTime: vm.main.startTime, name: vm.name };
+      const announced: FrozenProcess[] = [];
+      const net = this.safetyNet;
       let result;
       try {
         result = await stopTree(vm.main, vm.devices, {
@@ -216,14 +247,22 @@ export class CrosvmGuard {
           alreadyFrozen,
           alreadySkipped,
           knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),
+          // Write-ahead: whoever resumes after a crash knows of a process before it stops.
+          beforeStop: net
+            ? (targets) => {
+                announced.push(...targets);
+                return net.willStop(identity, targets);
+              }
+            : undefined,
         });
       } catch (error) {
+        // Everything this call stopped was resumed: nobody needs to hold it any more.
+        if (announced.length > 0) net?.didRelease(announced);
         if (error instanceof StopTreeFailure) {
           throw new FreezeError(vm.main.pid, error.failures, error.resumed.map((p) => p.pid));
         }
         throw error;
       }
-      const identity: VmIdentity = { pid: vm.main.pid, startTime: vm.main.startTime, name: vm.name };
       if (result.stopped.length > 0 || earlier) {
         this.frozen.set(vm.main.pid, {
           vm: identity,
@@ -260,6 +299,7 @@ export class CrosvmGuard {
       resumed.push(...result.resumed);
       gone.push(...result.gone);
       this.frozen.delete(vm.vm.pid);
+      this.safetyNet?.didRelease(vm.processes);
     }
     const report: ResumeReport = { resumed, gone, elapsedMs: performance.now() - started };
     if (vms.length > 0) this.emit({ type: 'resumed', report });

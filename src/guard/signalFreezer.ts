@@ -48,7 +48,7 @@ export interface StopTreeOptions {
   /** Thread ids read during discovery; the freezer keeps them current for what it stops. */
   readonly knownThreads?: ThreadIds;
   /** Write-ahead: told what is about to be stopped, before the first signal is sent. */
-  readonly beforeStop?: (targets: readonly FrozenProcess[]) => void;
+  readonly beforeStop?: (targets: readonly FrozenProcess[]) => void | Promise<void>;
 }
 
 export interface StopTreeResult {
@@ -259,7 +259,7 @@ export async function stopTree(
     }
     if (refused.length > 0) return rollback(refused);
 
-    options.beforeStop?.(targets);
+    await options.beforeStop?.(targets);
     const failures: StopFailure[] = [];
     for (const t of targets) {
       // The identity was read moments ago; a pid is reused only after its process was

@@ -71,11 +71,29 @@ export class CommandHandlers {
     return reports.length === 1 ? reports[0] : reports;
   }
 
-  /** Resumes one VM (argument) or everything this window froze; returns the pids resumed. */
+  /**
+   * Resumes one VM (argument) or everything this window froze; returns the pids resumed. A
+   * VM that another window froze is resumed only after asking: that window holds it.
+   */
   async resume(arg?: unknown): Promise<number[]> {
     try {
-      const report = await this.controller.resume(vmRefFromArgument(arg));
-      return report.resumed.map((p) => p.pid);
+      const ref = vmRefFromArgument(arg);
+      const report = await this.controller.resume(ref);
+      const pids = report.resumed.map((p) => p.pid);
+      if (pids.length > 0 || report.gone.length > 0) return pids;
+      const others = this.controller
+        .refresh()
+        .filter((v) => v.frozenElsewhere && !v.frozen && (!ref || v.snapshot.main.pid === ref.pid));
+      for (const view of others) {
+        const takeOver = 'Resume VM';
+        const choice = await vscode.window.showWarningMessage(
+          `VM ${view.snapshot.main.pid} (${view.snapshot.name}) is frozen by another VS Code window (extension host pid ${view.frozenElsewhere?.ownerPid}). Resume it from this window?`,
+          { modal: true, detail: 'The other window will notice that the VM runs again and stop holding it.' },
+          takeOver,
+        );
+        if (choice === takeOver) pids.push(...this.controller.takeOver(view).map((p) => p.pid));
+      }
+      return pids;
     } catch (error) {
       void this.showError(error);
       return [];

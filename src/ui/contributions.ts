@@ -20,6 +20,8 @@ export const enum ContextKeys {
   VmRunning = 'crosvmGuard.vmRunning',
   /** This window holds at least one VM frozen. */
   Frozen = 'crosvmGuard.frozen',
+  /** Another VS Code window holds a VM frozen. */
+  FrozenElsewhere = 'crosvmGuard.frozenElsewhere',
 }
 
 export const enum Views {

@@ -12,14 +12,20 @@ import {
   SwapBuildVerdict,
   VmRef,
   VmSnapshot,
+  ProcessIdentity,
 } from '../guard';
+import { frozenByOthers } from '../guard/journal';
+import { continueProcesses, FrozenProcess } from '../guard/signalFreezer';
 import { engineSettings, ExtensionSettings } from '../common/settings';
+import { currentIdentity } from '../guard/processTree';
 
 export interface VmView {
   readonly snapshot: VmSnapshot;
   readonly swapBuild: SwapBuildVerdict;
   /** What this window holds frozen of this VM, if anything. */
   readonly frozen: FrozenVm | undefined;
+  /** What another VS Code window holds frozen of it (from that window's journal). */
+  readonly frozenElsewhere: { readonly ownerPid: number; readonly processes: readonly ProcessIdentity[] } | undefined;
 }
 
 export class GuardController implements vscode.Disposable {
@@ -33,6 +39,10 @@ export class GuardController implements vscode.Disposable {
   readonly onDidChange = this.changed.event;
   /** The engine's own events, re-published for the API. */
   readonly onDidChangeState = this.stateChanged.event;
+
+  /** Where windows keep their journals; set once crash safety is on. */
+  journalDir: string | undefined;
+  private readonly self: ProcessIdentity = { pid: process.pid, startTime: currentIdentity(process.pid)?.startTime ?? 0 };
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -63,6 +73,41 @@ export class GuardController implements vscode.Disposable {
     return this.guard.frozenVms.length > 0;
   }
 
+  /**
+   * Lets go of VMs that run again although this window did not resume them (another window
+   * took over, or someone sent SIGCONT). Cheap: one `stat` per frozen process.
+   */
+  forgetResumedElsewhere(): boolean {
+    const forgotten = this.guard.reconcile();
+    for (const vm of forgotten) {
+      this.log.info(`VM ${vm.vm.pid} (${vm.vm.name}) runs again, resumed outside this window; no longer holding it.`);
+    }
+    return forgotten.length > 0;
+  }
+
+  /** Some VM is held frozen by another VS Code window. */
+  get isFrozenElsewhere(): boolean {
+    return this.views.some((v) => v.frozenElsewhere !== undefined);
+  }
+
+  /**
+   * Resumes what another window froze of a VM, after the user agreed to take over: SIGCONT
+   * for each process that is still the one that window recorded and is still stopped.
+   */
+  takeOver(view: VmView): FrozenProcess[] {
+    const recorded = view.frozenElsewhere?.processes ?? [];
+    const known = new Map(view.snapshot.devices.concat(view.snapshot.main).map((p) => [p.pid, p]));
+    // Only processes of this VM as read now, with the recorded start time: nothing else.
+    const mine = recorded
+      .map((p) => known.get(p.pid))
+      .filter((p): p is NonNullable<typeof p> => p !== undefined && recorded.some((r) => r.pid === p.pid && r.startTime === p.startTime))
+      .map((p) => ({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid }));
+    const { resumed } = continueProcesses(mine);
+    this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${view.frozenElsewhere?.ownerPid}: resumed ${resumed.length} processes [${resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}].`);
+    this.refresh();
+    return resumed;
+  }
+
   /** Re-reads /proc. Cheap (a few ms) but not free, so it runs on events, not in a loop. */
   refresh(): readonly VmView[] {
     let snapshots: VmSnapshot[];
@@ -72,11 +117,18 @@ export class GuardController implements vscode.Disposable {
       this.log.error(`Listing crosvm VMs failed: ${(error as Error).message}`);
       snapshots = [];
     }
-    this.views = snapshots.map((snapshot) => ({
-      snapshot,
-      swapBuild: this.guard.swapBuildOf(snapshot),
-      frozen: this.guard.frozenVm(snapshot.main.pid),
-    }));
+    this.forgetResumedElsewhere();
+    const others = this.journalDir ? frozenByOthers(this.journalDir, this.self) : new Map();
+    this.views = snapshots.map((snapshot) => {
+      const other = others.get(snapshot.main.pid);
+      return {
+        snapshot,
+        swapBuild: this.guard.swapBuildOf(snapshot),
+        frozen: this.guard.frozenVm(snapshot.main.pid),
+        frozenElsewhere:
+          other && other.vm.startTime === snapshot.main.startTime ? { ownerPid: other.owner.pid, processes: other.vm.processes } : undefined,
+      };
+    });
     this.logDiscovery();
     this.changed.fire();
     return this.views;

@@ -1,24 +1,27 @@
 // The tree view: one node per VM, its device processes below in their real parent/child
 // shape. It renders the controller's last listing and never reads /proc itself.
 import * as vscode from 'vscode';
-import type { FrozenVm, ProcessSnapshot } from '../guard';
+import type { ProcessIdentity, ProcessSnapshot } from '../guard';
 import { GuardController, VmView } from './controller';
 import { formatElapsed } from '../common/format';
 
-export type ProcessStateKind = 'running' | 'frozen' | 'stopped' | 'traced' | 'zombie';
+export type ProcessStateKind = 'running' | 'frozen' | 'frozenElsewhere' | 'stopped' | 'traced' | 'zombie';
 
-export function processStateKind(p: ProcessSnapshot, frozenByUs: FrozenVm | undefined): ProcessStateKind {
+export function processStateKind(p: ProcessSnapshot, vm: Pick<VmView, 'frozen' | 'frozenElsewhere'>): ProcessStateKind {
   if (p.state === 'Z' || p.state === 'X') return 'zombie';
-  const ours = frozenByUs?.processes.some((f) => f.pid === p.pid && f.startTime === p.startTime) ?? false;
-  if (ours && (p.state === 'T' || p.state === 't')) return 'frozen';
+  const stopped = p.state === 'T' || p.state === 't';
+  const listed = (list: readonly ProcessIdentity[] | undefined) => list?.some((f) => f.pid === p.pid && f.startTime === p.startTime) ?? false;
+  if (stopped && listed(vm.frozen?.processes)) return 'frozen';
+  if (stopped && listed(vm.frozenElsewhere?.processes)) return 'frozenElsewhere';
   if (p.tracerPid !== 0) return 'traced';
-  if (p.state === 'T' || p.state === 't') return 'stopped';
+  if (stopped) return 'stopped';
   return 'running';
 }
 
 const STATE_WORDS: Record<ProcessStateKind, string> = {
   running: 'running',
   frozen: 'frozen',
+  frozenElsewhere: 'frozen by another window',
   stopped: 'stopped by someone else',
   traced: 'traced by a debugger',
   zombie: 'zombie',
@@ -27,6 +30,7 @@ const STATE_WORDS: Record<ProcessStateKind, string> = {
 const STATE_ICONS: Record<ProcessStateKind, vscode.ThemeIcon> = {
   running: new vscode.ThemeIcon('play', new vscode.ThemeColor('debugIcon.startForeground')),
   frozen: new vscode.ThemeIcon('debug-pause', new vscode.ThemeColor('debugIcon.pauseForeground')),
+  frozenElsewhere: new vscode.ThemeIcon('debug-pause', new vscode.ThemeColor('charts.yellow')),
   stopped: new vscode.ThemeIcon('debug-stop', new vscode.ThemeColor('charts.orange')),
   traced: new vscode.ThemeIcon('bug', new vscode.ThemeColor('charts.purple')),
   zombie: new vscode.ThemeIcon('circle-slash', new vscode.ThemeColor('disabledForeground')),
@@ -35,14 +39,14 @@ const STATE_ICONS: Record<ProcessStateKind, vscode.ThemeIcon> = {
 export class VmNode extends vscode.TreeItem {
   readonly kind = 'vm';
   constructor(readonly view: VmView) {
-    const { snapshot: vm, swapBuild, frozen } = view;
+    const { snapshot: vm, swapBuild, frozen, frozenElsewhere } = view;
     super(vm.name, vscode.TreeItemCollapsibleState.Expanded);
     this.id = `vm:${vm.main.pid}@${vm.main.startTime}`;
-    const state = frozen ? `frozen ${formatElapsed(Date.now() - frozen.since)}` : 'running';
+    const state = frozen ? `frozen ${formatElapsed(Date.now() - frozen.since)}` : frozenElsewhere ? 'frozen by another window' : 'running';
     this.description = `pid ${vm.main.pid} · ${state}`;
     this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
     // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`).
-    this.contextValue = `vm.${frozen ? 'frozen' : 'running'}.${swapBuild.tolerant ? 'freezable' : 'unsafe'}`;
+    this.contextValue = `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${swapBuild.tolerant ? 'freezable' : 'unsafe'}`;
     const md = new vscode.MarkdownString('', true);
     md.appendMarkdown(`**crosvm VM ${vm.main.pid}** — ${state}\n\n`);
     md.appendCodeblock(vm.cmdline.join(' '), 'shell');
@@ -64,7 +68,7 @@ export class ProcessNode extends vscode.TreeItem {
     hasChildren: boolean,
   ) {
     super(process.label || `pid ${process.pid}`, hasChildren ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
-    const kind = processStateKind(process, vm.frozen);
+    const kind = processStateKind(process, vm);
     this.id = `proc:${process.pid}@${process.startTime}`;
     this.description = `${process.pid} · ${STATE_WORDS[kind]}`;
     this.iconPath = STATE_ICONS[kind];

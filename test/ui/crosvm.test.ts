@@ -1,7 +1,7 @@
 // The extension as a person uses it: palette commands, the status bar, the tree view, the
 // welcome view, against a real fixture VM, in a real workbench in a real browser.
 import * as assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -158,9 +158,10 @@ describe('crosvm Guard errors and dangerous actions', { timeout: 240_000 }, () =
     await dialog.waitFor({ timeout: 10_000 });
     assert.match(await dialog.innerText(), new RegExp(`Kill crosvm VM ${doomed.pid}`));
     await dialog.locator('.monaco-button', { hasText: 'Kill VM' }).click();
-    const exit = await doomed.exited;
-    assert.equal(exit.signal, 'SIGKILL');
-    assert.ok(await eventually(() => doomed.devices.every((d) => !isRunning(d.pid)), 5000));
+    // Main and devices all get SIGKILL; main may notice a dead device first and exit itself.
+    await doomed.exited;
+    const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+    assert.ok(await eventually(() => doomed.devices.every((d) => !alive(d.pid)), 5000), 'a device of the killed VM still runs');
   });
 });
 

@@ -61,8 +61,8 @@ test('the .vsix holds only what users need, installs into code-server and activa
     const packed = spawnSync(vsce, ['package', ...flags, '--no-rewrite-relative-links', '--out', vsix], { cwd: repoRoot, encoding: 'utf8' });
     assert.equal(packed.status, 0, packed.stderr + packed.stdout);
     const listed = spawnSync(vsce, ['ls', '--no-dependencies'], { cwd: repoRoot, encoding: 'utf8' }).stdout.trim().split('\n').sort();
-    assert.deepEqual(listed.filter((f) => !/^(README\.md|LICENSE|package\.json|dist\/extension\.js|media\/.+\.(svg|png))$/.test(f)), [], 'the .vsix carries files users do not need');
-    assert.ok(listed.includes('dist/extension.js'));
+    assert.deepEqual(listed.filter((f) => !/^(README\.md|LICENSE|package\.json|dist\/(extension|companion)\.js|media\/.+\.(svg|png))$/.test(f)), [], 'the .vsix carries files users do not need');
+    assert.ok(listed.includes('dist/extension.js') && listed.includes('dist/companion.js'));
 
     const extensionsDir = path.join(tmp, 'extensions');
     const { node, entry } = ensureCodeServer();

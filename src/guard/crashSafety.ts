@@ -1,0 +1,155 @@
+// Crash safety: nothing stays frozen because VS Code died. Before every SIGSTOP the guard
+// tells this class what is about to stop (write-ahead); it hands that to the companion
+// process (src/companion/main.ts), which resumes it all when the extension host's end of its
+// stdin closes, and records it in the journal, from which the next window resumes what a
+// crash of both host and companion left behind.
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Journal, JOURNAL_VERSION, journalFile, removeJournal, writeJournal } from './journal';
+import { currentIdentity, identityKey, ProcessIdentity } from './processTree';
+import type { FrozenProcess } from './signalFreezer';
+
+/** What the guard calls around every stop and resume. */
+export interface SafetyNet {
+  /** Makes `processes` recoverable; resolves before the first of them gets SIGSTOP. */
+  willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[]): Promise<void>;
+  /** They run again, or are gone: nobody needs to resume them any more. */
+  didRelease(processes: readonly FrozenProcess[]): void;
+}
+
+export interface CrashSafetyOptions {
+  /** Where journals live: $XDG_RUNTIME_DIR/crosvm-guard, or the extension's storage. */
+  readonly journalDir: string;
+  /** The built companion (dist/companion.js). */
+  readonly companionScript: string;
+  /** Node to run it with; in a desktop VS Code the host's execPath is Electron, run as Node. */
+  readonly nodeExecutable?: string;
+  readonly log: (level: 'info' | 'warn', message: string) => void;
+  /** Extra environment for the companion (tests shorten its idle timeout). */
+  readonly env?: Record<string, string>;
+}
+
+interface HeldVm {
+  readonly vm: ProcessIdentity & { name: string };
+  readonly since: number;
+  readonly processes: Map<string, FrozenProcess>;
+}
+
+export class CrashSafety implements SafetyNet {
+  private readonly self: ProcessIdentity;
+  private readonly file: string;
+  private readonly held = new Map<number, HeldVm>();
+  private companion: { child: ChildProcess; identity: ProcessIdentity | undefined } | undefined;
+  private disposed = false;
+
+  constructor(private readonly options: CrashSafetyOptions) {
+    this.self = currentIdentity(process.pid) ?? { pid: process.pid, startTime: 0 };
+    this.file = journalFile(options.journalDir, this.self);
+  }
+
+  /** The companion's pid while one runs (for the state shown to users and tests). */
+  get companionPid(): number | undefined {
+    return this.companion?.child.pid;
+  }
+
+  get journalPath(): string {
+    return this.file;
+  }
+
+  async willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[]): Promise<void> {
+    let entry = this.held.get(vm.pid);
+    if (!entry) this.held.set(vm.pid, (entry = { vm, since: Date.now(), processes: new Map() }));
+    for (const p of processes) entry.processes.set(identityKey(p), p);
+    this.ensureCompanion();
+    this.writeJournal();
+    await this.send({ op: 'hold', processes: processes.map(({ pid, startTime, label }) => ({ pid, startTime, label })) });
+  }
+
+  didRelease(processes: readonly FrozenProcess[]): void {
+    const keys = new Set(processes.map(identityKey));
+    for (const [pid, entry] of this.held) {
+      for (const key of keys) entry.processes.delete(key);
+      if (entry.processes.size === 0) this.held.delete(pid);
+    }
+    if (this.held.size === 0) removeJournal(this.file);
+    else this.writeJournal();
+    void this.send({ op: 'release', processes: processes.map(({ pid, startTime, label }) => ({ pid, startTime, label })) }).catch(() => undefined);
+  }
+
+  /** Tells the companion to exit without resuming: the host has resumed everything itself. */
+  dispose(): void {
+    this.disposed = true;
+    if (this.held.size === 0) removeJournal(this.file);
+    const companion = this.companion;
+    this.companion = undefined;
+    if (companion && this.held.size === 0) companion.child.stdin?.end(JSON.stringify({ op: 'exit' }) + '\n');
+    // With processes still held, the companion keeps them: closing our end resumes them.
+    else companion?.child.stdin?.end();
+  }
+
+  private ensureCompanion(): void {
+    if (this.companion || this.disposed) return;
+    fs.mkdirSync(this.options.journalDir, { recursive: true, mode: 0o700 });
+    const logFd = fs.openSync(path.join(this.options.journalDir, 'companion.log'), 'a', 0o600);
+    let child: ChildProcess;
+    try {
+      // Detached: its own session, so neither a killed process group nor a closed terminal
+      // takes it down with the extension host it watches.
+      child = spawn(this.options.nodeExecutable ?? process.execPath, [this.options.companionScript, '--journal', this.file], {
+        detached: true,
+        stdio: ['pipe', 'ignore', logFd],
+        env: { ...process.env, ...this.options.env, ELECTRON_RUN_AS_NODE: '1' },
+      });
+    } finally {
+      fs.closeSync(logFd);
+    }
+    // Neither the process nor its pipe may keep the extension host alive at shutdown.
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    child.stdin?.on('error', () => undefined);
+    const companion = { child, identity: child.pid ? currentIdentity(child.pid) : undefined };
+    this.companion = companion;
+    this.options.log('info', `Started the companion (pid ${child.pid}) that resumes the VM if this window dies.`);
+    child.on('exit', (code, signal) => {
+      if (this.companion !== companion) return;
+      this.companion = undefined;
+      if (this.held.size === 0 || this.disposed) return;
+      // It died while holding frozen processes: a new one takes over what it held.
+      this.options.log('warn', `The companion (pid ${child.pid}) ended (${signal ?? code}) while processes are frozen; starting a new one.`);
+      this.ensureCompanion();
+      this.writeJournal();
+      const all = [...this.held.values()].flatMap((e) => [...e.processes.values()]);
+      void this.send({ op: 'hold', processes: all.map(({ pid, startTime, label }) => ({ pid, startTime, label })) }).catch(() => undefined);
+    });
+  }
+
+  private send(message: object): Promise<void> {
+    const stdin = this.companion?.child.stdin;
+    if (!stdin || stdin.destroyed) return Promise.resolve();
+    // Resolved once the line is handed to the kernel: from then on it reaches the companion
+    // even if this process dies the next instant.
+    return new Promise((resolve, reject) => stdin.write(JSON.stringify(message) + '\n', (error) => (error ? reject(error) : resolve())));
+  }
+
+  private writeJournal(): void {
+    const journal: Journal = {
+      version: JOURNAL_VERSION,
+      owner: this.self,
+      companion: this.companion?.identity,
+      vms: [...this.held.values()].map(({ vm, since, processes }) => ({
+        pid: vm.pid,
+        startTime: vm.startTime,
+        name: vm.name,
+        since,
+        processes: [...processes.values()].map(({ pid, startTime, label }) => ({ pid, startTime, label })),
+      })),
+    };
+    try {
+      writeJournal(this.file, journal);
+    } catch (error) {
+      // The companion still covers a crash of the host; only the both-died case loses out.
+      this.options.log('warn', `Could not write the journal ${this.file}: ${(error as Error).message}`);
+    }
+  }
+}

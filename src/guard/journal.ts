@@ -1,0 +1,206 @@
+// The on-disk record of what one window holds frozen, so that a window started after a crash
+// (of the extension host *and* its companion) can resume what nobody else will. One file per
+// extension host, written atomically. Files are read as untrusted input: whatever one says,
+// a process is signalled only if it is still the process recorded (pid and start time), is
+// stopped, and is a crosvm VM or one of its descendants.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readCmdline, readExe, readStat } from './procfs';
+import { ProcessIdentity } from './processTree';
+import { matchesProcessNames } from './vms';
+
+export const JOURNAL_VERSION = 1;
+/** Larger files are not ours: the biggest real journal is a few KiB. */
+export const MAX_JOURNAL_BYTES = 256 * 1024;
+const MAX_VMS = 64;
+const MAX_PROCESSES = 4096;
+
+export interface JournalProcess extends ProcessIdentity {
+  readonly label: string;
+}
+
+export interface JournalVm extends ProcessIdentity {
+  readonly name: string;
+  /** Date.now() when it was frozen. */
+  readonly since: number;
+  readonly processes: readonly JournalProcess[];
+}
+
+export interface Journal {
+  readonly version: number;
+  /** The extension host that froze these processes. */
+  readonly owner: ProcessIdentity;
+  /** Its companion, which resumes them if the owner dies. */
+  readonly companion: ProcessIdentity | undefined;
+  readonly vms: readonly JournalVm[];
+}
+
+export function journalFile(dir: string, owner: ProcessIdentity): string {
+  return path.join(dir, `window-${owner.pid}-${owner.startTime}.json`);
+}
+
+/** Writes atomically (temporary file, then rename) with owner-only permissions. */
+export function writeJournal(file: string, journal: Journal): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const temporary = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(temporary, JSON.stringify(journal), { mode: 0o600 });
+  fs.renameSync(temporary, file);
+}
+
+export function removeJournal(file: string): void {
+  fs.rmSync(file, { force: true });
+}
+
+const isPid = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 1 && v < 2 ** 22 + 1;
+const isTicks = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function identityOf(v: unknown): ProcessIdentity | undefined {
+  return isObject(v) && isPid(v.pid) && isTicks(v.startTime) ? { pid: v.pid, startTime: v.startTime } : undefined;
+}
+
+/** Validates a parsed journal strictly; returns why not when it is not one. */
+export function parseJournal(value: unknown): Journal | string {
+  if (!isObject(value)) return 'not an object';
+  if (value.version !== JOURNAL_VERSION) return `unknown version ${JSON.stringify(value.version)}`;
+  const owner = identityOf(value.owner);
+  if (!owner) return 'no valid owner';
+  const companion = value.companion === undefined ? undefined : identityOf(value.companion);
+  if (value.companion !== undefined && !companion) return 'invalid companion';
+  if (!Array.isArray(value.vms) || value.vms.length > MAX_VMS) return 'vms is not a short list';
+  const vms: JournalVm[] = [];
+  let total = 0;
+  for (const vm of value.vms) {
+    const id = identityOf(vm);
+    if (!id || !isObject(vm) || typeof vm.name !== 'string' || !isTicks(vm.since) || !Array.isArray(vm.processes)) return 'invalid VM entry';
+    total += vm.processes.length;
+    if (total > MAX_PROCESSES) return 'too many processes';
+    const processes: JournalProcess[] = [];
+    for (const p of vm.processes) {
+      const pid = identityOf(p);
+      if (!pid || !isObject(p) || typeof p.label !== 'string') return 'invalid process entry';
+      processes.push({ ...pid, label: p.label.slice(0, 64) });
+    }
+    vms.push({ ...id, name: vm.name.slice(0, 256), since: vm.since, processes });
+  }
+  return { version: JOURNAL_VERSION, owner, companion, vms };
+}
+
+export interface JournalEntry {
+  readonly file: string;
+  readonly journal: Journal | undefined;
+  /** Why the file is not a valid journal. */
+  readonly problem: string | undefined;
+}
+
+/** Every journal in `dir` (none if it does not exist), each validated. */
+export function readJournals(dir: string): JournalEntry[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const entries: JournalEntry[] = [];
+  for (const name of names) {
+    if (!/^window-\d+-\d+\.json$/.test(name)) continue;
+    const file = path.join(dir, name);
+    try {
+      const st = fs.lstatSync(file);
+      if (!st.isFile()) {
+        entries.push({ file, journal: undefined, problem: 'not a regular file' });
+        continue;
+      }
+      if (st.size > MAX_JOURNAL_BYTES) {
+        entries.push({ file, journal: undefined, problem: `${st.size} bytes, more than a journal can hold` });
+        continue;
+      }
+      const parsed = parseJournal(JSON.parse(fs.readFileSync(file, 'utf8')));
+      entries.push(typeof parsed === 'string' ? { file, journal: undefined, problem: parsed } : { file, journal: parsed, problem: undefined });
+    } catch (error) {
+      entries.push({ file, journal: undefined, problem: (error as Error).message });
+    }
+  }
+  return entries;
+}
+
+/** Still running: same pid and start time, and not a zombie waiting to be reaped. */
+export function isAlive(p: ProcessIdentity): boolean {
+  const stat = readStat(p.pid);
+  return stat !== undefined && stat.startTime === p.startTime && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** The process, or one of its ancestors, is named like crosvm: it belongs to a crosvm tree. */
+export function inCrosvmTree(pid: number, names: readonly string[]): boolean {
+  for (let current = pid, hops = 0; current > 1 && hops < 4096; hops++) {
+    if (matchesProcessNames(names, readExe(current), readCmdline(current)?.[0])) return true;
+    current = readStat(current)?.ppid ?? 0;
+  }
+  return false;
+}
+
+export interface RecoveredVm {
+  readonly name: string;
+  readonly pid: number;
+  readonly resumed: readonly JournalProcess[];
+}
+
+export interface Recovery {
+  readonly vms: readonly RecoveredVm[];
+  /** Entries not signalled, and why (different process now, not stopped, not crosvm). */
+  readonly untouched: readonly string[];
+  /** Files that were not journals. */
+  readonly invalid: readonly string[];
+}
+
+/**
+ * Resumes what windows that died together with their companions left frozen. A journal whose
+ * owner or companion still runs is left alone: that process is in charge. Each file handled,
+ * valid or not, is removed so it is reported once.
+ */
+export function recoverLeftovers(dir: string, names: readonly string[], self: ProcessIdentity): Recovery {
+  const vms: RecoveredVm[] = [];
+  const untouched: string[] = [];
+  const invalid: string[] = [];
+  for (const entry of readJournals(dir)) {
+    const { journal } = entry;
+    if (!journal) {
+      invalid.push(`${path.basename(entry.file)}: ${entry.problem}`);
+      removeJournal(entry.file);
+      continue;
+    }
+    if (journal.owner.pid === self.pid && journal.owner.startTime === self.startTime) continue;
+    if (isAlive(journal.owner) || (journal.companion && isAlive(journal.companion))) continue;
+    for (const vm of journal.vms) {
+      const resumed: JournalProcess[] = [];
+      for (const p of [...vm.processes].reverse()) {
+        const stat = readStat(p.pid);
+        if (!stat || stat.startTime !== p.startTime) untouched.push(`${p.label} (pid ${p.pid}): now another process or gone`);
+        else if (stat.state !== 'T' && stat.state !== 't') untouched.push(`${p.label} (pid ${p.pid}): not stopped`);
+        else if (!inCrosvmTree(p.pid, names)) untouched.push(`${p.label} (pid ${p.pid}): not part of a crosvm VM`);
+        else {
+          try {
+            process.kill(p.pid, 'SIGCONT');
+            resumed.push(p);
+          } catch (error) {
+            untouched.push(`${p.label} (pid ${p.pid}): ${(error as NodeJS.ErrnoException).code}`);
+          }
+        }
+      }
+      if (resumed.length > 0) vms.push({ name: vm.name, pid: vm.pid, resumed });
+    }
+    removeJournal(entry.file);
+  }
+  return { vms, untouched, invalid };
+}
+
+/** VMs frozen by other windows that still run: pid → processes, for the tree and resume. */
+export function frozenByOthers(dir: string, self: ProcessIdentity): Map<number, { owner: ProcessIdentity; vm: JournalVm }> {
+  const result = new Map<number, { owner: ProcessIdentity; vm: JournalVm }>();
+  for (const { journal } of readJournals(dir)) {
+    if (!journal || (journal.owner.pid === self.pid && journal.owner.startTime === self.startTime)) continue;
+    if (!isAlive(journal.owner)) continue;
+    for (const vm of journal.vms) result.set(vm.pid, { owner: journal.owner, vm });
+  }
+  return result;
+}

@@ -1,0 +1,21 @@
+// Plays an extension host for the crash-safety tests: the real engine with the real crash
+// safety (companion and journal), in a process the test can SIGKILL. Freezes the VM given on
+// the command line, prints one JSON line per event, then waits to be killed.
+import * as path from 'node:path';
+import { CrosvmGuard } from '../../src/guard';
+import { CrashSafety } from '../../src/guard/crashSafety';
+
+const [vmPid, journalDir] = process.argv.slice(2);
+const print = (event: object) => process.stdout.write(JSON.stringify(event) + '\n');
+const safety = new CrashSafety({
+  journalDir,
+  companionScript: path.resolve(__dirname, '..', '..', '..', 'dist', 'companion.js'),
+  log: (level, message) => print({ event: 'log', level, message, companionPid: safety.companionPid }),
+});
+const guard = new CrosvmGuard();
+guard.setSafetyNet(safety);
+guard.freeze({ pid: Number(vmPid) }).then(
+  (report) => print({ event: 'frozen', pids: report.frozen.map((p) => p.pid), companionPid: safety.companionPid, journal: safety.journalPath }),
+  (error: Error) => print({ event: 'error', message: error.message }),
+);
+setInterval(() => undefined, 1 << 30);
