@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
 import treeKill from 'tree-kill';
 import { CrosvmGuard } from '../src/guard';
 import { confirmStopped, continueProcesses, FrozenProcess } from '../src/guard/signalFreezer';
@@ -144,6 +145,31 @@ async function faithfulCrosvmCheck(vm: FixtureVm): Promise<string> {
   return `crosvm's algorithm as written ${outcome} after ${ms} ms; it found ${guard.found} of ${engineCount} device processes.`;
 }
 
+/**
+ * From SIGKILL of a process that froze a VM (the engine with crash safety, as in an extension
+ * host) until every device runs again, resumed by the companion.
+ */
+async function crashResume(vm: FixtureVm): Promise<string> {
+  const journalDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-bench-'));
+  const host = path.join(__dirname, '..', 'test', 'engine', 'hostProcess.js');
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const child = spawn(process.execPath, [host, String(vm.pid), journalDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => child.once('exit', r));
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    while (!out.includes('"frozen"')) await new Promise((r) => setTimeout(r, 5));
+    const pids = treeOf(vm, false).map((p) => p.pid);
+    const killed = performance.now();
+    child.kill('SIGKILL');
+    while (pids.some((pid) => ['T', 't'].includes(readSnapshot(pid)?.state ?? ''))) await new Promise((r) => setImmediate(r));
+    times.push(performance.now() - killed);
+    await exited;
+  }
+  fs.rmSync(journalDir, { recursive: true, force: true });
+  return `host SIGKILL → all ${vm.devices.length} devices resumed by the companion: p50 ${fmt(percentile(times, 50))} ms, p95 ${fmt(percentile(times, 95))} ms (${runs} runs)`;
+}
+
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const notes: string[] = [];
@@ -157,6 +183,7 @@ async function main(): Promise<void> {
       rows.push(await measure(method, vm, vm.devices.length));
       process.stderr.write(`  ${method.name} done\n`);
     }
+    if (devices === 64) notes.push(await crashResume(vm));
     await vm.stop();
   }
 

@@ -189,6 +189,20 @@ suite('settings', () => {
     assert.ok(vm.isRunning());
   });
 
+  test('maxFreezeSeconds resumes a VM that stayed frozen that long', async () => {
+    const guard = await api();
+    const vm = await startFixtureVm({ build: 'swap' });
+    await setSetting('maxFreezeSeconds', 1);
+    try {
+      await guard.freeze(vm.pid);
+      assert.ok(devicePids(vm).every(isFullyStopped));
+      assert.ok(await eventually(() => devicePids(vm).every(isRunning), 4000), 'still frozen after maxFreezeSeconds');
+      assert.equal(guard.getState().frozen.length, 0);
+    } finally {
+      await setSetting('maxFreezeSeconds', undefined);
+    }
+  });
+
   test('settings that choose targets are machine scoped and declared restricted for untrusted workspaces', () => {
     const manifest = vscode.extensions.getExtension(EXTENSION_ID)?.packageJSON as {
       contributes: { configuration: { properties: Record<string, { scope?: string }> } };

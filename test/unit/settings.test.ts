@@ -34,6 +34,7 @@ describe('validateSettings', () => {
     ['a fractional interval', { refreshIntervalMs: 1000.5 }, /refreshIntervalMs must be a whole number/],
     ['an unknown visibility', { statusBarVisibility: 'sometimes' }, /statusBar.visibility must be one of whenVmRunning, debugging, always, never/],
     ['a string for a boolean', { assumeSwapBuild: 'yes' }, /assumeSwapBuild must be true or false/],
+    ['a negative safety valve', { maxFreezeSeconds: -1 }, /maxFreezeSeconds must be a whole number from 0 to 86400/],
   ];
   for (const [name, raw, warning] of invalid) {
     it(`falls back to the default on ${name}`, () => {
