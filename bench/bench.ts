@@ -146,6 +146,29 @@ async function faithfulCrosvmCheck(vm: FixtureVm): Promise<string> {
 }
 
 /**
+ * A debugger step as the debug follower handles it: on `stopped`, freeze the VM chosen at the
+ * last stop (pid and start time known); on the `next` request, resume it.
+ */
+async function stepLatency(vm: FixtureVm): Promise<string> {
+  const guard = new CrosvmGuard();
+  const ref = { pid: vm.pid, startTime: guard.inspectVm({ pid: vm.pid }).main.startTime };
+  const stops: number[] = [];
+  const continues: number[] = [];
+  for (let i = -1; i < runs * 3; i++) {
+    let t = performance.now();
+    await guard.freeze(ref);
+    const stop = performance.now() - t;
+    t = performance.now();
+    await guard.resume(ref);
+    if (i >= 0) {
+      stops.push(stop);
+      continues.push(performance.now() - t);
+    }
+  }
+  return `debugger step, ${vm.devices.length} devices: stopped → all confirmed stopped p50 ${fmt(percentile(stops, 50))} ms, p95 ${fmt(percentile(stops, 95))} ms; next → resumed p50 ${fmt(percentile(continues, 50))} ms, p95 ${fmt(percentile(continues, 95))} ms (${runs * 3} steps)`;
+}
+
+/**
  * From SIGKILL of a process that froze a VM (the engine with crash safety, as in an extension
  * host) until every device runs again, resumed by the companion.
  */
@@ -183,7 +206,7 @@ async function main(): Promise<void> {
       rows.push(await measure(method, vm, vm.devices.length));
       process.stderr.write(`  ${method.name} done\n`);
     }
-    if (devices === 64) notes.push(await crashResume(vm));
+    if (devices === 64) notes.push(await stepLatency(vm), await crashResume(vm));
     await vm.stop();
   }
 

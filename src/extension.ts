@@ -10,6 +10,7 @@ import { ManagedContextKey } from './ui/contextKey';
 import { GuardController } from './ui/controller';
 import { ProcessTreeProvider } from './ui/processTree';
 import { GuardStatusBar } from './ui/statusBar';
+import { DebugFollower } from './ui/debugFollower';
 import { enableCrashSafety, MaxFreezeTimer, WindowWatchdog } from './ui/crashSafety';
 import { CrashSafety } from './guard/crashSafety';
 import { ExtensionSettings, SETTINGS_SECTION } from './common/settings';
@@ -42,12 +43,14 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
     new MaxFreezeTimer(current, () => settings.maxFreezeSeconds),
   );
 
-  const statusBar = new GuardStatusBar(current, () => settings.statusBarVisibility);
+  const follower = new DebugFollower(current, log, () => ({ autoFreeze: settings.debugAutoFreeze, target: settings.debugTarget }));
+  context.subscriptions.push(follower, vscode.debug.registerDebugAdapterTrackerFactory('*', follower));
+  const statusBar = new GuardStatusBar(current, () => settings.statusBarVisibility, () => follower.automatic, follower.onDidChange);
   const tree = new ProcessTreeProvider(current);
   const views = [Views.Processes, Views.DebugProcesses].map((id) =>
     vscode.window.createTreeView(id, { treeDataProvider: tree, showCollapseAll: true }),
   );
-  context.subscriptions.push(statusBar, tree, ...views, ...new CommandHandlers(current, log).register());
+  context.subscriptions.push(statusBar, tree, ...views, ...new CommandHandlers(current, log, () => follower.takeManualControl()).register());
 
   // Context keys for `when` clauses: hide resume when nothing is frozen, and so on.
   const vmRunning = new ManagedContextKey<boolean>(ContextKeys.VmRunning);
@@ -91,13 +94,14 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
 function createApi(current: GuardController): CrosvmGuardApi {
   const toRef = (vm: number | VmRef | undefined): VmRef | undefined => (typeof vm === 'number' ? { pid: vm } : vm);
   const state = (): CrosvmGuardState => ({
-    vms: current.vms.map(({ snapshot, swapBuild, frozen }) => ({
+    vms: current.vms.map(({ snapshot, swapBuild }) => ({
       pid: snapshot.main.pid,
       startTime: snapshot.main.startTime,
       name: snapshot.name,
       devices: snapshot.devices.length,
       signalsSafe: swapBuild.tolerant === true,
-      frozen: frozen !== undefined,
+      // From the engine, not the last listing: a refresh follows each change a moment later.
+      frozen: current.guard.frozenVm(snapshot.main.pid) !== undefined,
     })),
     frozen: current.frozenVms,
   });

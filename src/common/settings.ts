@@ -4,6 +4,8 @@
 import { DEFAULT_SETTINGS, GuardSettings } from '../guard/guard';
 
 export type StatusBarVisibility = 'whenVmRunning' | 'debugging' | 'always' | 'never';
+export type DebugAutoFreeze = 'off' | 'onStop';
+export type DebugTarget = 'auto' | 'all' | 'ask';
 
 export interface ExtensionSettings {
   readonly processNames: readonly string[];
@@ -14,6 +16,8 @@ export interface ExtensionSettings {
   readonly includeTracedProcesses: boolean;
   readonly assumeSwapBuild: boolean;
   readonly maxFreezeSeconds: number;
+  readonly debugAutoFreeze: DebugAutoFreeze;
+  readonly debugTarget: DebugTarget;
 }
 
 /** Setting keys below `crosvmGuard.`, as declared in package.json. */
@@ -26,6 +30,8 @@ export const SettingKeys = {
   includeTracedProcesses: 'includeTracedProcesses',
   assumeSwapBuild: 'assumeSwapBuild',
   maxFreezeSeconds: 'maxFreezeSeconds',
+  debugAutoFreeze: 'debug.autoFreeze',
+  debugTarget: 'debug.target',
 } as const satisfies Record<keyof ExtensionSettings, string>;
 
 export const SETTINGS_SECTION = 'crosvmGuard';
@@ -39,9 +45,16 @@ export const DEFAULT_EXTENSION_SETTINGS: ExtensionSettings = {
   includeTracedProcesses: DEFAULT_SETTINGS.includeTracedProcesses,
   assumeSwapBuild: DEFAULT_SETTINGS.assumeSwapBuild,
   maxFreezeSeconds: 0,
+  debugAutoFreeze: 'off',
+  debugTarget: 'auto',
 };
 
 const VISIBILITIES: readonly StatusBarVisibility[] = ['whenVmRunning', 'debugging', 'always', 'never'];
+
+const isOneOf =
+  (values: readonly string[]): Check =>
+  (value) =>
+    values.includes(value as string) ? undefined : `must be one of ${values.join(', ')}`;
 
 type Check = (value: unknown) => string | undefined;
 
@@ -77,11 +90,12 @@ const CHECKS: Record<keyof ExtensionSettings, Check> = {
   excludeLabels: isStringList('label patterns', (s) => (s.length === 0 ? 'an empty pattern matches nothing' : undefined)),
   stopTimeoutMs: isIntegerIn(50, 60_000),
   refreshIntervalMs: isIntegerIn(250, 600_000),
-  statusBarVisibility: (value) =>
-    VISIBILITIES.includes(value as StatusBarVisibility) ? undefined : `must be one of ${VISIBILITIES.join(', ')}`,
+  statusBarVisibility: isOneOf(VISIBILITIES),
   includeTracedProcesses: isBoolean,
   assumeSwapBuild: isBoolean,
   maxFreezeSeconds: isIntegerIn(0, 86_400),
+  debugAutoFreeze: isOneOf(['off', 'onStop']),
+  debugTarget: isOneOf(['auto', 'all', 'ask']),
 };
 
 /**

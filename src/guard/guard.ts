@@ -49,6 +49,8 @@ export interface FreezeRequest {
    * This shuts down a crosvm built without the swap feature; for tests and the brave.
    */
   readonly allowUnsafeSignals?: boolean;
+  /** Processes never to signal, e.g. the debuggee of a debug session. */
+  readonly excludePids?: readonly number[];
 }
 
 export interface VmIdentity extends ProcessIdentity {
@@ -244,6 +246,7 @@ export class CrosvmGuard {
           maxRounds: this.settings.maxRounds,
           childrenSource: this.settings.childrenSource,
           protectedPids: selfAndAncestors(),
+          debuggeePids: new Set(request.excludePids ?? []),
           alreadyFrozen,
           alreadySkipped,
           knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),

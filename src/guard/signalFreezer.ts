@@ -20,7 +20,7 @@ export interface FrozenProcess extends ProcessIdentity {
   readonly ppid: number;
 }
 
-export type SkipReason = 'zombie' | 'already-stopped' | 'traced' | 'excluded' | 'self' | 'init';
+export type SkipReason = 'zombie' | 'already-stopped' | 'traced' | 'excluded' | 'self' | 'init' | 'debuggee';
 
 export interface SkippedProcess {
   readonly pid: number;
@@ -41,6 +41,8 @@ export interface StopTreeOptions {
   readonly childrenSource: ChildrenSource;
   /** Never signalled: this process and its ancestors. */
   readonly protectedPids: ReadonlySet<number>;
+  /** Never signalled either: the process a debugger is debugging (the debugger owns it). */
+  readonly debuggeePids?: ReadonlySet<number>;
   /** Processes an earlier call already stopped: neither new targets nor "already stopped". */
   readonly alreadyFrozen: ReadonlyMap<string, FrozenProcess>;
   /** Processes an earlier call found stopped by someone else. */
@@ -72,6 +74,7 @@ function classify(p: ProcessSnapshot, options: StopTreeOptions): Omit<SkippedPro
   if (options.protectedPids.has(p.pid)) {
     return { reason: 'self', detail: 'it is this extension or one of its ancestors' };
   }
+  if (options.debuggeePids?.has(p.pid)) return { reason: 'debuggee', detail: 'it is the debuggee: the debugger owns it' };
   if (p.state === 'Z' || p.state === 'X') return { reason: 'zombie', detail: 'it has exited and waits to be reaped' };
   if (options.isExcludedLabel(p.label)) return { reason: 'excluded', detail: 'its label matches crosvmGuard.excludeLabels' };
   if (p.tracerPid !== 0 && !options.includeTraced) {

@@ -28,6 +28,8 @@ export class CommandHandlers {
   constructor(
     private readonly controller: GuardController,
     private readonly log: vscode.LogOutputChannel,
+    /** Called when the user toggles by hand: automatic freezing by debug sessions stops. */
+    private readonly onManualToggle: () => void = () => undefined,
   ) {}
 
   register(): vscode.Disposable[] {
@@ -101,6 +103,7 @@ export class CommandHandlers {
   }
 
   async toggle(): Promise<FreezeReport | FreezeReport[] | number[] | undefined> {
+    this.onManualToggle();
     return this.controller.isFrozen ? this.resume() : this.freeze(undefined, 'devices');
   }
 

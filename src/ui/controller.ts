@@ -51,7 +51,8 @@ export class GuardController implements vscode.Disposable {
     this.guard = new CrosvmGuard(engineSettings(settings));
     const subscription = this.guard.onDidChangeState((event) => {
       this.stateChanged.fire(event);
-      if (event.type !== 'freezing') this.refresh();
+      // After the freeze or resume has returned, not inside it: a debugger step waits on it.
+      if (event.type !== 'freezing') this.refreshSoon();
     });
     this.disposables.push({ dispose: () => subscription.dispose() });
   }
@@ -106,6 +107,18 @@ export class GuardController implements vscode.Disposable {
     this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${view.frozenElsewhere?.ownerPid}: resumed ${resumed.length} processes [${resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}].`);
     this.refresh();
     return resumed;
+  }
+
+  private refreshPending = false;
+
+  /** One refresh on the next turn of the event loop, however many changes came before it. */
+  refreshSoon(): void {
+    if (this.refreshPending) return;
+    this.refreshPending = true;
+    setImmediate(() => {
+      this.refreshPending = false;
+      this.refresh();
+    });
   }
 
   /** Re-reads /proc. Cheap (a few ms) but not free, so it runs on events, not in a loop. */

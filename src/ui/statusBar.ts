@@ -14,6 +14,9 @@ export class GuardStatusBar implements vscode.Disposable {
   constructor(
     private readonly controller: GuardController,
     private readonly visibility: () => StatusBarVisibility,
+    /** A debug session freezes automatically at each stop. */
+    private readonly automatic: () => boolean,
+    onDidChangeMode: vscode.Event<void>,
   ) {
     // Left, right after the debug items (which use priorities around 30 and above).
     this.item = vscode.window.createStatusBarItem('crosvmGuard.status', vscode.StatusBarAlignment.Left, 29);
@@ -22,6 +25,7 @@ export class GuardStatusBar implements vscode.Disposable {
     this.disposables.push(
       this.item,
       controller.onDidChange(() => this.update()),
+      onDidChangeMode(() => this.update()),
       // During a debug session it shows at once, before any refresh has listed a VM.
       vscode.debug.onDidStartDebugSession(() => this.update()),
       vscode.debug.onDidTerminateDebugSession(() => this.update()),
@@ -40,16 +44,17 @@ export class GuardStatusBar implements vscode.Disposable {
       return;
     }
     const devices = vms.reduce((sum, vm) => sum + vm.snapshot.devices.length, 0);
+    const auto = this.automatic() ? ' auto' : '';
     if (frozen.length > 0) {
       const since = Math.min(...frozen.map((f) => f.since));
       const count = frozen.reduce((sum, f) => sum + f.processes.length, 0);
       const elapsed = formatElapsed(Date.now() - since);
-      this.item.text = `$(debug-continue) crosvm ${count} frozen ${elapsed}`;
+      this.item.text = `$(debug-continue) crosvm ${count} frozen ${elapsed}${auto}`;
       this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
       this.item.accessibilityInformation = { label: `crosvm: ${count} processes frozen for ${elapsed}. Click to resume.` };
       this.startTicker();
     } else {
-      this.item.text = vms.length > 0 ? `$(debug-pause) crosvm ${devices}` : '$(debug-pause) crosvm';
+      this.item.text = `$(debug-pause) crosvm${vms.length > 0 ? ` ${devices}` : ''}${auto}`;
       this.item.backgroundColor = undefined;
       this.item.accessibilityInformation = { label: `crosvm: ${devices} device processes running. Click to freeze.` };
       this.stopTicker();
@@ -86,6 +91,7 @@ export class GuardStatusBar implements vscode.Disposable {
       md.appendMarkdown(`- VM ${vm.snapshot.main.pid} \`${vm.snapshot.name}\`: ${vm.snapshot.devices.length} device processes, ${state}\n`);
     }
     md.appendMarkdown('\n');
+    if (this.automatic()) md.appendMarkdown('The debug session freezes the devices at every stop; a click takes manual control.\n\n');
     if (this.controller.isFrozen) md.appendMarkdown('Click to resume every frozen VM.');
     else if (vms.length === 1) md.appendMarkdown(`Click to freeze the device processes of VM ${vms[0].snapshot.main.pid}.`);
     else if (vms.length > 1) md.appendMarkdown('Click to choose a VM to freeze.');

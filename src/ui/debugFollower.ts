@@ -1,0 +1,189 @@
+// Follows every debug session through the Debug Adapter Protocol: when the debugger stops,
+// the devices freeze; when it continues or steps, they resume; when the session ends,
+// everything it froze resumes. Setting crosvmGuard.debug.autoFreeze turns it on.
+import * as vscode from 'vscode';
+import { FreezeReport, GuardError, VmRef } from '../guard';
+import { DebugTarget } from '../common/settings';
+import { GuardController, VmView } from './controller';
+
+/** How long the VMs chosen at one stop are reused for the next stops (steps). */
+const CHOICE_LIFETIME_MS = 5000;
+
+/** Client requests after which the debuggee runs again. */
+const RESUMING_REQUESTS = new Set(['continue', 'next', 'stepIn', 'stepOut', 'stepBack', 'reverseContinue']);
+
+interface DapMessage {
+  readonly type?: string;
+  readonly event?: string;
+  readonly command?: string;
+  readonly body?: { readonly systemProcessId?: unknown };
+}
+
+interface SessionState {
+  readonly session: vscode.DebugSession;
+  /** The process being debugged: from the `process` event or the attach configuration. */
+  debuggeePid: number | undefined;
+  /** The user took manual control (status bar): no more automatic freezing. */
+  manual: boolean;
+  /** VMs chosen once per session with `ask`. */
+  asked: VmRef[] | undefined;
+  /** The VMs the last stop froze, and when they were chosen: a step reuses them. */
+  chosen: { refs: VmRef[]; at: number } | undefined;
+  /** VMs this session froze and has not resumed. */
+  frozen: VmRef[];
+  /** Stop and continue handled one after the other, in the order the debugger sent them. */
+  queue: Promise<unknown>;
+  warned: Set<number>;
+}
+
+/** A pid in an attach configuration: `pid` (LLDB, js-debug) or `processId` (cppdbg), number or string. */
+export function configuredPid(configuration: vscode.DebugConfiguration): number | undefined {
+  for (const key of ['pid', 'processId']) {
+    const value: unknown = configuration[key];
+    const pid = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+    if (typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 1) return pid;
+  }
+  return undefined;
+}
+
+export class DebugFollower implements vscode.DebugAdapterTrackerFactory, vscode.Disposable {
+  private readonly sessions = new Map<string, SessionState>();
+  private readonly changed = new vscode.EventEmitter<void>();
+  /** A session started or ended, or automatic mode changed. */
+  readonly onDidChange = this.changed.event;
+
+  constructor(
+    private readonly controller: GuardController,
+    private readonly log: vscode.LogOutputChannel,
+    private readonly settings: () => { autoFreeze: 'off' | 'onStop'; target: DebugTarget },
+  ) {}
+
+  /** Some debug session freezes automatically right now. */
+  get automatic(): boolean {
+    return [...this.sessions.values()].some((s) => this.isAutomatic(s));
+  }
+
+  /** The user toggled by hand: automatic freezing stops for the running sessions. */
+  takeManualControl(): void {
+    for (const state of this.sessions.values()) {
+      if (!state.manual && this.isAutomatic(state)) this.log.info(`Automatic freezing off for debug session "${state.session.name}": manual control.`);
+      state.manual = true;
+    }
+    this.changed.fire();
+  }
+
+  createDebugAdapterTracker(session: vscode.DebugSession): vscode.DebugAdapterTracker {
+    const state: SessionState = {
+      session,
+      debuggeePid: configuredPid(session.configuration),
+      manual: false,
+      asked: undefined,
+      chosen: undefined,
+      frozen: [],
+      queue: Promise.resolve(),
+      warned: new Set(),
+    };
+    this.sessions.set(session.id, state);
+    this.changed.fire();
+    const end = (cause: string) => {
+      this.enqueue(state, () => this.resume(state, cause));
+      this.sessions.delete(session.id);
+      this.changed.fire();
+    };
+    return {
+      onDidSendMessage: (message: DapMessage) => {
+        if (message.type !== 'event') return;
+        if (message.event === 'process' && typeof message.body?.systemProcessId === 'number') {
+          state.debuggeePid = message.body.systemProcessId;
+        } else if (message.event === 'stopped') {
+          this.enqueue(state, () => this.freeze(state, 'DAP event "stopped"'));
+        } else if (message.event === 'continued') {
+          this.enqueue(state, () => this.resume(state, 'DAP event "continued"'));
+        }
+      },
+      onWillReceiveMessage: (message: DapMessage) => {
+        if (message.type === 'request' && message.command && RESUMING_REQUESTS.has(message.command)) {
+          this.enqueue(state, () => this.resume(state, `DAP request "${message.command}"`));
+        }
+      },
+      onWillStopSession: () => end('the debug session ends'),
+      onExit: () => end('the debug adapter exited'),
+    };
+  }
+
+  private isAutomatic(state: SessionState): boolean {
+    return this.settings().autoFreeze === 'onStop' && !state.manual;
+  }
+
+  private enqueue(state: SessionState, work: () => Promise<void>): void {
+    state.queue = state.queue.then(work, work).catch((error: Error) => this.log.error(`Debug follower: ${error.message}`));
+  }
+
+  private async freeze(state: SessionState, cause: string): Promise<void> {
+    if (!this.isAutomatic(state)) return;
+    const started = performance.now();
+    // Stepping stops many times a second: reuse the VMs chosen for the last stop for a few
+    // seconds rather than list every process on the host at each step.
+    if (!state.chosen || Date.now() - state.chosen.at > CHOICE_LIFETIME_MS) {
+      state.chosen = { refs: (await this.targets(state)).map((v) => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime })), at: Date.now() };
+    }
+    const reports: FreezeReport[] = [];
+    for (const ref of state.chosen.refs) {
+      try {
+        reports.push(await this.controller.guard.freeze(ref, { excludePids: state.debuggeePid ? [state.debuggeePid] : [] }));
+        if (!state.frozen.some((f) => f.pid === ref.pid)) state.frozen.push(ref);
+      } catch (error) {
+        const unsafe = error instanceof GuardError && error.code === 'unsafe-build';
+        // Never crash a VM at a breakpoint; say so once per session and leave it running.
+        if (unsafe && state.warned.has(ref.pid)) continue;
+        state.warned.add(ref.pid);
+        if (!unsafe) state.chosen = undefined; // the VM may have exited: choose again next time
+        this.log[unsafe ? 'warn' : 'error'](`Debug session "${state.session.name}": no automatic freeze of VM ${ref.pid} on ${cause}: ${(error as Error).message}`);
+      }
+    }
+    if (reports.length > 0) {
+      const count = reports.reduce((sum, r) => sum + r.frozen.length, 0);
+      this.log.info(
+        `Auto-freeze on ${cause} (session "${state.session.name}"${state.debuggeePid ? `, debuggee pid ${state.debuggeePid}` : ''}): ${count} processes of VM ${reports.map((r) => r.vm.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`,
+      );
+    }
+  }
+
+  private async resume(state: SessionState, cause: string): Promise<void> {
+    if (state.frozen.length === 0) return;
+    const started = performance.now();
+    const vms = state.frozen;
+    state.frozen = [];
+    let count = 0;
+    for (const ref of vms) count += (await this.controller.guard.resume(ref)).resumed.length;
+    this.log.info(`Auto-resume on ${cause} (session "${state.session.name}"): ${count} processes of VM ${vms.map((v) => v.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`);
+  }
+
+  /** Which VMs a stop freezes, per crosvmGuard.debug.target. Waits on a dialog only for `ask`. */
+  private async targets(state: SessionState): Promise<VmView[]> {
+    const vms = this.controller.refresh();
+    const target = this.settings().target;
+    if (target === 'ask') {
+      state.asked ??= await this.ask(state, vms);
+      return vms.filter((v) => state.asked?.some((a) => a.pid === v.snapshot.main.pid && a.startTime === v.snapshot.main.startTime));
+    }
+    if (target === 'auto' && state.debuggeePid !== undefined) {
+      const pid = state.debuggeePid;
+      const own = vms.filter((v) => v.snapshot.main.pid === pid || v.snapshot.devices.some((d) => d.pid === pid));
+      if (own.length > 0) return own;
+    }
+    return [...vms];
+  }
+
+  private async ask(state: SessionState, vms: readonly VmView[]): Promise<VmRef[]> {
+    const picked = await vscode.window.showQuickPick(
+      vms.map((v) => ({ label: v.snapshot.name, description: `pid ${v.snapshot.main.pid}`, picked: true, ref: { pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime } })),
+      { canPickMany: true, title: `Which crosvm VMs should freeze when "${state.session.name}" stops?` },
+    );
+    return picked?.map((p) => p.ref) ?? [];
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}
