@@ -7,14 +7,13 @@ export type StatusBarVisibility = 'whenVmRunning' | 'debugging' | 'always' | 'ne
 export type DebugAutoFreeze = 'off' | 'onStop';
 export type DebugTarget = 'auto' | 'all' | 'ask';
 
-export interface ExtensionSettings {
-  readonly processNames: readonly string[];
-  readonly excludeLabels: readonly string[];
-  readonly stopTimeoutMs: number;
+/** The engine settings a user may set, and the extension's own. */
+type UserEngineSettings = Pick<GuardSettings, 'processNames' | 'excludeLabels' | 'stopTimeoutMs' | 'includeTracedProcesses' | 'assumeSwapBuild'>;
+const USER_ENGINE_SETTINGS = ['processNames', 'excludeLabels', 'stopTimeoutMs', 'includeTracedProcesses', 'assumeSwapBuild'] as const;
+
+export interface ExtensionSettings extends UserEngineSettings {
   readonly refreshIntervalMs: number;
   readonly statusBarVisibility: StatusBarVisibility;
-  readonly includeTracedProcesses: boolean;
-  readonly assumeSwapBuild: boolean;
   readonly maxFreezeSeconds: number;
   readonly debugAutoFreeze: DebugAutoFreeze;
   readonly debugTarget: DebugTarget;
@@ -125,11 +124,5 @@ export function validateSettings(raw: Partial<Record<keyof ExtensionSettings, un
 
 /** The part of the settings the engine takes. */
 export function engineSettings(settings: ExtensionSettings): Partial<GuardSettings> {
-  return {
-    processNames: settings.processNames,
-    excludeLabels: settings.excludeLabels,
-    stopTimeoutMs: settings.stopTimeoutMs,
-    includeTracedProcesses: settings.includeTracedProcesses,
-    assumeSwapBuild: settings.assumeSwapBuild,
-  };
+  return Object.fromEntries(USER_ENGINE_SETTINGS.map((key) => [key, settings[key]])) as Partial<GuardSettings>;
 }

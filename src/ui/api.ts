@@ -1,12 +1,10 @@
 // The API `activate()` returns to other extensions (and to the tests):
 //   const api = vscode.extensions.getExtension('crosvm-guard.crosvm-guard')?.exports;
 import type * as vscode from 'vscode';
-import type { FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmRef } from '../guard';
+import type { FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmIdentity, VmRef } from '../guard';
 
-export interface VmSummary {
-  readonly pid: number;
-  readonly startTime: number;
-  readonly name: string;
+export interface VmSummary extends VmIdentity {
+  /** How many device processes it has. */
   readonly devices: number;
   /** true when the build tolerates stopped device processes (signals are safe). */
   readonly signalsSafe: boolean;
