@@ -176,11 +176,16 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, vscode.
   }
 
   private async ask(state: SessionState, vms: readonly VmView[]): Promise<VmRef[]> {
-    const picked = await vscode.window.showQuickPick(
-      vms.map((v) => ({ label: v.snapshot.name, description: `pid ${v.snapshot.main.pid}`, picked: true, ref: { pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime } })),
-      { canPickMany: true, title: `Which crosvm VMs should freeze when "${state.session.name}" stops?` },
-    );
-    return picked?.map((p) => p.ref) ?? [];
+    const refOf = (v: VmView): VmRef => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime });
+    const items = vms.map((v) => ({ label: `$(vm) ${v.snapshot.name}`, description: `pid ${v.snapshot.main.pid}`, refs: [refOf(v)] }));
+    if (vms.length > 1) items.push({ label: '$(layers) All VMs', description: `${vms.length} VMs`, refs: vms.map(refOf) });
+    const picked = await vscode.window.showQuickPick(items, {
+      title: `Which crosvm VM should freeze whenever "${state.session.name}" stops?`,
+      placeHolder: 'Asked once for this debug session (setting crosvmGuard.debug.target)',
+      // The debugger reveals the stopped line at the same moment: that must not dismiss it.
+      ignoreFocusOut: true,
+    });
+    return picked?.refs ?? [];
   }
 
   dispose(): void {

@@ -265,7 +265,9 @@ describe('freeze and resume with signals', () => {
       const opted = new CrosvmGuard({ includeTracedProcesses: true });
       const second = await opted.freeze({ pid: vm.pid });
       assert.ok(second.frozen.some((p) => p.pid === net.pid));
-      assert.ok(isFullyStopped(net.pid));
+      // A tracee first shows "t" in signal-delivery-stop; the tracer then passes SIGSTOP on
+      // and it enters the group stop, also "t". In between it runs for a moment.
+      assert.ok(await eventually(() => isFullyStopped(net.pid), 2000));
       await opted.resume();
     } finally {
       tracer.kill('SIGKILL');

@@ -105,6 +105,48 @@ suite('debug sessions', () => {
     }
   });
 
+  test('target "ask" asks once per session which VMs to freeze', async () => {
+    const vm = await startFixtureVm({ build: 'swap' });
+    await set('debug.autoFreeze', 'onStop');
+    await set('debug.target', 'ask');
+    const stops = new StopCounter();
+    try {
+      await startSession('debuggee.js');
+      await stops.waitFor(1);
+      await sleep(800); // the quick pick opens: this VM first
+      assert.ok(devicePids(vm).every(isRunning), 'frozen before the user answered');
+      await vscode.commands.executeCommand('workbench.action.acceptSelectedQuickOpenItem');
+      assert.ok(await eventually(() => devicePids(vm).every(isFullyStopped), 5000), 'not frozen after the answer');
+      await vscode.commands.executeCommand('workbench.action.debug.stepOver');
+      await stops.waitFor(2);
+      // Asked once: the second stop freezes the same VM without a dialog.
+      assert.ok(await eventually(() => devicePids(vm).every(isFullyStopped), 5000), 'not frozen at the second stop');
+      await vscode.debug.stopDebugging();
+    } finally {
+      stops.dispose();
+    }
+  });
+
+  test('toggling by hand during a session takes manual control: later stops freeze nothing', async () => {
+    const vm = await startFixtureVm({ build: 'swap' });
+    await set('debug.autoFreeze', 'onStop');
+    const stops = new StopCounter();
+    try {
+      await startSession('debuggee.js');
+      await stops.waitFor(1);
+      assert.ok(await eventually(() => api.getState().frozen.length === 1, 5000), 'the stop froze nothing');
+      await vscode.commands.executeCommand('crosvmGuard.toggle'); // resumes, and ends automatic mode
+      assert.ok(devicePids(vm).every(isRunning));
+      await vscode.commands.executeCommand('workbench.action.debug.stepOver');
+      await stops.waitFor(2);
+      await sleep(300);
+      assert.ok(devicePids(vm).every(isRunning), 'automatic mode froze again after manual control');
+      await vscode.debug.stopDebugging();
+    } finally {
+      stops.dispose();
+    }
+  });
+
   test('autoFreeze off: a stopped debugger signals nothing', async () => {
     const vm = await startFixtureVm({ build: 'swap' });
     const stops = new StopCounter();
