@@ -63,7 +63,13 @@ export class CrashSafety implements SafetyNet {
     for (const p of processes) entry.processes.set(identityKey(p), p);
     this.ensureCompanion();
     this.writeJournal();
-    await this.send({ op: 'hold', processes: processes.map(({ pid, startTime, label }) => ({ pid, startTime, label })) });
+    try {
+      await this.send({ op: 'hold', processes: processes.map(({ pid, startTime, label }) => ({ pid, startTime, label })) });
+    } catch (error) {
+      // The companion just died: its replacement (see ensureCompanion) is handed everything
+      // held, these included, and the journal already lists them.
+      this.options.log('warn', `Could not reach the companion (${(error as Error).message}); its replacement takes over.`);
+    }
   }
 
   didRelease(processes: readonly FrozenProcess[]): void {

@@ -262,7 +262,12 @@ export async function stopTree(
     }
     if (refused.length > 0) return rollback(refused);
 
-    await options.beforeStop?.(targets);
+    try {
+      await options.beforeStop?.(targets);
+    } catch (error) {
+      // Nobody could be told what is about to stop: stop nothing more, undo what is stopped.
+      return rollback(targets.map(({ pid, label }) => ({ pid, label, reason: `it could not be recorded for crash safety (${(error as Error).message})` })));
+    }
     const failures: StopFailure[] = [];
     for (const t of targets) {
       // The identity was read moments ago; a pid is reused only after its process was

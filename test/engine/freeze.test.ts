@@ -208,6 +208,38 @@ describe('freeze and resume with signals', () => {
     assert.ok(inspected.devices.every((d) => isRunning(d.pid)), 'a device was left stopped');
   });
 
+  it('rolls back everything when the write-ahead fails in a later round', async () => {
+    const vm = await startFixtureVm({ build: 'swap' });
+    const main = readSnapshot(vm.pid);
+    assert.ok(main);
+    let round = 0;
+    await assert.rejects(
+      stopTree(main, undefined, {
+        scope: 'devices',
+        isExcludedLabel: () => false,
+        includeTraced: false,
+        stopTimeoutMs: 2000,
+        maxRounds: 5,
+        childrenSource: 'children-files',
+        protectedPids: selfAndAncestors(),
+        alreadyFrozen: new Map(),
+        alreadySkipped: new Map(),
+        beforeStop: async () => {
+          round++;
+          if (round === 1) {
+            await vm.hotplugNow(); // forces a second round
+            return;
+          }
+          throw new Error('journal disk full');
+        },
+      }),
+      (error: Error & { failures?: Array<{ reason: string }> }) => /could not be recorded for crash safety \(journal disk full\)/.test(error.failures?.[0]?.reason ?? ''),
+    );
+    assert.equal(round, 2);
+    const inspected = new CrosvmGuard().inspectVm({ pid: vm.pid });
+    assert.ok(inspected.devices.every((d) => isRunning(d.pid)), 'a device stopped in round 1 was left stopped');
+  });
+
   it('freezing again stops only what is new', async () => {
     const vm = await startFixtureVm({ build: 'swap', hotplugMs: 400 });
     const guard = new CrosvmGuard();
