@@ -1,25 +1,10 @@
 // What tests check in /proc, read independently of the engine's own readers so that a bug
 // in the engine cannot hide itself.
-import * as fs from 'node:fs';
+import { taskStates } from '../fixture/fixtureVm';
 
 /** The state letter of every thread of `pid`; empty when the process is gone. */
 export function threadStates(pid: number): string[] {
-  let tids: string[];
-  try {
-    tids = fs.readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return [];
-  }
-  const states: string[] = [];
-  for (const tid of tids) {
-    try {
-      const text = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-      states.push(text.slice(text.lastIndexOf(')') + 2, text.lastIndexOf(')') + 3));
-    } catch {
-      // The thread exited between readdir and read.
-    }
-  }
-  return states;
+  return [...taskStates(pid).values()];
 }
 
 export function isFullyStopped(pid: number): boolean {
