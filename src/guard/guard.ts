@@ -4,7 +4,8 @@
 import { assertLinux, FreezeError, GuardError } from './errors';
 import { readStat } from './procfs';
 import { ChildrenSource, defaultChildrenSource, identityKey, ProcessIdentity, selfAndAncestors } from './processTree';
-import { continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
+import { classify, continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
+import { CgroupFreezeFailure, CgroupVersion, FreezeCgroup, freezeInCgroups, freezerHierarchy, thawAndRestore } from './cgroupFreezer';
 import { judgeSwapBuild, SwapBuildVerdict, UNSAFE_BUILD_WAY_OUT } from './swapBuild';
 import type { SafetyNet } from './crashSafety';
 import { findVms, ProvenVms, readVm, VmSnapshot } from './vms';
@@ -51,7 +52,17 @@ export interface FreezeRequest {
   readonly allowUnsafeSignals?: boolean;
   /** Processes never to signal, e.g. the debuggee of a debug session. */
   readonly excludePids?: readonly number[];
+  /**
+   * `signal` (default): SIGSTOP, crosvm's own method. `cgroup`: the kernel's cgroup freezer,
+   * which crosvm does not notice, so any build survives it; needs write access to the
+   * cgroup tree (root). Not offered while a crash-safety net is set: that knows only signals.
+   */
+  readonly method?: FreezeMethod;
+  /** With `cgroup`: force a hierarchy version (default: v2 if usable, else the v1 freezer). */
+  readonly cgroupVersion?: CgroupVersion;
 }
+
+export type FreezeMethod = 'signal' | 'cgroup';
 
 export interface VmIdentity extends ProcessIdentity {
   readonly name: string;
@@ -60,6 +71,7 @@ export interface VmIdentity extends ProcessIdentity {
 export interface FreezeReport {
   readonly vm: VmIdentity;
   readonly scope: FreezeScope;
+  readonly method: FreezeMethod;
   /** Stopped by this call. */
   readonly frozen: readonly FrozenProcess[];
   /** Left alone by this call, each with its reason. */
@@ -80,6 +92,9 @@ export interface ResumeReport {
 export interface FrozenVm {
   readonly vm: VmIdentity;
   readonly scope: FreezeScope;
+  readonly method: FreezeMethod;
+  /** With the cgroup method: the freeze cgroups and where their processes came from. */
+  readonly cgroups?: readonly FreezeCgroup[];
   /** Date.now() of the first freeze. */
   readonly since: number;
   readonly processes: readonly FrozenProcess[];
@@ -188,6 +203,8 @@ export class CrosvmGuard {
   reconcile(): FrozenVm[] {
     const forgotten: FrozenVm[] = [];
     for (const vm of this.frozen.values()) {
+      // Frozen by cgroup: the tasks are not "stopped", and a SIGCONT does not thaw them.
+      if (vm.method === 'cgroup') continue;
       const stillStopped = vm.processes.some((p) => {
         const stat = readStat(p.pid);
         return stat !== undefined && stat.startTime === p.startTime && (stat.state === 'T' || stat.state === 't');
@@ -222,6 +239,11 @@ export class CrosvmGuard {
     this.emit({ type: 'freezing', vmPid: ref.pid });
     try {
       const earlier = this.frozen.get(ref.pid);
+      if (request.method === 'cgroup' || earlier?.method === 'cgroup') {
+        const report = await this.freezeWithCgroups(ref, request, earlier, started);
+        this.emit({ type: 'frozen', report });
+        return report;
+      }
       const vm = this.inspectVm({ pid: ref.pid, startTime: ref.startTime ?? earlier?.vm.startTime });
       const swapBuild = this.swapBuildOf(vm);
       if (swapBuild.tolerant !== true && !request.allowUnsafeSignals) {
@@ -270,6 +292,7 @@ export class CrosvmGuard {
         this.frozen.set(vm.main.pid, {
           vm: identity,
           scope,
+          method: 'signal',
           since: earlier?.since ?? Date.now(),
           processes: [...(earlier?.processes ?? []), ...result.stopped],
           skipped: [...(earlier?.skipped ?? []), ...result.skipped],
@@ -278,6 +301,7 @@ export class CrosvmGuard {
       const report: FreezeReport = {
         vm: identity,
         scope,
+        method: 'signal',
         frozen: result.stopped,
         skipped: result.skipped,
         swapBuild,
@@ -292,15 +316,86 @@ export class CrosvmGuard {
     }
   }
 
+  /**
+   * The cgroup method: the same targets as for signals (the same skip rules), moved into
+   * freeze cgroups and frozen; one re-scan catches devices the main process forked meanwhile
+   * (a child forked inside a freeze cgroup is frozen with it). All or nothing.
+   */
+  private async freezeWithCgroups(ref: VmRef, request: FreezeRequest, earlier: FrozenVm | undefined, started: number): Promise<FreezeReport> {
+    if (this.safetyNet) {
+      throw new GuardError('invalid-argument', 'The cgroup freezer is not crash-safe yet here: its companion and journal know only signals.');
+    }
+    if (earlier && earlier.method !== 'cgroup') {
+      throw new GuardError('invalid-argument', `VM ${ref.pid} is already frozen with signals; resume it first.`);
+    }
+    const hierarchy = freezerHierarchy(request.cgroupVersion);
+    if (!hierarchy) {
+      throw new GuardError('invalid-argument', `No usable cgroup ${request.cgroupVersion ? `v${request.cgroupVersion} freezer ` : 'freezer '}hierarchy is mounted (see /proc/self/mountinfo).`);
+    }
+    const vm = this.inspectVm({ pid: ref.pid, startTime: ref.startTime ?? earlier?.vm.startTime });
+    const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
+    const rules = {
+      protectedPids: selfAndAncestors(),
+      debuggeePids: new Set(request.excludePids ?? []),
+      isExcludedLabel: this.isExcludedLabel,
+      includeTraced: this.settings.includeTracedProcesses,
+    };
+    const handled = new Set([...(earlier?.processes ?? []), ...(earlier?.skipped ?? [])].map(identityKey));
+    const frozen: FrozenProcess[] = [];
+    const skipped: SkippedProcess[] = [];
+    const groups: FreezeCgroup[] = [];
+    let candidates = scope === 'vm' ? [vm.main, ...vm.devices] : [...vm.devices];
+    let rounds = 0;
+    try {
+      for (; rounds < 2 && candidates.length > 0; rounds++) {
+        const targets: FrozenProcess[] = [];
+        for (const p of candidates) {
+          if (handled.has(identityKey(p))) continue;
+          handled.add(identityKey(p));
+          const skip = classify(p, rules);
+          if (skip) skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
+          else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
+        }
+        if (targets.length > 0) groups.push(...(await freezeInCgroups(targets, { hierarchy, stopTimeoutMs: this.settings.stopTimeoutMs })));
+        frozen.push(...targets);
+        candidates = this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices.filter((d) => !handled.has(identityKey(d)));
+      }
+    } catch (error) {
+      thawAndRestore(groups);
+      if (error instanceof CgroupFreezeFailure) throw new FreezeError(vm.main.pid, error.failures, frozen.map((p) => p.pid));
+      throw error;
+    }
+    const identity: VmIdentity = { pid: vm.main.pid, startTime: vm.main.startTime, name: vm.name };
+    if (frozen.length > 0 || earlier) {
+      this.frozen.set(vm.main.pid, {
+        vm: identity,
+        scope,
+        method: 'cgroup',
+        cgroups: [...(earlier?.cgroups ?? []), ...groups],
+        since: earlier?.since ?? Date.now(),
+        processes: [...(earlier?.processes ?? []), ...frozen],
+        skipped: [...(earlier?.skipped ?? []), ...skipped],
+      });
+    }
+    const swapBuild = this.swapBuildOf(vm);
+    return { vm: identity, scope, method: 'cgroup', frozen, skipped, swapBuild, rounds, elapsedMs: performance.now() - started };
+  }
+
   private resumeNow(ref?: VmRef): ResumeReport {
     const started = performance.now();
     const vms = ref ? [this.frozen.get(ref.pid)].filter((v): v is FrozenVm => v !== undefined) : [...this.frozen.values()];
     const resumed: FrozenProcess[] = [];
     const gone: FrozenProcess[] = [];
     for (const vm of vms) {
-      const result = continueProcesses(vm.processes);
-      resumed.push(...result.resumed);
-      gone.push(...result.gone);
+      if (vm.cgroups) {
+        // Thawed and back in their own cgroups; a process that exited is simply gone.
+        thawAndRestore(vm.cgroups);
+        for (const p of vm.processes) (readStat(p.pid)?.startTime === p.startTime ? resumed : gone).push(p);
+      } else {
+        const result = continueProcesses(vm.processes);
+        resumed.push(...result.resumed);
+        gone.push(...result.gone);
+      }
       this.frozen.delete(vm.vm.pid);
       this.safetyNet?.didRelease(vm.processes);
     }

@@ -69,7 +69,11 @@ export class StopTreeFailure extends Error {
   }
 }
 
-function classify(p: ProcessSnapshot, options: StopTreeOptions): Omit<SkippedProcess, 'pid' | 'startTime' | 'label'> | undefined {
+/** Why `p` is left alone, or undefined when it is a target (shared by both methods). */
+export function classify(
+  p: ProcessSnapshot,
+  options: Pick<StopTreeOptions, 'protectedPids' | 'debuggeePids' | 'isExcludedLabel' | 'includeTraced'>,
+): Omit<SkippedProcess, 'pid' | 'startTime' | 'label'> | undefined {
   if (p.pid <= 1) return { reason: 'init', detail: 'pid 1 and the kernel are never stopped' };
   if (options.protectedPids.has(p.pid)) {
     return { reason: 'self', detail: 'it is this extension or one of its ancestors' };
