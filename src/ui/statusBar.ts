@@ -10,6 +10,7 @@ export class GuardStatusBar implements vscode.Disposable {
   private readonly item: vscode.StatusBarItem;
   private readonly disposables: vscode.Disposable[] = [];
   private ticker: NodeJS.Timeout | undefined;
+  private readonly debugSessions = new Set<string>();
 
   constructor(
     private readonly controller: GuardController,
@@ -26,17 +27,26 @@ export class GuardStatusBar implements vscode.Disposable {
       this.item,
       controller.onDidChange(() => this.update()),
       onDidChangeMode(() => this.update()),
-      // During a debug session it shows at once, before any refresh has listed a VM.
-      vscode.debug.onDidStartDebugSession(() => this.update()),
-      vscode.debug.onDidTerminateDebugSession(() => this.update()),
+      // During a debug session it shows at once, before any refresh has listed a VM. The
+      // sessions are counted here: activeDebugSession still names a session while its
+      // termination event is delivered.
+      vscode.debug.onDidStartDebugSession((session) => {
+        this.debugSessions.add(session.id);
+        this.update();
+      }),
+      vscode.debug.onDidTerminateDebugSession((session) => {
+        this.debugSessions.delete(session.id);
+        this.update();
+      }),
     );
+    if (vscode.debug.activeDebugSession) this.debugSessions.add(vscode.debug.activeDebugSession.id);
     this.update();
   }
 
   update(): void {
     const vms = this.controller.vms;
     const frozen = this.controller.frozenVms;
-    const debugging = vscode.debug.activeDebugSession !== undefined;
+    const debugging = this.debugSessions.size > 0;
     const visible = this.isVisible(this.visibility(), vms.length > 0 || frozen.length > 0, debugging);
     if (!visible) {
       this.stopTicker();
