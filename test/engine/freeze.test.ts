@@ -15,6 +15,19 @@ afterEach(stopAllFixtureVms);
 
 /** Every pid of the VM's device tree as the fixture itself reported it. */
 const devicePids = (vm: FixtureVm) => vm.devices.map((d) => d.pid);
+
+/** stopTree's options as the guard would pass them for a fresh freeze of the devices. */
+const plainOptions = () => ({
+  scope: 'devices' as const,
+  isExcludedLabel: () => false,
+  includeTraced: false,
+  stopTimeoutMs: 2000,
+  maxRounds: 5,
+  childrenSource: 'children-files' as const,
+  protectedPids: selfAndAncestors(),
+  alreadyFrozen: new Map(),
+  alreadySkipped: new Map(),
+});
 const labelOf = (vm: FixtureVm, label: string) => {
   const device = vm.devices.find((d) => d.label === label);
   assert.ok(device, `fixture has no device "${label}"`);
@@ -156,15 +169,8 @@ describe('freeze and resume with signals', () => {
     assert.ok(main);
     let hotplugged: Promise<unknown> | undefined;
     const result = await stopTree(main, undefined, {
-      scope: 'devices',
-      isExcludedLabel: () => false,
-      includeTraced: false,
-      stopTimeoutMs: 2000,
+      ...plainOptions(),
       maxRounds: 5,
-      childrenSource: 'children-files',
-      protectedPids: selfAndAncestors(),
-      alreadyFrozen: new Map(),
-      alreadySkipped: new Map(),
       // After the first round is chosen and before its SIGSTOPs, the VM hot-plugs a device.
       beforeStop: () => {
         if (!hotplugged) {
@@ -187,15 +193,8 @@ describe('freeze and resume with signals', () => {
     const plugged: Promise<unknown>[] = [];
     await assert.rejects(
       stopTree(main, undefined, {
-        scope: 'devices',
-        isExcludedLabel: () => false,
-        includeTraced: false,
-        stopTimeoutMs: 2000,
+        ...plainOptions(),
         maxRounds: 3,
-        childrenSource: 'children-files',
-        protectedPids: selfAndAncestors(),
-        alreadyFrozen: new Map(),
-        alreadySkipped: new Map(),
         beforeStop: () => {
           plugged.push(vm.hotplugNow());
           spawnSync('sleep', ['0.1']);
@@ -215,15 +214,8 @@ describe('freeze and resume with signals', () => {
     let round = 0;
     await assert.rejects(
       stopTree(main, undefined, {
-        scope: 'devices',
-        isExcludedLabel: () => false,
-        includeTraced: false,
-        stopTimeoutMs: 2000,
+        ...plainOptions(),
         maxRounds: 5,
-        childrenSource: 'children-files',
-        protectedPids: selfAndAncestors(),
-        alreadyFrozen: new Map(),
-        alreadySkipped: new Map(),
         beforeStop: async () => {
           round++;
           if (round === 1) {
