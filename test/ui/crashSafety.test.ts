@@ -18,10 +18,15 @@ const exists = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(f
 /** A workbench whose windows share this test's journal folder, with the VM frozen from the palette. */
 async function frozenWorkbench(): Promise<Workbench> {
   const workbench = await openWorkbench({ env: { CROSVM_GUARD_JOURNAL_DIR: journalDir } });
-  await workbench.waitForActivation();
-  await workbench.runCommand('crosvm: Freeze crosvm devices');
-  assert.ok(await eventually(() => devices().every(isFullyStopped), 10_000), 'the palette did not freeze the VM');
-  return workbench;
+  try {
+    await workbench.waitForActivation();
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    assert.ok(await eventually(() => devices().every(isFullyStopped), 10_000), 'the palette did not freeze the VM');
+    return workbench;
+  } catch (error) {
+    await workbench.close(); // a failed set-up must not leave code-server running
+    throw error;
+  }
 }
 
 function companionPids(): number[] {
