@@ -10,6 +10,7 @@ import treeKill from 'tree-kill';
 import { CrosvmGuard } from '../src/guard';
 import { confirmStopped, continueProcesses, FrozenProcess } from '../src/guard/signalFreezer';
 import { readSnapshot } from '../src/guard/processTree';
+import { isStoppedState } from '../src/guard/procfs';
 import { startFixtureVm, stopAllFixtureVms, FixtureVm } from '../test/fixture/fixtureVm';
 import { CrosvmProcessesGuard } from './crosvmAlgorithm';
 
@@ -195,7 +196,7 @@ async function crashResume(vm: FixtureVm): Promise<string> {
     const pids = treeOf(vm, false).map((p) => p.pid);
     const killed = performance.now();
     child.kill('SIGKILL');
-    while (pids.some((pid) => ['T', 't'].includes(readSnapshot(pid)?.state ?? ''))) await new Promise((r) => setImmediate(r));
+    while (pids.some((pid) => isStoppedState(readSnapshot(pid)?.state ?? ''))) await new Promise((r) => setImmediate(r));
     times.push(performance.now() - killed);
     await exited;
   }

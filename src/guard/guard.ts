@@ -2,7 +2,7 @@
 // tell listeners about every change. It has no `vscode` import: the extension, the plain
 // Node tests and the benchmark all drive this same class.
 import { assertLinux, FreezeError, GuardError } from './errors';
-import { readStat } from './procfs';
+import { isStoppedState, readStat } from './procfs';
 import { ChildrenSource, defaultChildrenSource, identityKey, ProcessIdentity, selfAndAncestors } from './processTree';
 import { classify, continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
 import { CgroupFreezeFailure, CgroupVersion, FreezeCgroup, freezeInCgroups, freezerHierarchy, thawAndRestore } from './cgroupFreezer';
@@ -207,7 +207,7 @@ export class CrosvmGuard {
       if (vm.method === 'cgroup') continue;
       const stillStopped = vm.processes.some((p) => {
         const stat = readStat(p.pid);
-        return stat !== undefined && stat.startTime === p.startTime && (stat.state === 'T' || stat.state === 't');
+        return stat !== undefined && stat.startTime === p.startTime && isStoppedState(stat.state);
       });
       if (stillStopped) continue;
       this.frozen.delete(vm.vm.pid);

@@ -5,8 +5,8 @@
 // stopped, and is a crosvm VM or one of its descendants.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readCmdline, readExe, readStat } from './procfs';
-import { ProcessIdentity } from './processTree';
+import { isExitedState, isStoppedState, readCmdline, readExe, readStat } from './procfs';
+import { ProcessIdentity, sameProcess } from './processTree';
 import { matchesProcessNames } from './vms';
 
 export const JOURNAL_VERSION = 1;
@@ -127,7 +127,7 @@ export function readJournals(dir: string): JournalEntry[] {
 /** Still running: same pid and start time, and not a zombie waiting to be reaped. */
 export function isAlive(p: ProcessIdentity): boolean {
   const stat = readStat(p.pid);
-  return stat !== undefined && stat.startTime === p.startTime && stat.state !== 'Z' && stat.state !== 'X';
+  return stat !== undefined && stat.startTime === p.startTime && !isExitedState(stat.state);
 }
 
 /** The process, or one of its ancestors, is named like crosvm: it belongs to a crosvm tree. */
@@ -169,14 +169,14 @@ export function recoverLeftovers(dir: string, names: readonly string[], self: Pr
       removeJournal(entry.file);
       continue;
     }
-    if (journal.owner.pid === self.pid && journal.owner.startTime === self.startTime) continue;
+    if (sameProcess(journal.owner, self)) continue;
     if (isAlive(journal.owner) || (journal.companion && isAlive(journal.companion))) continue;
     for (const vm of journal.vms) {
       const resumed: JournalProcess[] = [];
       for (const p of [...vm.processes].reverse()) {
         const stat = readStat(p.pid);
         if (!stat || stat.startTime !== p.startTime) untouched.push(`${p.label} (pid ${p.pid}): now another process or gone`);
-        else if (stat.state !== 'T' && stat.state !== 't') untouched.push(`${p.label} (pid ${p.pid}): not stopped`);
+        else if (!isStoppedState(stat.state)) untouched.push(`${p.label} (pid ${p.pid}): not stopped`);
         else if (!inCrosvmTree(p.pid, names)) untouched.push(`${p.label} (pid ${p.pid}): not part of a crosvm VM`);
         else {
           try {
@@ -198,7 +198,7 @@ export function recoverLeftovers(dir: string, names: readonly string[], self: Pr
 export function frozenByOthers(dir: string, self: ProcessIdentity): Map<number, { owner: ProcessIdentity; vm: JournalVm }> {
   const result = new Map<number, { owner: ProcessIdentity; vm: JournalVm }>();
   for (const { journal } of readJournals(dir)) {
-    if (!journal || (journal.owner.pid === self.pid && journal.owner.startTime === self.startTime)) continue;
+    if (!journal || sameProcess(journal.owner, self)) continue;
     if (!isAlive(journal.owner)) continue;
     for (const vm of journal.vms) result.set(vm.pid, { owner: journal.owner, vm });
   }

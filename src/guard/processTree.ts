@@ -1,6 +1,5 @@
 // Walking a crosvm process tree and describing its processes.
 import {
-  isStoppedState,
   kernelHasChildrenFiles,
   listPids,
   listThreads,
@@ -77,10 +76,6 @@ export function readSnapshot(pid: number): ProcessSnapshot | undefined {
 export function currentIdentity(pid: number): ProcessIdentity | undefined {
   const stat = readStat(pid);
   return stat && { pid, startTime: stat.startTime };
-}
-
-export function isStopped(snapshot: ProcessSnapshot): boolean {
-  return isStoppedState(snapshot.state);
 }
 
 /** Thread ids per pid, as seen while walking; the freezer reuses them instead of listing again. */

@@ -81,6 +81,11 @@ export function isStoppedState(state: TaskState): boolean {
   return state === 'T' || state === 't';
 }
 
+/** `Z`: exited, waiting to be reaped; `X`: being torn down. Neither runs nor writes memory. */
+export function isExitedState(state: TaskState): boolean {
+  return state === 'Z' || state === 'X';
+}
+
 const readBuffer = Buffer.allocUnsafe(64 * 1024);
 
 /**

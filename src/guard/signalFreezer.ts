@@ -1,7 +1,7 @@
 // Stopping a crosvm process tree with SIGSTOP, proving it stopped, and resuming it: crosvm's
 // ProcessesGuard algorithm, without its weak points (see README, "Design").
 import { describeBlockingState, describeSignalError, StopFailure } from './errors';
-import { isStoppedState, listThreads, readStat } from './procfs';
+import { isExitedState, isStoppedState, listThreads, readStat } from './procfs';
 import {
   ChildrenSource,
   descendantPids,
@@ -79,7 +79,7 @@ export function classify(
     return { reason: 'self', detail: 'it is this extension or one of its ancestors' };
   }
   if (options.debuggeePids?.has(p.pid)) return { reason: 'debuggee', detail: 'it is the debuggee: the debugger owns it' };
-  if (p.state === 'Z' || p.state === 'X') return { reason: 'zombie', detail: 'it has exited and waits to be reaped' };
+  if (isExitedState(p.state)) return { reason: 'zombie', detail: 'it has exited and waits to be reaped' };
   if (options.isExcludedLabel(p.label)) return { reason: 'excluded', detail: 'its label matches crosvmGuard.excludeLabels' };
   if (p.tracerPid !== 0 && !options.includeTraced) {
     return { reason: 'traced', detail: `a debugger (pid ${p.tracerPid}) is attached; it owns this process` };
@@ -133,7 +133,7 @@ export async function confirmStopped(
         }
         threadCount = stat.threads;
         // Z/X threads are exiting: they cannot write memory either.
-        if (isStoppedState(stat.state) || stat.state === 'Z' || stat.state === 'X') return false;
+        if (isStoppedState(stat.state) || isExitedState(stat.state)) return false;
         blocking ??= stat.state;
         return true;
       });

@@ -13,6 +13,7 @@ import {
   VmRef,
   VmSnapshot,
   ProcessIdentity,
+  sameProcess,
 } from '../guard';
 import { frozenByOthers } from '../guard/journal';
 import { continueProcesses, FrozenProcess } from '../guard/signalFreezer';
@@ -101,7 +102,7 @@ export class GuardController implements vscode.Disposable {
     // Only processes of this VM as read now, with the recorded start time: nothing else.
     const mine = recorded
       .map((p) => known.get(p.pid))
-      .filter((p): p is NonNullable<typeof p> => p !== undefined && recorded.some((r) => r.pid === p.pid && r.startTime === p.startTime))
+      .filter((p): p is NonNullable<typeof p> => p !== undefined && recorded.some((r) => sameProcess(r, p)))
       .map((p) => ({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid }));
     const { resumed } = continueProcesses(mine);
     this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${view.frozenElsewhere?.ownerPid}: resumed ${resumed.length} processes [${resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}].`);

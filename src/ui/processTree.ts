@@ -1,16 +1,17 @@
 // The tree view: one node per VM, its device processes below in their real parent/child
 // shape. It renders the controller's last listing and never reads /proc itself.
 import * as vscode from 'vscode';
-import type { ProcessIdentity, ProcessSnapshot } from '../guard';
+import { ProcessIdentity, ProcessSnapshot, sameProcess } from '../guard';
+import { isExitedState, isStoppedState } from '../guard/procfs';
 import { GuardController, VmView } from './controller';
 import { formatElapsed } from '../common/format';
 
 export type ProcessStateKind = 'running' | 'frozen' | 'frozenElsewhere' | 'stopped' | 'traced' | 'zombie';
 
 export function processStateKind(p: ProcessSnapshot, vm: Pick<VmView, 'frozen' | 'frozenElsewhere'>): ProcessStateKind {
-  if (p.state === 'Z' || p.state === 'X') return 'zombie';
-  const stopped = p.state === 'T' || p.state === 't';
-  const listed = (list: readonly ProcessIdentity[] | undefined) => list?.some((f) => f.pid === p.pid && f.startTime === p.startTime) ?? false;
+  if (isExitedState(p.state)) return 'zombie';
+  const stopped = isStoppedState(p.state);
+  const listed = (list: readonly ProcessIdentity[] | undefined) => list?.some((f) => sameProcess(f, p)) ?? false;
   if (stopped && listed(vm.frozen?.processes)) return 'frozen';
   if (stopped && listed(vm.frozenElsewhere?.processes)) return 'frozenElsewhere';
   if (p.tracerPid !== 0) return 'traced';
