@@ -45,7 +45,7 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
 
   const follower = new DebugFollower(current, log, () => ({ autoFreeze: settings.debugAutoFreeze, target: settings.debugTarget }));
   context.subscriptions.push(follower, vscode.debug.registerDebugAdapterTrackerFactory('*', follower));
-  const statusBar = new GuardStatusBar(current, () => settings.statusBarVisibility, () => follower.automatic, follower.onDidChange);
+  const statusBar = new GuardStatusBar(current, () => settings.statusBarVisibility, follower);
   const tree = new ProcessTreeProvider(current);
   const views = [Views.Processes, Views.DebugProcesses].map((id) =>
     vscode.window.createTreeView(id, { treeDataProvider: tree, showCollapseAll: true }),

@@ -46,10 +46,19 @@ export function configuredPid(configuration: vscode.DebugConfiguration): number 
   return undefined;
 }
 
-export class DebugFollower implements vscode.DebugAdapterTrackerFactory, vscode.Disposable {
+/** What the status bar needs to know of debug sessions. */
+export interface DebugSessions {
+  /** A debug session runs (one tracker per session, so the follower knows every one). */
+  readonly debugging: boolean;
+  /** A debug session freezes automatically at each stop. */
+  readonly automatic: boolean;
+  /** A session started or ended, or automatic mode changed. */
+  readonly onDidChange: vscode.Event<void>;
+}
+
+export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSessions, vscode.Disposable {
   private readonly sessions = new Map<string, SessionState>();
   private readonly changed = new vscode.EventEmitter<void>();
-  /** A session started or ended, or automatic mode changed. */
   readonly onDidChange = this.changed.event;
 
   constructor(
@@ -58,7 +67,10 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, vscode.
     private readonly settings: () => { autoFreeze: 'off' | 'onStop'; target: DebugTarget },
   ) {}
 
-  /** Some debug session freezes automatically right now. */
+  get debugging(): boolean {
+    return this.sessions.size > 0;
+  }
+
   get automatic(): boolean {
     return [...this.sessions.values()].some((s) => this.isAutomatic(s));
   }

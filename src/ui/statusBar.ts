@@ -5,19 +5,18 @@ import { formatElapsed } from '../common/format';
 import { StatusBarVisibility } from '../common/settings';
 import { Commands } from './contributions';
 import { GuardController } from './controller';
+import type { DebugSessions } from './debugFollower';
 
 export class GuardStatusBar implements vscode.Disposable {
   private readonly item: vscode.StatusBarItem;
   private readonly disposables: vscode.Disposable[] = [];
   private ticker: NodeJS.Timeout | undefined;
-  private readonly debugSessions = new Set<string>();
 
   constructor(
     private readonly controller: GuardController,
     private readonly visibility: () => StatusBarVisibility,
-    /** A debug session freezes automatically at each stop. */
-    private readonly automatic: () => boolean,
-    onDidChangeMode: vscode.Event<void>,
+    /** The debug follower: which sessions run, and whether one freezes automatically. */
+    private readonly debug: DebugSessions,
   ) {
     // Left, right after the debug items (which use priorities around 30 and above).
     this.item = vscode.window.createStatusBarItem('crosvmGuard.status', vscode.StatusBarAlignment.Left, 29);
@@ -26,27 +25,16 @@ export class GuardStatusBar implements vscode.Disposable {
     this.disposables.push(
       this.item,
       controller.onDidChange(() => this.update()),
-      onDidChangeMode(() => this.update()),
-      // During a debug session it shows at once, before any refresh has listed a VM. The
-      // sessions are counted here: activeDebugSession still names a session while its
-      // termination event is delivered.
-      vscode.debug.onDidStartDebugSession((session) => {
-        this.debugSessions.add(session.id);
-        this.update();
-      }),
-      vscode.debug.onDidTerminateDebugSession((session) => {
-        this.debugSessions.delete(session.id);
-        this.update();
-      }),
+      // During a debug session it shows at once, before any refresh has listed a VM.
+      debug.onDidChange(() => this.update()),
     );
-    if (vscode.debug.activeDebugSession) this.debugSessions.add(vscode.debug.activeDebugSession.id);
     this.update();
   }
 
   update(): void {
     const vms = this.controller.vms;
     const frozen = this.controller.frozenVms;
-    const debugging = this.debugSessions.size > 0;
+    const debugging = this.debug.debugging;
     const visible = this.isVisible(this.visibility(), vms.length > 0 || frozen.length > 0, debugging);
     if (!visible) {
       this.stopTicker();
@@ -54,7 +42,7 @@ export class GuardStatusBar implements vscode.Disposable {
       return;
     }
     const devices = vms.reduce((sum, vm) => sum + vm.snapshot.devices.length, 0);
-    const auto = this.automatic() ? ' auto' : '';
+    const auto = this.debug.automatic ? ' auto' : '';
     if (frozen.length > 0) {
       const since = Math.min(...frozen.map((f) => f.since));
       const count = frozen.reduce((sum, f) => sum + f.processes.length, 0);
@@ -101,7 +89,7 @@ export class GuardStatusBar implements vscode.Disposable {
       md.appendMarkdown(`- VM ${vm.snapshot.main.pid} \`${vm.snapshot.name}\`: ${vm.snapshot.devices.length} device processes, ${state}\n`);
     }
     md.appendMarkdown('\n');
-    if (this.automatic()) md.appendMarkdown('The debug session freezes the devices at every stop; a click takes manual control.\n\n');
+    if (this.debug.automatic) md.appendMarkdown('The debug session freezes the devices at every stop; a click takes manual control.\n\n');
     if (this.controller.isFrozen) md.appendMarkdown('Click to resume every frozen VM.');
     else if (vms.length === 1) md.appendMarkdown(`Click to freeze the device processes of VM ${vms[0].snapshot.main.pid}.`);
     else if (vms.length > 1) md.appendMarkdown('Click to choose a VM to freeze.');
