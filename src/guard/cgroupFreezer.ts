@@ -2,9 +2,8 @@
 // in the job-control sense, so crosvm's parent gets no SIGCHLD and even a build without the
 // `swap` feature survives. Each target moves into a freeze cgroup created as a child of the
 // cgroup it lives in (so the limits above still apply), the freeze cgroup is frozen, and on
-// resume everything in it is thawed and moved back to exactly where it came from.
-//
-// Not yet used by the extension: its crash safety (companion, journal) knows only signals.
+// resume everything in it is thawed and moved back to exactly where it came from. A child
+// forked by a task in a freeze cgroup is born there, frozen: there is no fork race.
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -45,7 +44,7 @@ export function parseMountinfo(text: string): CgroupHierarchy[] {
 
 /** The hierarchy to use: v2 first, unless `version` asks for one. */
 export function freezerHierarchy(version?: CgroupVersion): CgroupHierarchy | undefined {
-  const all = parseMountinfo(readProcFile(`${PROC_ROOT}/self/mountinfo`) ?? '');
+  const all = mountedHierarchies();
   const usable = all.filter((h) => (h.version === 2 ? fs.existsSync(path.join(h.mountPoint, 'cgroup.procs')) : true));
   return version ? usable.find((h) => h.version === version) : (usable.find((h) => h.version === 2) ?? usable.find((h) => h.version === 1));
 }
@@ -75,6 +74,55 @@ export interface FreezeCgroup {
 }
 
 const FREEZE_PREFIX = 'crosvm-guard-';
+/** `crosvm-guard-<pid of the freezer>-<6 hex digits>`: the only directories we create or remove. */
+const FREEZE_NAME = /^crosvm-guard-\d{1,7}-[0-9a-f]{6}$/;
+
+/** Lies in one of our freeze cgroups now (a child forked there after the move, for one). */
+export function isFreezeCgroupDir(dir: string): boolean {
+  return FREEZE_NAME.test(path.basename(dir));
+}
+
+/**
+ * Who may create freeze cgroups in `dir` and move its processes: `root`, `delegated` (an
+ * unprivileged user inside a subtree delegated to it, e.g. by systemd), or `denied`. Moving a
+ * process needs write access to the `cgroup.procs` of the common ancestor of where it is and
+ * where it goes, which for a child freeze cgroup is `dir` itself.
+ */
+export type CgroupAccess = 'root' | 'delegated' | 'denied';
+
+export function cgroupAccess(dir: string): CgroupAccess {
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+    fs.accessSync(path.join(dir, 'cgroup.procs'), fs.constants.W_OK);
+  } catch {
+    return 'denied';
+  }
+  return process.geteuid?.() === 0 ? 'root' : 'delegated';
+}
+
+/**
+ * Checks a freeze cgroup described by someone else (a journal, the extension host talking to
+ * the companion) before anything is written to it: our own naming, a direct child of the
+ * cgroup it names as the origin, plain absolute paths, inside a cgroup hierarchy of that
+ * version mounted on this host. Returns it, or why not.
+ */
+export function validateFreezeCgroup(value: unknown, mounted: readonly CgroupHierarchy[]): FreezeCgroup | string {
+  if (typeof value !== 'object' || value === null) return 'not an object';
+  const { version, dir, originalDir } = value as Record<string, unknown>;
+  if (version !== 1 && version !== 2) return 'unknown cgroup version';
+  if (typeof dir !== 'string' || typeof originalDir !== 'string' || dir.length > 4096) return 'paths are not strings';
+  if (!path.isAbsolute(dir) || path.normalize(dir) !== dir || dir.includes('\0')) return 'not a plain absolute path';
+  if (!isFreezeCgroupDir(dir)) return 'not named like a freeze cgroup';
+  if (path.dirname(dir) !== originalDir) return 'not a child of the cgroup it came from';
+  const inside = mounted.some((h) => h.version === version && (originalDir === h.mountPoint || originalDir.startsWith(h.mountPoint + '/')));
+  if (!inside) return 'not inside a mounted cgroup hierarchy of that version';
+  return { version, dir, originalDir };
+}
+
+/** Every cgroup v2 and v1 freezer hierarchy mounted here. */
+export function mountedHierarchies(): CgroupHierarchy[] {
+  return parseMountinfo(readProcFile(`${PROC_ROOT}/self/mountinfo`) ?? '');
+}
 
 function writeControl(dir: string, file: string, value: string): void {
   fs.writeFileSync(path.join(dir, file), value);
@@ -131,41 +179,57 @@ export class CgroupFreezeFailure extends Error {
 export interface CgroupFreezeOptions {
   readonly hierarchy: CgroupHierarchy;
   readonly stopTimeoutMs: number;
+  /**
+   * Write-ahead: told which freeze cgroups are about to be created, before the first is
+   * created, so that whoever cleans up after a crash knows of them.
+   */
+  readonly beforeCreate?: (groups: readonly FreezeCgroup[]) => void | Promise<void>;
   /** Called before each target is moved (tests use it to make a move fail half-way). */
   readonly beforeMove?: (target: FrozenProcess) => void;
+  /** Called once every target is moved, before the groups freeze (tests fork a child here). */
+  readonly afterMove?: () => void | Promise<void>;
 }
 
 /**
- * Freezes `targets` through freeze cgroups and waits until each group reports frozen. All or
- * nothing: on any failure everything is thawed and moved back, and the step, path and error
- * are named. Returns the groups, for thawAndRestore.
+ * Freezes `targets` through freeze cgroups and waits until each group reports frozen. A
+ * target already inside one of our freeze cgroups (forked there) stays where it is: its
+ * group freezes it. All or nothing: on any failure everything is thawed and moved back, and
+ * the step, path and error are named. Returns the groups created, for thawAndRestore.
  */
 export async function freezeInCgroups(targets: readonly FrozenProcess[], options: CgroupFreezeOptions): Promise<FreezeCgroup[]> {
   const { hierarchy } = options;
   const groups = new Map<string, FreezeCgroup>();
+  const created: FreezeCgroup[] = [];
   const fail = (failures: StopFailure[]): never => {
-    thawAndRestore([...groups.values()]);
+    thawAndRestore(created);
     throw new CgroupFreezeFailure(failures);
   };
   const tag = `${FREEZE_PREFIX}${process.pid}-${randomBytes(3).toString('hex')}`;
+  const moves: Array<{ target: FrozenProcess; group: FreezeCgroup }> = [];
   for (const target of targets) {
     const originalDir = cgroupDirOf(target.pid, hierarchy);
     if (!originalDir) return fail([{ pid: target.pid, label: target.label, reason: 'its cgroup could not be read (it exited, or lives outside the mounted hierarchy)' }]);
+    if (isFreezeCgroupDir(originalDir)) continue;
     let group = groups.get(originalDir);
+    if (!group) groups.set(originalDir, (group = { version: hierarchy.version, dir: path.join(originalDir, tag), originalDir }));
+    moves.push({ target, group });
+  }
+  await options.beforeCreate?.([...groups.values()]);
+  for (const { target, group } of moves) {
     try {
-      if (!group) {
-        group = { version: hierarchy.version, dir: path.join(originalDir, tag), originalDir };
+      if (!created.includes(group)) {
         fs.mkdirSync(group.dir);
-        groups.set(originalDir, group);
+        created.push(group);
       }
       options.beforeMove?.(target);
       writeControl(group.dir, 'cgroup.procs', String(target.pid));
     } catch (error) {
-      const step = group && fs.existsSync(group.dir) ? `moving it into ${group.dir}` : `creating ${path.join(originalDir, tag)}`;
+      const step = created.includes(group) ? `moving it into ${group.dir}` : `creating ${group.dir}`;
       return fail([{ pid: target.pid, label: target.label, reason: `${step} failed: ${(error as Error).message}` }]);
     }
   }
-  for (const group of groups.values()) {
+  await options.afterMove?.();
+  for (const group of created) {
     try {
       if (group.version === 2) writeControl(group.dir, 'cgroup.freeze', '1');
       else writeControl(group.dir, 'freezer.state', 'FROZEN');
@@ -175,8 +239,8 @@ export async function freezeInCgroups(targets: readonly FrozenProcess[], options
   }
   const deadline = performance.now() + options.stopTimeoutMs;
   for (let poll = 0; ; poll++) {
-    const pending = [...groups.values()].filter((g) => !isFrozen(g));
-    if (pending.length === 0) return [...groups.values()];
+    const pending = created.filter((g) => !isFrozen(g));
+    if (pending.length === 0) return created;
     if (performance.now() >= deadline) {
       return fail(pending.map((g) => ({ pid: 0, label: g.dir, reason: `it was not frozen within ${options.stopTimeoutMs} ms` })));
     }

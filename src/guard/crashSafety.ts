@@ -1,22 +1,30 @@
-// Crash safety: nothing stays frozen because VS Code died. Before every SIGSTOP the guard
-// tells this class what is about to stop (write-ahead); it hands that to the companion
-// process (src/companion/main.ts), which resumes it all when the extension host's end of its
-// stdin closes, and records it in the journal, from which the next window resumes what a
-// crash of both host and companion left behind.
+// Crash safety: nothing stays frozen because VS Code died. Before every SIGSTOP, and before
+// every freeze cgroup is created, the guard tells this class what is about to freeze
+// (write-ahead); it hands that to the companion process (src/companion/main.ts), which
+// resumes it all (SIGCONT, or thaw and move back) when the extension host's end of its stdin
+// closes, and records it in the journal, from which the next window resumes what a crash of
+// both host and companion left behind.
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { FreezeCgroup } from './cgroupFreezer';
 import { Journal, JOURNAL_VERSION, journalFile, removeJournal, writeJournal } from './journal';
 import { currentIdentity, identityKey, ProcessIdentity } from './processTree';
 import type { FrozenProcess } from './signalFreezer';
 
 /** What the guard calls around every stop and resume. */
 export interface SafetyNet {
-  /** Makes `processes` recoverable; resolves before the first of them gets SIGSTOP. */
-  willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[]): Promise<void>;
-  /** They run again, or are gone: nobody needs to resume them any more. */
-  didRelease(processes: readonly FrozenProcess[]): void;
+  /**
+   * Makes `processes` recoverable; resolves before the first of them gets SIGSTOP or, when
+   * `cgroups` are given (the cgroup method), before the first of those is created.
+   */
+  willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): Promise<void>;
+  /** They run again, or are gone (and the cgroups thawed and removed): nobody needs to resume them any more. */
+  didRelease(processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): void;
 }
+
+/** What the companion is told: the processes it would SIGCONT, the cgroups it would thaw. */
+const signalled = (processes: Iterable<FrozenProcess>) => [...processes].map(({ pid, startTime, label }) => ({ pid, startTime, label }));
 
 export interface CrashSafetyOptions {
   /** Where journals live: $XDG_RUNTIME_DIR/crosvm-guard, or the extension's storage. */
@@ -34,6 +42,8 @@ interface HeldVm {
   readonly vm: ProcessIdentity & { name: string };
   readonly since: number;
   readonly processes: Map<string, FrozenProcess>;
+  /** Freeze cgroups by directory; with any, the processes are frozen by cgroup, not stopped. */
+  readonly cgroups: Map<string, FreezeCgroup>;
 }
 
 export class CrashSafety implements SafetyNet {
@@ -57,14 +67,15 @@ export class CrashSafety implements SafetyNet {
     return this.file;
   }
 
-  async willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[]): Promise<void> {
+  async willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[], cgroups: readonly FreezeCgroup[] = []): Promise<void> {
     let entry = this.held.get(vm.pid);
-    if (!entry) this.held.set(vm.pid, (entry = { vm, since: Date.now(), processes: new Map() }));
+    if (!entry) this.held.set(vm.pid, (entry = { vm, since: Date.now(), processes: new Map(), cgroups: new Map() }));
     for (const p of processes) entry.processes.set(identityKey(p), p);
+    for (const g of cgroups) entry.cgroups.set(g.dir, g);
     this.ensureCompanion();
     this.writeJournal();
     try {
-      await this.send({ op: 'hold', processes: processes.map(({ pid, startTime, label }) => ({ pid, startTime, label })) });
+      await this.send({ op: 'hold', processes: cgroups.length > 0 ? [] : signalled(processes), cgroups });
     } catch (error) {
       // The companion just died: its replacement (see ensureCompanion) is handed everything
       // held, these included, and the journal already lists them.
@@ -72,15 +83,16 @@ export class CrashSafety implements SafetyNet {
     }
   }
 
-  didRelease(processes: readonly FrozenProcess[]): void {
+  didRelease(processes: readonly FrozenProcess[], cgroups: readonly FreezeCgroup[] = []): void {
     const keys = new Set(processes.map(identityKey));
     for (const [pid, entry] of this.held) {
       for (const key of keys) entry.processes.delete(key);
-      if (entry.processes.size === 0) this.held.delete(pid);
+      for (const g of cgroups) entry.cgroups.delete(g.dir);
+      if (entry.processes.size === 0 && entry.cgroups.size === 0) this.held.delete(pid);
     }
     if (this.held.size === 0) removeJournal(this.file);
     else this.writeJournal();
-    void this.send({ op: 'release', processes: processes.map(({ pid, startTime, label }) => ({ pid, startTime, label })) }).catch(() => undefined);
+    void this.send({ op: 'release', processes: cgroups.length > 0 ? [] : signalled(processes), cgroups }).catch(() => undefined);
   }
 
   /** Tells the companion to exit without resuming: the host has resumed everything itself. */
@@ -125,8 +137,10 @@ export class CrashSafety implements SafetyNet {
       this.options.log('warn', `The companion (pid ${child.pid}) ended (${signal ?? code}) while processes are frozen; starting a new one.`);
       this.ensureCompanion();
       this.writeJournal();
-      const all = [...this.held.values()].flatMap((e) => [...e.processes.values()]);
-      void this.send({ op: 'hold', processes: all.map(({ pid, startTime, label }) => ({ pid, startTime, label })) }).catch(() => undefined);
+      const held = [...this.held.values()];
+      const processes = held.filter((e) => e.cgroups.size === 0).flatMap((e) => [...e.processes.values()]);
+      const cgroups = held.flatMap((e) => [...e.cgroups.values()]);
+      void this.send({ op: 'hold', processes: signalled(processes), cgroups }).catch(() => undefined);
     });
   }
 
@@ -143,12 +157,14 @@ export class CrashSafety implements SafetyNet {
       version: JOURNAL_VERSION,
       owner: this.self,
       companion: this.companion?.identity,
-      vms: [...this.held.values()].map(({ vm, since, processes }) => ({
+      vms: [...this.held.values()].map(({ vm, since, processes, cgroups }) => ({
         pid: vm.pid,
         startTime: vm.startTime,
         name: vm.name,
         since,
-        processes: [...processes.values()].map(({ pid, startTime, label }) => ({ pid, startTime, label })),
+        method: cgroups.size > 0 ? 'cgroup' : 'signal',
+        processes: signalled(processes.values()),
+        cgroups: [...cgroups.values()],
       })),
     };
     try {

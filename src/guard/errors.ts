@@ -7,6 +7,7 @@ export type GuardErrorCode =
   | 'not-crosvm'
   | 'vm-gone'
   | 'unsafe-build'
+  | 'cgroup-unavailable'
   | 'freeze-failed';
 
 export class GuardError extends Error {

@@ -1,12 +1,14 @@
 // The freezing engine's front door: which VMs exist, freeze one, resume what we froze, and
 // tell listeners about every change. It has no `vscode` import: the extension, the plain
 // Node tests and the benchmark all drive this same class.
+import * as fs from 'node:fs';
 import { assertLinux, FreezeError, GuardError } from './errors';
 import { isStoppedState, readStat } from './procfs';
 import { ChildrenSource, defaultChildrenSource, identityKey, ProcessIdentity, selfAndAncestors } from './processTree';
 import { classify, continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
-import { CgroupFreezeFailure, CgroupVersion, FreezeCgroup, freezeInCgroups, freezerHierarchy, thawAndRestore } from './cgroupFreezer';
-import { judgeSwapBuild, SwapBuildVerdict, UNSAFE_BUILD_WAY_OUT } from './swapBuild';
+import { CgroupFreezeFailure, CgroupHierarchy, CgroupVersion, FreezeCgroup, freezeInCgroups, thawAndRestore } from './cgroupFreezer';
+import { chooseMethod, FreezeMethod, MethodChoice, MethodSetting } from './method';
+import { judgeSwapBuild, SwapBuildVerdict } from './swapBuild';
 import type { SafetyNet } from './crashSafety';
 import { findVms, ProvenVms, readVm, VmSnapshot } from './vms';
 
@@ -24,6 +26,8 @@ export interface GuardSettings {
   /** Re-scans for processes forked while freezing before giving up. */
   readonly maxRounds: number;
   readonly childrenSource: ChildrenSource;
+  /** How to freeze: `auto` picks signals where the build tolerates them, else the cgroup freezer. */
+  readonly method: MethodSetting;
 }
 
 export const DEFAULT_SETTINGS: GuardSettings = {
@@ -34,6 +38,7 @@ export const DEFAULT_SETTINGS: GuardSettings = {
   assumeSwapBuild: false,
   maxRounds: 5,
   childrenSource: 'children-files',
+  method: 'auto',
 };
 
 /** Which VM: its main pid, and its start time when the caller has seen it before. */
@@ -53,16 +58,16 @@ export interface FreezeRequest {
   /** Processes never to signal, e.g. the debuggee of a debug session. */
   readonly excludePids?: readonly number[];
   /**
-   * `signal` (default): SIGSTOP, crosvm's own method. `cgroup`: the kernel's cgroup freezer,
-   * which crosvm does not notice, so any build survives it; needs write access to the
-   * cgroup tree (root). Not offered while a crash-safety net is set: that knows only signals.
+   * Overrides the `method` setting. `signal`: SIGSTOP, crosvm's own method. `cgroup`: the
+   * kernel's cgroup freezer, which crosvm does not notice, so any build survives it; needs
+   * write access to the cgroup tree (root, or a subtree delegated to this user).
    */
-  readonly method?: FreezeMethod;
+  readonly method?: MethodSetting;
   /** With `cgroup`: force a hierarchy version (default: v2 if usable, else the v1 freezer). */
   readonly cgroupVersion?: CgroupVersion;
 }
 
-export type FreezeMethod = 'signal' | 'cgroup';
+export { FreezeMethod, MethodChoice, MethodSetting };
 
 export interface VmIdentity extends ProcessIdentity {
   readonly name: string;
@@ -72,6 +77,10 @@ export interface FreezeReport {
   readonly vm: VmIdentity;
   readonly scope: FreezeScope;
   readonly method: FreezeMethod;
+  /** Why this method, in a user's words (the build's evidence, the cgroup and who may write it). */
+  readonly methodReason: string;
+  /** With the cgroup method: the freeze cgroups created by this call. */
+  readonly cgroups?: readonly FreezeCgroup[];
   /** Stopped by this call. */
   readonly frozen: readonly FrozenProcess[];
   /** Left alone by this call, each with its reason. */
@@ -95,6 +104,7 @@ export interface FrozenVm {
   readonly method: FreezeMethod;
   /** With the cgroup method: the freeze cgroups and where their processes came from. */
   readonly cgroups?: readonly FreezeCgroup[];
+  readonly cgroupVersion?: CgroupVersion;
   /** Date.now() of the first freeze. */
   readonly since: number;
   readonly processes: readonly FrozenProcess[];
@@ -203,15 +213,18 @@ export class CrosvmGuard {
   reconcile(): FrozenVm[] {
     const forgotten: FrozenVm[] = [];
     for (const vm of this.frozen.values()) {
-      // Frozen by cgroup: the tasks are not "stopped", and a SIGCONT does not thaw them.
-      if (vm.method === 'cgroup') continue;
-      const stillStopped = vm.processes.some((p) => {
-        const stat = readStat(p.pid);
-        return stat !== undefined && stat.startTime === p.startTime && isStoppedState(stat.state);
-      });
-      if (stillStopped) continue;
+      // Frozen by cgroup, the tasks are not "stopped": held while one of our freeze cgroups
+      // is still there (whoever took over removed them).
+      const stillHeld =
+        vm.method === 'cgroup'
+          ? (vm.cgroups ?? []).some((g) => fs.existsSync(g.dir))
+          : vm.processes.some((p) => {
+              const stat = readStat(p.pid);
+              return stat !== undefined && stat.startTime === p.startTime && isStoppedState(stat.state);
+            });
+      if (stillHeld) continue;
       this.frozen.delete(vm.vm.pid);
-      this.safetyNet?.didRelease(vm.processes);
+      this.safetyNet?.didRelease(vm.processes, vm.cgroups);
       forgotten.push(vm);
     }
     if (forgotten.length > 0) this.emit({ type: 'resumed', report: { resumed: [], gone: forgotten.flatMap((f) => f.processes), elapsedMs: 0 } });
@@ -234,106 +247,118 @@ export class CrosvmGuard {
     }
   }
 
+  /** The method a freeze of `vm` would use now, and why; or why it would be refused. */
+  methodFor(vm: VmSnapshot, request: FreezeRequest = {}): MethodChoice {
+    return chooseMethod({
+      vm,
+      swapBuild: this.swapBuildOf(vm),
+      setting: request.method ?? this.settings.method,
+      scope: request.scope ?? 'devices',
+      cgroupVersion: request.cgroupVersion,
+      allowUnsafeSignals: request.allowUnsafeSignals,
+    });
+  }
+
   private async freezeNow(ref: VmRef, request: FreezeRequest): Promise<FreezeReport> {
     const started = performance.now();
     this.emit({ type: 'freezing', vmPid: ref.pid });
     try {
       const earlier = this.frozen.get(ref.pid);
-      if (request.method === 'cgroup' || earlier?.method === 'cgroup') {
-        const report = await this.freezeWithCgroups(ref, request, earlier, started);
-        this.emit({ type: 'frozen', report });
-        return report;
-      }
       const vm = this.inspectVm({ pid: ref.pid, startTime: ref.startTime ?? earlier?.vm.startTime });
-      const swapBuild = this.swapBuildOf(vm);
-      if (swapBuild.tolerant !== true && !request.allowUnsafeSignals) {
-        throw new GuardError(
-          'unsafe-build',
-          `Not freezing crosvm VM ${vm.main.pid}: ${swapBuild.evidence}. Stopping its device processes would make crosvm shut the VM down. ${UNSAFE_BUILD_WAY_OUT}`,
-        );
-      }
       const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
-      const alreadyFrozen = new Map((earlier?.processes ?? []).map((p) => [identityKey(p), p]));
-      const alreadySkipped = new Map((earlier?.skipped ?? []).map((p) => [identityKey(p), p]));
-      const identity: VmIdentity = { pid: vm.main.pid, startTime: vm.main.startTime, name: vm.name };
-      const announced: FrozenProcess[] = [];
-      const net = this.safetyNet;
-      let result;
-      try {
-        result = await stopTree(vm.main, vm.devices, {
-          scope,
-          isExcludedLabel: this.isExcludedLabel,
-          includeTraced: this.settings.includeTracedProcesses,
-          stopTimeoutMs: this.settings.stopTimeoutMs,
-          maxRounds: this.settings.maxRounds,
-          childrenSource: this.settings.childrenSource,
-          protectedPids: selfAndAncestors(),
-          debuggeePids: new Set(request.excludePids ?? []),
-          alreadyFrozen,
-          alreadySkipped,
-          knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),
-          // Write-ahead: whoever resumes after a crash knows of a process before it stops.
-          beforeStop: net
-            ? (targets) => {
-                announced.push(...targets);
-                return net.willStop(identity, targets);
-              }
-            : undefined,
-        });
-      } catch (error) {
-        // Everything this call stopped was resumed: nobody needs to hold it any more.
-        if (announced.length > 0) net?.didRelease(announced);
-        if (error instanceof StopTreeFailure) {
-          throw new FreezeError(vm.main.pid, error.failures, error.resumed.map((p) => p.pid));
-        }
-        throw error;
+      if (earlier && request.method && request.method !== 'auto' && request.method !== earlier.method) {
+        throw new GuardError('invalid-argument', `VM ${vm.main.pid} is already frozen with ${earlier.method === 'signal' ? 'signals' : 'the cgroup freezer'}; resume it first.`);
       }
-      if (result.stopped.length > 0 || earlier) {
-        this.frozen.set(vm.main.pid, {
-          vm: identity,
-          scope,
-          method: 'signal',
-          since: earlier?.since ?? Date.now(),
-          processes: [...(earlier?.processes ?? []), ...result.stopped],
-          skipped: [...(earlier?.skipped ?? []), ...result.skipped],
-        });
-      }
-      const report: FreezeReport = {
-        vm: identity,
+      // A VM frozen before keeps its method: what is frozen and what joins it must thaw together.
+      const choice = this.methodFor(vm, {
+        ...request,
         scope,
-        method: 'signal',
-        frozen: result.stopped,
-        skipped: result.skipped,
-        swapBuild,
-        rounds: result.rounds,
-        elapsedMs: performance.now() - started,
-      };
-      this.emit({ type: 'frozen', report });
-      return report;
+        method: earlier?.method ?? request.method,
+        cgroupVersion: earlier?.cgroupVersion ?? request.cgroupVersion,
+        allowUnsafeSignals: request.allowUnsafeSignals || earlier?.method === 'signal',
+      });
+      if (choice.method === undefined) throw choice.error;
+      const identity: VmIdentity = { pid: vm.main.pid, startTime: vm.main.startTime, name: vm.name };
+      const report =
+        choice.method === 'cgroup'
+          ? await this.freezeWithCgroups(vm, identity, scope, choice.hierarchy, request, earlier)
+          : await this.freezeWithSignals(vm, identity, scope, request, earlier);
+      const done: FreezeReport = { ...report, vm: identity, scope, methodReason: choice.why, swapBuild: this.swapBuildOf(vm), elapsedMs: performance.now() - started };
+      this.emit({ type: 'frozen', report: done });
+      return done;
     } catch (error) {
       this.emit({ type: 'freeze-failed', vmPid: ref.pid, error: error as Error });
       throw error;
     }
   }
 
+  private async freezeWithSignals(
+    vm: VmSnapshot,
+    identity: VmIdentity,
+    scope: FreezeScope,
+    request: FreezeRequest,
+    earlier: FrozenVm | undefined,
+  ): Promise<Pick<FreezeReport, 'method' | 'frozen' | 'skipped' | 'rounds'>> {
+    const alreadyFrozen = new Map((earlier?.processes ?? []).map((p) => [identityKey(p), p]));
+    const alreadySkipped = new Map((earlier?.skipped ?? []).map((p) => [identityKey(p), p]));
+    const announced: FrozenProcess[] = [];
+    const net = this.safetyNet;
+    let result;
+    try {
+      result = await stopTree(vm.main, vm.devices, {
+        scope,
+        isExcludedLabel: this.isExcludedLabel,
+        includeTraced: this.settings.includeTracedProcesses,
+        stopTimeoutMs: this.settings.stopTimeoutMs,
+        maxRounds: this.settings.maxRounds,
+        childrenSource: this.settings.childrenSource,
+        protectedPids: selfAndAncestors(),
+        debuggeePids: new Set(request.excludePids ?? []),
+        alreadyFrozen,
+        alreadySkipped,
+        knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),
+        // Write-ahead: whoever resumes after a crash knows of a process before it stops.
+        beforeStop: net
+          ? (targets) => {
+              announced.push(...targets);
+              return net.willStop(identity, targets);
+            }
+          : undefined,
+      });
+    } catch (error) {
+      // Everything this call stopped was resumed: nobody needs to hold it any more.
+      if (announced.length > 0) net?.didRelease(announced);
+      if (error instanceof StopTreeFailure) {
+        throw new FreezeError(vm.main.pid, error.failures, error.resumed.map((p) => p.pid));
+      }
+      throw error;
+    }
+    if (result.stopped.length > 0 || earlier) {
+      this.frozen.set(vm.main.pid, {
+        vm: identity,
+        scope,
+        method: 'signal',
+        since: earlier?.since ?? Date.now(),
+        processes: [...(earlier?.processes ?? []), ...result.stopped],
+        skipped: [...(earlier?.skipped ?? []), ...result.skipped],
+      });
+    }
+    return { method: 'signal', frozen: result.stopped, skipped: result.skipped, rounds: result.rounds };
+  }
+
   /**
    * The cgroup method: the same targets as for signals (the same skip rules), moved into
-   * freeze cgroups and frozen; one re-scan catches devices the main process forked meanwhile
-   * (a child forked inside a freeze cgroup is frozen with it). All or nothing.
+   * freeze cgroups and frozen. Re-scans catch devices the main process forked meanwhile; a
+   * child forked inside a freeze cgroup is born frozen and stays there. All or nothing.
    */
-  private async freezeWithCgroups(ref: VmRef, request: FreezeRequest, earlier: FrozenVm | undefined, started: number): Promise<FreezeReport> {
-    if (this.safetyNet) {
-      throw new GuardError('invalid-argument', 'The cgroup freezer is not crash-safe yet here: its companion and journal know only signals.');
-    }
-    if (earlier && earlier.method !== 'cgroup') {
-      throw new GuardError('invalid-argument', `VM ${ref.pid} is already frozen with signals; resume it first.`);
-    }
-    const hierarchy = freezerHierarchy(request.cgroupVersion);
-    if (!hierarchy) {
-      throw new GuardError('invalid-argument', `No usable cgroup ${request.cgroupVersion ? `v${request.cgroupVersion} freezer ` : 'freezer '}hierarchy is mounted (see /proc/self/mountinfo).`);
-    }
-    const vm = this.inspectVm({ pid: ref.pid, startTime: ref.startTime ?? earlier?.vm.startTime });
-    const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
+  private async freezeWithCgroups(
+    vm: VmSnapshot,
+    identity: VmIdentity,
+    scope: FreezeScope,
+    hierarchy: CgroupHierarchy,
+    request: FreezeRequest,
+    earlier: FrozenVm | undefined,
+  ): Promise<Pick<FreezeReport, 'method' | 'frozen' | 'skipped' | 'rounds' | 'cgroups'>> {
     const rules = {
       protectedPids: selfAndAncestors(),
       debuggeePids: new Set(request.excludePids ?? []),
@@ -344,10 +369,12 @@ export class CrosvmGuard {
     const frozen: FrozenProcess[] = [];
     const skipped: SkippedProcess[] = [];
     const groups: FreezeCgroup[] = [];
+    const net = this.safetyNet;
+    const announced: { processes: FrozenProcess[]; cgroups: FreezeCgroup[] } = { processes: [], cgroups: [] };
     let candidates = scope === 'vm' ? [vm.main, ...vm.devices] : [...vm.devices];
     let rounds = 0;
     try {
-      for (; rounds < 2 && candidates.length > 0; rounds++) {
+      for (; rounds < this.settings.maxRounds && candidates.length > 0; rounds++) {
         const targets: FrozenProcess[] = [];
         for (const p of candidates) {
           if (handled.has(identityKey(p))) continue;
@@ -356,29 +383,43 @@ export class CrosvmGuard {
           if (skip) skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
           else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
         }
-        if (targets.length > 0) groups.push(...(await freezeInCgroups(targets, { hierarchy, stopTimeoutMs: this.settings.stopTimeoutMs })));
+        if (targets.length > 0) {
+          const created = await freezeInCgroups(targets, {
+            hierarchy,
+            stopTimeoutMs: this.settings.stopTimeoutMs,
+            // Write-ahead: a crash from here on leaves cgroups the companion and journal know.
+            beforeCreate: net
+              ? (planned) => {
+                  announced.processes.push(...targets);
+                  announced.cgroups.push(...planned);
+                  return net.willStop(identity, targets, planned);
+                }
+              : undefined,
+          });
+          groups.push(...created);
+        }
         frozen.push(...targets);
         candidates = this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices.filter((d) => !handled.has(identityKey(d)));
       }
     } catch (error) {
       thawAndRestore(groups);
+      if (announced.cgroups.length > 0) net?.didRelease(announced.processes, announced.cgroups);
       if (error instanceof CgroupFreezeFailure) throw new FreezeError(vm.main.pid, error.failures, frozen.map((p) => p.pid));
       throw error;
     }
-    const identity: VmIdentity = { pid: vm.main.pid, startTime: vm.main.startTime, name: vm.name };
     if (frozen.length > 0 || earlier) {
       this.frozen.set(vm.main.pid, {
         vm: identity,
         scope,
         method: 'cgroup',
+        cgroupVersion: hierarchy.version,
         cgroups: [...(earlier?.cgroups ?? []), ...groups],
         since: earlier?.since ?? Date.now(),
         processes: [...(earlier?.processes ?? []), ...frozen],
         skipped: [...(earlier?.skipped ?? []), ...skipped],
       });
     }
-    const swapBuild = this.swapBuildOf(vm);
-    return { vm: identity, scope, method: 'cgroup', frozen, skipped, swapBuild, rounds, elapsedMs: performance.now() - started };
+    return { method: 'cgroup', frozen, skipped, rounds, cgroups: groups };
   }
 
   private resumeNow(ref?: VmRef): ResumeReport {
@@ -397,7 +438,7 @@ export class CrosvmGuard {
         gone.push(...result.gone);
       }
       this.frozen.delete(vm.vm.pid);
-      this.safetyNet?.didRelease(vm.processes);
+      this.safetyNet?.didRelease(vm.processes, vm.cgroups);
     }
     const report: ResumeReport = { resumed, gone, elapsedMs: performance.now() - started };
     if (vms.length > 0) this.emit({ type: 'resumed', report });

@@ -2,9 +2,13 @@
 // (of the extension host *and* its companion) can resume what nobody else will. One file per
 // extension host, written atomically. Files are read as untrusted input: whatever one says,
 // a process is signalled only if it is still the process recorded (pid and start time), is
-// stopped, and is a crosvm VM or one of its descendants.
+// stopped, and is a crosvm VM or one of its descendants; and a cgroup is thawed only if it is
+// named like our freeze cgroups, a direct child of the cgroup it claims to come from, inside
+// a cgroup hierarchy mounted here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FreezeCgroup, mountedHierarchies, thawAndRestore, validateFreezeCgroup } from './cgroupFreezer';
+import type { FreezeMethod } from './method';
 import { isExitedState, isStoppedState, readCmdline, readExe, readStat } from './procfs';
 import { ProcessIdentity, sameProcess } from './processTree';
 import { matchesProcessNames } from './vms';
@@ -14,6 +18,7 @@ export const JOURNAL_VERSION = 1;
 export const MAX_JOURNAL_BYTES = 256 * 1024;
 const MAX_VMS = 64;
 const MAX_PROCESSES = 4096;
+const MAX_CGROUPS = 256;
 
 export interface JournalProcess extends ProcessIdentity {
   readonly label: string;
@@ -23,7 +28,11 @@ export interface JournalVm extends ProcessIdentity {
   readonly name: string;
   /** Date.now() when it was frozen. */
   readonly since: number;
+  /** Absent in journals written before the cgroup method: `signal`. */
+  readonly method: FreezeMethod;
   readonly processes: readonly JournalProcess[];
+  /** With the cgroup method: the freeze cgroups, to thaw and remove. */
+  readonly cgroups: readonly FreezeCgroup[];
 }
 
 export interface Journal {
@@ -70,9 +79,20 @@ export function parseJournal(value: unknown): Journal | string {
   if (!Array.isArray(value.vms) || value.vms.length > MAX_VMS) return 'vms is not a short list';
   const vms: JournalVm[] = [];
   let total = 0;
+  const mounted = mountedHierarchies();
   for (const vm of value.vms) {
     const id = identityOf(vm);
     if (!id || !isObject(vm) || typeof vm.name !== 'string' || !isTicks(vm.since) || !Array.isArray(vm.processes)) return 'invalid VM entry';
+    const method = vm.method ?? 'signal';
+    if (method !== 'signal' && method !== 'cgroup') return 'unknown method';
+    const rawCgroups = vm.cgroups ?? [];
+    if (!Array.isArray(rawCgroups) || rawCgroups.length > MAX_CGROUPS || (method === 'signal' && rawCgroups.length > 0)) return 'invalid cgroups';
+    const cgroups: FreezeCgroup[] = [];
+    for (const raw of rawCgroups) {
+      const group = validateFreezeCgroup(raw, mounted);
+      if (typeof group === 'string') return `invalid freeze cgroup: ${group}`;
+      cgroups.push(group);
+    }
     total += vm.processes.length;
     if (total > MAX_PROCESSES) return 'too many processes';
     const processes: JournalProcess[] = [];
@@ -81,7 +101,7 @@ export function parseJournal(value: unknown): Journal | string {
       if (!pid || !isObject(p) || typeof p.label !== 'string') return 'invalid process entry';
       processes.push({ ...pid, label: p.label.slice(0, 64) });
     }
-    vms.push({ ...id, name: vm.name.slice(0, 256), since: vm.since, processes });
+    vms.push({ ...id, name: vm.name.slice(0, 256), since: vm.since, method, processes, cgroups });
   }
   return { version: JOURNAL_VERSION, owner, companion, vms };
 }
@@ -142,6 +162,7 @@ export function inCrosvmTree(pid: number, names: readonly string[]): boolean {
 export interface RecoveredVm {
   readonly name: string;
   readonly pid: number;
+  readonly method: FreezeMethod;
   readonly resumed: readonly JournalProcess[];
 }
 
@@ -172,6 +193,11 @@ export function recoverLeftovers(dir: string, names: readonly string[], self: Pr
     if (sameProcess(journal.owner, self)) continue;
     if (isAlive(journal.owner) || (journal.companion && isAlive(journal.companion))) continue;
     for (const vm of journal.vms) {
+      if (vm.method === 'cgroup') {
+        const thawed = thawLeftoverCgroups(vm, untouched);
+        if (thawed.length > 0) vms.push({ name: vm.name, pid: vm.pid, method: 'cgroup', resumed: thawed });
+        continue;
+      }
       const resumed: JournalProcess[] = [];
       for (const p of [...vm.processes].reverse()) {
         const stat = readStat(p.pid);
@@ -187,11 +213,23 @@ export function recoverLeftovers(dir: string, names: readonly string[], self: Pr
           }
         }
       }
-      if (resumed.length > 0) vms.push({ name: vm.name, pid: vm.pid, resumed });
+      if (resumed.length > 0) vms.push({ name: vm.name, pid: vm.pid, method: 'signal', resumed });
     }
     removeJournal(entry.file);
   }
   return { vms, untouched, invalid };
+}
+
+/**
+ * Thaws the freeze cgroups a journal lists (validated when it was read), moves their
+ * processes back and removes them. Returns the recorded processes that run again.
+ */
+export function thawLeftoverCgroups(vm: Pick<JournalVm, 'cgroups' | 'processes'>, notes: string[]): JournalProcess[] {
+  const present = vm.cgroups.filter((g) => fs.existsSync(g.dir));
+  for (const g of vm.cgroups) if (!present.includes(g)) notes.push(`freeze cgroup ${g.dir}: already gone`);
+  if (present.length === 0) return [];
+  for (const problem of thawAndRestore(present)) notes.push(problem);
+  return vm.processes.filter(isAlive);
 }
 
 /** VMs frozen by other windows that still run: pid → processes, for the tree and resume. */

@@ -5,14 +5,18 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
-import { CrosvmGuard } from '../../src/guard';
+import { CrosvmGuard, ProcessIdentity } from '../../src/guard';
 import { cgroupDirOf, CgroupVersion, FreezeCgroup, freezeInCgroups, freezerHierarchy, parseMountinfo, thawAndRestore } from '../../src/guard/cgroupFreezer';
-import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { readJournals, recoverLeftovers } from '../../src/guard/journal';
+import { currentIdentity } from '../../src/guard/processTree';
+import { FixtureDevice, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { startHost, tmpJournalDir } from './hostHarness';
 import { eventually, sleep } from './procState';
 
 /**
  * A failed assertion must not leave frozen tasks behind: a cgroup-frozen task does not even
- * die of SIGKILL until thawed. Thaws and removes every freeze cgroup of this process.
+ * die of SIGKILL until thawed. Thaws and removes every freeze cgroup made by this process or
+ * by a process that is gone (a host the test killed).
  */
 function thawLeftovers(): void {
   for (const version of [1, 2] as CgroupVersion[]) {
@@ -23,7 +27,8 @@ function thawLeftovers(): void {
       for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
         if (!entry.isDirectory()) continue;
         const child = path.join(dir, entry.name);
-        if (entry.name.startsWith(`crosvm-guard-${process.pid}-`)) leftovers.push({ version, dir: child, originalDir: dir });
+        const maker = /^crosvm-guard-(\d+)-/.exec(entry.name)?.[1];
+        if (maker && (Number(maker) === process.pid || !fs.existsSync(`/proc/${maker}`))) leftovers.push({ version, dir: child, originalDir: dir });
         else if (depth < 3) walk(child, depth + 1);
       }
     };
@@ -115,12 +120,106 @@ for (const version of [2, 1] as CgroupVersion[]) {
   });
 }
 
-describe('cgroup method through the guard', () => {
-  it('is refused while a crash-safety net is set, which knows only signals', async () => {
-    const vm = await startFixtureVm({ build: 'default' });
-    const guard = new CrosvmGuard();
-    guard.setSafetyNet({ willStop: async () => undefined, didRelease: () => undefined });
-    await assert.rejects(guard.freeze({ pid: vm.pid }, { method: 'cgroup' }), /not crash-safe yet/);
+describe('a child forked while frozen', () => {
+  it('is born in the freeze cgroup, frozen with it, and moved back on resume', async () => {
+    const hierarchy = freezerHierarchy(2);
+    assert.ok(hierarchy);
+    const vm = await startFixtureVm({ build: 'default', devices: 1 });
+    const original = cgroupDirOf(vm.pid, hierarchy);
+    const main = new CrosvmGuard().inspectVm({ pid: vm.pid }).main;
+    let child: FixtureDevice | undefined;
+    // Only the main process is moved; it forks a device after the move, before the freeze.
+    const groups = await freezeInCgroups([{ pid: main.pid, startTime: main.startTime, label: 'main', ppid: main.ppid }], {
+      hierarchy,
+      stopTimeoutMs: 2000,
+      afterMove: async () => {
+        child = await vm.hotplugNow();
+      },
+    });
+    assert.ok(child);
+    const born = child;
+    assert.equal(cgroupDirOf(born.pid, hierarchy), groups[0].dir, 'the child was not born in the freeze cgroup');
+    const still = vm.deviceCounters().get(born.pid);
+    await sleep(200);
+    assert.equal(vm.deviceCounters().get(born.pid), still, 'the child ran while its cgroup was frozen');
+    assert.deepEqual(thawAndRestore(groups), []);
+    assert.equal(cgroupDirOf(born.pid, hierarchy), original, 'the child was not moved back');
+    assert.equal(cgroupDirOf(vm.pid, hierarchy), original);
+    assert.ok(!fs.existsSync(groups[0].dir), 'the freeze cgroup was left behind');
+    assert.ok(await eventually(() => (vm.deviceCounters().get(born.pid) ?? 0n) > (still ?? 0n), 3000), 'the child did not run after the thaw');
     assert.ok(vm.isRunning());
+  });
+});
+
+describe('crash of the host while frozen by cgroup', () => {
+  for (const method of ['cgroup', 'cgroup-v1'] as const) {
+    it(`${method}: the companion thaws, moves every process back and removes the freeze cgroups`, async () => {
+      const hierarchy = freezerHierarchy(method === 'cgroup-v1' ? 1 : 2);
+      assert.ok(hierarchy);
+      const vm = await startFixtureVm({ build: 'default', devices: 4 });
+      const before = new Map(devicePids(vm).map((pid) => [pid, cgroupFile(pid)]));
+      const host = startHost(vm, tmpJournalDir(), method);
+      const frozen = await host.next('frozen');
+      const groups = frozen.cgroups as FreezeCgroup[];
+      assert.ok(groups.length > 0 && groups.every((g) => fs.existsSync(g.dir)), JSON.stringify(frozen));
+      const still = counters(vm);
+      await sleep(150);
+      assert.deepEqual(counters(vm), still, 'guest memory changed while frozen');
+      const companion = frozen.companionPid as number;
+      host.child.kill('SIGKILL');
+      assert.ok(await eventually(() => groups.every((g) => !fs.existsSync(g.dir)), 1000), 'freeze cgroups still there 1 s after the host died');
+      for (const pid of devicePids(vm)) assert.equal(cgroupFile(pid), before.get(pid), `pid ${pid} is not back in its cgroup`);
+      assert.ok(await eventually(() => counters(vm).every((c, i) => (c ?? 0n) > (still[i] ?? 0n)), 3000), 'not running after the crash');
+      assert.ok(await eventually(() => !fs.existsSync(`/proc/${companion}`), 2000), 'the companion kept running');
+      assert.ok(!fs.existsSync(frozen.journal as string), 'the companion left the journal behind');
+      assert.ok(vm.isRunning(), 'the VM noticed the freeze');
+    });
+  }
+
+  it('when host and companion die together, the next window thaws from the journal', async () => {
+    const hierarchy = freezerHierarchy(2);
+    assert.ok(hierarchy);
+    const vm = await startFixtureVm({ build: 'default', devices: 2 });
+    const before = new Map(devicePids(vm).map((pid) => [pid, cgroupFile(pid)]));
+    const dir = tmpJournalDir();
+    const host = startHost(vm, dir, 'cgroup');
+    const frozen = await host.next('frozen');
+    const groups = frozen.cgroups as FreezeCgroup[];
+    const companion = frozen.companionPid as number;
+    process.kill(companion, 'SIGSTOP');
+    host.child.kill('SIGKILL');
+    await eventually(() => !fs.existsSync(`/proc/${host.child.pid}`), 2000);
+    process.kill(companion, 'SIGKILL');
+    await sleep(200);
+    assert.ok(groups.every((g) => fs.existsSync(g.dir)), 'nobody should have thawed yet');
+    const recovery = recoverLeftovers(dir, ['crosvm'], currentIdentity(process.pid) as ProcessIdentity);
+    assert.equal(recovery.vms.length, 1, JSON.stringify(recovery));
+    assert.equal(recovery.vms[0].method, 'cgroup');
+    assert.deepEqual(new Set(recovery.vms[0].resumed.map((p) => p.pid)), new Set(devicePids(vm)));
+    assert.ok(groups.every((g) => !fs.existsSync(g.dir)), 'a freeze cgroup was left behind');
+    for (const pid of devicePids(vm)) assert.equal(cgroupFile(pid), before.get(pid));
+    assert.deepEqual(readJournals(dir), []);
+  });
+
+  it('a journal naming cgroups that are not ours is refused whole, and nothing is thawed or moved', async () => {
+    const hierarchy = freezerHierarchy(2);
+    assert.ok(hierarchy);
+    const dir = tmpJournalDir();
+    const hostile = [
+      { version: 2, dir: hierarchy.mountPoint, originalDir: path.dirname(hierarchy.mountPoint) },
+      { version: 2, dir: path.join(hierarchy.mountPoint, 'system.slice'), originalDir: hierarchy.mountPoint },
+      { version: 2, dir: '/tmp/crosvm-guard-1-abcdef', originalDir: '/tmp' },
+      { version: 2, dir: `${hierarchy.mountPoint}/x/../crosvm-guard-1-abcdef`, originalDir: hierarchy.mountPoint },
+    ];
+    hostile.forEach((group, n) =>
+      fs.writeFileSync(
+        path.join(dir, `window-${999_000 + n}-1.json`),
+        JSON.stringify({ version: 1, owner: { pid: 999_000 + n, startTime: 1 }, vms: [{ pid: 2, startTime: 0, name: 'x', since: 0, method: 'cgroup', processes: [], cgroups: [group] }] }),
+      ),
+    );
+    const recovery = recoverLeftovers(dir, ['crosvm'], currentIdentity(process.pid) as ProcessIdentity);
+    assert.deepEqual(recovery.vms, []);
+    assert.equal(recovery.invalid.length, hostile.length, JSON.stringify(recovery.invalid));
+    assert.ok(recovery.invalid.every((line) => /invalid freeze cgroup/.test(line)), JSON.stringify(recovery.invalid));
   });
 });

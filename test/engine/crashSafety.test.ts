@@ -2,53 +2,21 @@
 // and what a crash of both host and companion leaves is resumed from the journal. Real
 // processes, real SIGKILL, real /proc.
 import { strict as assert } from 'node:assert';
-import { ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
 import { journalFile, readJournals, recoverLeftovers, writeJournal } from '../../src/guard/journal';
 import { currentIdentity } from '../../src/guard/processTree';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { startHost, tmpJournalDir } from './hostHarness';
 import { eventually, isFullyStopped, isRunning, sleep } from './procState';
 
 after(stopAllFixtureVms);
 afterEach(stopAllFixtureVms);
 
 const self = currentIdentity(process.pid) as { pid: number; startTime: number };
-const tmpJournalDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-journal-'));
 const exists = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'latin1'));
-
-interface Host {
-  readonly child: ChildProcess;
-  readonly events: Array<Record<string, unknown>>;
-  next(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-}
-
-function startHost(vm: FixtureVm, journalDir: string): Host {
-  const child = spawn(process.execPath, [path.join(__dirname, 'hostProcess.js'), String(vm.pid), journalDir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const events: Array<Record<string, unknown>> = [];
-  let buffer = '';
-  child.stdout?.on('data', (chunk) => {
-    buffer += chunk;
-    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-      events.push(JSON.parse(buffer.slice(0, i)) as Record<string, unknown>);
-      buffer = buffer.slice(i + 1);
-    }
-  });
-  let seen = 0;
-  return {
-    child,
-    events,
-    async next(event, timeoutMs = 5000) {
-      const found = () => events.slice(seen).find((e) => e.event === event);
-      assert.ok(await eventually(() => found() !== undefined, timeoutMs), `no "${event}" event: ${JSON.stringify(events)}`);
-      const match = found() as Record<string, unknown>;
-      seen = events.indexOf(match) + 1;
-      return match;
-    },
-  };
-}
 
 const devices = (vm: FixtureVm) => vm.devices.map((d) => d.pid);
 
@@ -133,6 +101,8 @@ describe('crash safety', () => {
             startTime: 0,
             name: 'hostile',
             since: 0,
+            method: 'signal',
+            cgroups: [],
             processes: [
               { ...strangerId, label: 'sleep' },
               { pid: device.pid, startTime: deviceStart + 7, label: device.label },

@@ -140,7 +140,7 @@ describe('freeze and resume with signals', () => {
     const vm = await startFixtureVm({ build: 'default' });
     const guard = new CrosvmGuard();
     assert.equal(guard.swapBuildOf(guard.inspectVm({ pid: vm.pid })).tolerant, false);
-    await assert.rejects(guard.freeze({ pid: vm.pid }), (e: GuardError) => e.code === 'unsafe-build' && /--features swap/.test(e.message));
+    await assert.rejects(guard.freeze({ pid: vm.pid }, { method: 'signal' }), (e: GuardError) => e.code === 'unsafe-build' && /--features swap/.test(e.message));
     await sleep(200);
     assert.ok(vm.isRunning(), 'the VM died although nothing should have been signalled');
     assert.ok(devicePids(vm).every(isRunning));

@@ -1,11 +1,12 @@
 // Plays an extension host for the crash-safety tests: the real engine with the real crash
 // safety (companion and journal), in a process the test can SIGKILL. Freezes the VM given on
-// the command line, prints one JSON line per event, then waits to be killed.
+// the command line (by signals, or by the cgroup freezer with `cgroup` or `cgroup-v1`), prints
+// one JSON line per event, then waits to be killed.
 import * as path from 'node:path';
 import { CrosvmGuard } from '../../src/guard';
 import { CrashSafety } from '../../src/guard/crashSafety';
 
-const [vmPid, journalDir] = process.argv.slice(2);
+const [vmPid, journalDir, method = 'signal'] = process.argv.slice(2);
 const print = (event: object) => process.stdout.write(JSON.stringify(event) + '\n');
 const safety = new CrashSafety({
   journalDir,
@@ -14,8 +15,10 @@ const safety = new CrashSafety({
 });
 const guard = new CrosvmGuard();
 guard.setSafetyNet(safety);
-guard.freeze({ pid: Number(vmPid) }).then(
-  (report) => print({ event: 'frozen', pids: report.frozen.map((p) => p.pid), companionPid: safety.companionPid, journal: safety.journalPath }),
+const request = method === 'signal' ? { method: 'signal' as const } : { method: 'cgroup' as const, cgroupVersion: method === 'cgroup-v1' ? (1 as const) : undefined };
+guard.freeze({ pid: Number(vmPid) }, request).then(
+  (report) =>
+    print({ event: 'frozen', pids: report.frozen.map((p) => p.pid), cgroups: report.cgroups ?? [], companionPid: safety.companionPid, journal: safety.journalPath }),
   (error: Error) => print({ event: 'error', message: error.message }),
 );
 setInterval(() => undefined, 1 << 30);
