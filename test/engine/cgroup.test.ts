@@ -1,7 +1,7 @@
 // The cgroup freezer against real cgroups (v2 and the v1 freezer, both mounted on the CI
 // machine) with the fixture build that dies when a device stops: frozen, it must survive.
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
@@ -221,5 +221,144 @@ describe('crash of the host while frozen by cgroup', () => {
     assert.deepEqual(recovery.vms, []);
     assert.equal(recovery.invalid.length, hostile.length, JSON.stringify(recovery.invalid));
     assert.ok(recovery.invalid.every((line) => /invalid freeze cgroup/.test(line)), JSON.stringify(recovery.invalid));
+  });
+});
+
+/** Runs freezeAsChild.js as `uid`; returns its one JSON line. */
+function runEngineAs(uid: number, args: string[]): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'freezeAsChild.js'), ...args], { uid, gid: uid, stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.on('close', () => {
+      try {
+        resolve(JSON.parse(stdout) as Record<string, unknown>);
+      } catch {
+        reject(new Error(`freezeAsChild printed no JSON: ${stdout}`));
+      }
+    });
+  });
+}
+
+const NOBODY = 65534;
+let delegations = 0;
+
+/**
+ * A cgroup v2 subtree delegated to `uid` the way systemd delegates one to a user session:
+ * the directory and its cgroup.procs, cgroup.threads and cgroup.subtree_control belong to
+ * the user. `dispose` moves everything back to the parent and removes it.
+ */
+function delegateCgroup(uid: number): { dir: string; adopt(pids: number[]): void; dispose(): void } {
+  const hierarchy = freezerHierarchy(2);
+  assert.ok(hierarchy, 'no cgroup v2 hierarchy is mounted');
+  const dir = path.join(hierarchy.mountPoint, `guard-test-delegated-${process.pid}-${delegations++}`);
+  fs.mkdirSync(dir);
+  for (const file of ['', 'cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control']) fs.chownSync(path.join(dir, file), uid, uid);
+  const pidsIn = (d: string) => fs.readFileSync(path.join(d, 'cgroup.procs'), 'latin1').split('\n').filter(Boolean);
+  return {
+    dir,
+    adopt: (pids) => pids.forEach((pid) => fs.writeFileSync(path.join(dir, 'cgroup.procs'), String(pid))),
+    dispose() {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        if (entry.isDirectory()) thawAndRestore([{ version: 2, dir: path.join(dir, entry.name), originalDir: dir }]);
+      }
+      for (const pid of pidsIn(dir)) {
+        try {
+          fs.writeFileSync(path.join(hierarchy.mountPoint, 'cgroup.procs'), pid);
+        } catch {
+          // exited meanwhile
+        }
+      }
+      fs.rmdirSync(dir);
+    },
+  };
+}
+
+describe('method auto', () => {
+  let delegated: ReturnType<typeof delegateCgroup> | undefined;
+  afterEach(async () => {
+    await stopAllFixtureVms();
+    delegated?.dispose();
+    delegated = undefined;
+  });
+
+  it('as root: signals for a build that tolerates them, the cgroup freezer for one that does not', async () => {
+    assert.equal(process.getuid?.(), 0, 'run the engine tests as root');
+    const tolerant = await startFixtureVm({ build: 'swap' });
+    const intolerant = await startFixtureVm({ build: 'default' });
+    const guard = new CrosvmGuard();
+    const bySignal = await guard.freeze({ pid: tolerant.pid });
+    assert.equal(bySignal.method, 'signal');
+    assert.match(bySignal.methodReason, /signals: its executable contains vmm-swap code/);
+    const byCgroup = await guard.freeze({ pid: intolerant.pid });
+    assert.equal(byCgroup.method, 'cgroup');
+    assert.match(byCgroup.methodReason, /cgroup freezer v2 in .* \(root may write it\)/);
+    await guard.resume();
+    await sleep(100);
+    assert.ok(tolerant.isRunning() && intolerant.isRunning());
+  });
+
+  it('as an unprivileged user: signals for a tolerant build of its own', async () => {
+    const vm = await startFixtureVm({ build: 'swap', uid: NOBODY, gid: NOBODY });
+    const result = await runEngineAs(NOBODY, ['--request', String(vm.pid), '{"method":"auto"}']);
+    assert.equal(result.method, 'signal', JSON.stringify(result));
+    assert.equal((result.frozen as unknown[]).length, vm.devices.length);
+  });
+
+  it('as an unprivileged user outside a delegated cgroup: refuses a build that dies on signals, naming both ways out, and touches nothing', async () => {
+    const vm = await startFixtureVm({ build: 'default', uid: NOBODY, gid: NOBODY });
+    const before = new Map(devicePids(vm).map((pid) => [pid, cgroupFile(pid)]));
+    const result = await runEngineAs(NOBODY, ['--request', String(vm.pid), '{"method":"auto"}']);
+    assert.equal(result.code, 'unsafe-build', JSON.stringify(result));
+    assert.match(String(result.message), /shut the VM down; and the cgroup freezer, which crosvm does not notice, is not open here: uid 65534 may not write \/\S+/);
+    assert.match(String(result.message), /Two ways out: rebuild crosvm with `--features swap`.*or run crosvm in a cgroup delegated to you/);
+    const explicit = await runEngineAs(NOBODY, ['--request', String(vm.pid), '{"method":"cgroup"}']);
+    assert.equal(explicit.code, 'cgroup-unavailable', JSON.stringify(explicit));
+    await sleep(150);
+    assert.ok(vm.isRunning());
+    for (const pid of devicePids(vm)) assert.equal(cgroupFile(pid), before.get(pid));
+  });
+
+  it('as an unprivileged user inside a delegated cgroup: the cgroup freezer, and the VM survives', async () => {
+    const vm = await startFixtureVm({ build: 'default', uid: NOBODY, gid: NOBODY });
+    delegated = delegateCgroup(NOBODY);
+    delegated.adopt([vm.pid, ...devicePids(vm)]);
+    const result = await runEngineAs(NOBODY, ['--request', String(vm.pid), '{"method":"auto"}']);
+    assert.equal(result.method, 'cgroup', JSON.stringify(result));
+    assert.match(String(result.methodReason), new RegExp(`in ${delegated.dir} \\(delegated to uid 65534\\)`));
+    assert.equal((result.frozen as unknown[]).length, vm.devices.length);
+    await sleep(150);
+    assert.ok(vm.isRunning(), 'the VM noticed the freeze');
+    const hierarchy = freezerHierarchy(2);
+    assert.ok(hierarchy);
+    for (const pid of devicePids(vm)) assert.equal(cgroupDirOf(pid, hierarchy), delegated.dir, `pid ${pid} was not moved back`);
+    assert.deepEqual(fs.readdirSync(delegated.dir).filter((name) => name.startsWith('crosvm-guard-')), []);
+  });
+
+  it('an unwritable cgroup half-way rolls back what was already moved', async () => {
+    const vm = await startFixtureVm({ build: 'default', devices: 2, uid: NOBODY, gid: NOBODY });
+    delegated = delegateCgroup(NOBODY);
+    const [first, second] = vm.devices;
+    // The first device lives in the delegated cgroup, the second in root's: moving the
+    // first works, creating a freeze cgroup for the second does not.
+    delegated.adopt([first.pid]);
+    const secondBefore = cgroupFile(second.pid);
+    const inspected = new CrosvmGuard().inspectVm({ pid: vm.pid });
+    const targets = [first, second].map((d) => {
+      const p = inspected.devices.find((x) => x.pid === d.pid);
+      assert.ok(p);
+      return { pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid };
+    });
+    const result = await runEngineAs(NOBODY, ['--cgroup-targets', JSON.stringify(targets)]);
+    const failures = result.failures as Array<{ pid: number; reason: string }> | undefined;
+    assert.equal(failures?.[0]?.pid, second.pid, JSON.stringify(result));
+    assert.match(failures[0].reason, /creating \/\S+\/crosvm-guard-\d+-[0-9a-f]{6} failed: EACCES/);
+    const hierarchy = freezerHierarchy(2);
+    assert.ok(hierarchy);
+    assert.equal(cgroupDirOf(first.pid, hierarchy), delegated.dir, 'the first device was not moved back');
+    assert.equal(cgroupFile(second.pid), secondBefore);
+    assert.deepEqual(fs.readdirSync(delegated.dir).filter((name) => name.startsWith('crosvm-guard-')), [], 'a freeze cgroup was left behind');
+    const still = counters(vm);
+    assert.ok(await eventually(() => counters(vm).every((c, i) => (c ?? 0n) > (still[i] ?? 0n)), 3000), 'a device stayed frozen');
   });
 });
