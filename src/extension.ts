@@ -94,12 +94,13 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
 function createApi(current: GuardController): CrosvmGuardApi {
   const toRef = (vm: number | VmRef | undefined): VmRef | undefined => (typeof vm === 'number' ? { pid: vm } : vm);
   const state = (): CrosvmGuardState => ({
-    vms: current.vms.map(({ snapshot, swapBuild }) => ({
+    vms: current.vms.map(({ snapshot, swapBuild, method, frozen }) => ({
       pid: snapshot.main.pid,
       startTime: snapshot.main.startTime,
       name: snapshot.name,
       devices: snapshot.devices.length,
       signalsSafe: swapBuild.tolerant === true,
+      method: frozen?.method ?? method.method,
       // From the engine, not the last listing: a refresh follows each change a moment later.
       frozen: current.guard.frozenVm(snapshot.main.pid) !== undefined,
     })),

@@ -8,8 +8,8 @@ export type DebugAutoFreeze = 'off' | 'onStop';
 export type DebugTarget = 'auto' | 'all' | 'ask';
 
 /** The engine settings a user may set, and the extension's own. */
-type UserEngineSettings = Pick<GuardSettings, 'processNames' | 'excludeLabels' | 'stopTimeoutMs' | 'includeTracedProcesses' | 'assumeSwapBuild'>;
-const USER_ENGINE_SETTINGS = ['processNames', 'excludeLabels', 'stopTimeoutMs', 'includeTracedProcesses', 'assumeSwapBuild'] as const;
+type UserEngineSettings = Pick<GuardSettings, 'processNames' | 'excludeLabels' | 'stopTimeoutMs' | 'includeTracedProcesses' | 'assumeSwapBuild' | 'method'>;
+const USER_ENGINE_SETTINGS = ['processNames', 'excludeLabels', 'stopTimeoutMs', 'includeTracedProcesses', 'assumeSwapBuild', 'method'] as const;
 
 export interface ExtensionSettings extends UserEngineSettings {
   readonly refreshIntervalMs: number;
@@ -28,6 +28,7 @@ export const SettingKeys = {
   statusBarVisibility: 'statusBar.visibility',
   includeTracedProcesses: 'includeTracedProcesses',
   assumeSwapBuild: 'assumeSwapBuild',
+  method: 'method',
   maxFreezeSeconds: 'maxFreezeSeconds',
   debugAutoFreeze: 'debug.autoFreeze',
   debugTarget: 'debug.target',
@@ -43,6 +44,7 @@ export const DEFAULT_EXTENSION_SETTINGS: ExtensionSettings = {
   statusBarVisibility: 'whenVmRunning',
   includeTracedProcesses: DEFAULT_SETTINGS.includeTracedProcesses,
   assumeSwapBuild: DEFAULT_SETTINGS.assumeSwapBuild,
+  method: DEFAULT_SETTINGS.method,
   maxFreezeSeconds: 0,
   debugAutoFreeze: 'off',
   debugTarget: 'auto',
@@ -92,6 +94,7 @@ const CHECKS: Record<keyof ExtensionSettings, Check> = {
   statusBarVisibility: isOneOf(VISIBILITIES),
   includeTracedProcesses: isBoolean,
   assumeSwapBuild: isBoolean,
+  method: isOneOf(['auto', 'signal', 'cgroup']),
   maxFreezeSeconds: isIntegerIn(0, 86_400),
   debugAutoFreeze: isOneOf(['off', 'onStop']),
   debugTarget: isOneOf(['auto', 'all', 'ask']),

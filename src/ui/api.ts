@@ -1,13 +1,15 @@
 // The API `activate()` returns to other extensions (and to the tests):
 //   const api = vscode.extensions.getExtension('crosvm-guard.crosvm-guard')?.exports;
 import type * as vscode from 'vscode';
-import type { FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmIdentity, VmRef } from '../guard';
+import type { FreezeMethod, FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmIdentity, VmRef } from '../guard';
 
 export interface VmSummary extends VmIdentity {
   /** How many device processes it has. */
   readonly devices: number;
   /** true when the build tolerates stopped device processes (signals are safe). */
   readonly signalsSafe: boolean;
+  /** The method in force while frozen, else the one a freeze would use; undefined: it would be refused. */
+  readonly method: FreezeMethod | undefined;
   readonly frozen: boolean;
 }
 

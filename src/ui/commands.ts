@@ -7,7 +7,7 @@ import { FreezeReport, FreezeScope, GuardError, startTimeToDate, VmRef } from '.
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
 import { ProcessNode, VmNode } from './processTree';
-import { SETTINGS_SECTION } from '../common/settings';
+import { SettingKeys, SETTINGS_SECTION } from '../common/settings';
 
 /** A command's argument: a pid, a tree item, or `{ pid, startTime? }`; undefined means "ask". */
 export function vmRefFromArgument(arg: unknown): VmRef | undefined {
@@ -128,7 +128,7 @@ export class CommandHandlers {
     const items: Item[] = vms.map((vm) => ({
       label: `$(vm) ${vm.snapshot.name}`,
       description: `pid ${vm.snapshot.main.pid}`,
-      detail: `${vm.snapshot.devices.length} device processes${vm.frozen ? ' · frozen' : ''}${vm.swapBuild.tolerant ? '' : ' · cannot be frozen with signals'}`,
+      detail: `${vm.snapshot.devices.length} device processes${vm.frozen ? ' · frozen' : ''} · ${vm.method.method === 'cgroup' ? 'cgroup freezer' : vm.method.method === 'signal' ? 'signals' : 'cannot be frozen'}`,
       refs: [refOf(vm)],
     }));
     items.push({ label: '$(layers) All VMs', description: `${vms.length} VMs`, refs: vms.map(refOf) });
@@ -200,13 +200,16 @@ export class CommandHandlers {
     const code = error instanceof GuardError ? error.code : undefined;
     const actions: string[] = [];
     if (code === 'freeze-failed' && retry) actions.push('Retry');
-    if (code === 'unsafe-build') actions.push('Open Settings');
+    if (code === 'unsafe-build' || code === 'cgroup-unavailable') actions.push('Open Settings');
     if (code === 'vm-gone' || code === 'not-crosvm') actions.push('Refresh');
     actions.push('Show Log');
-    const show = code === 'unsafe-build' ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
+    const show = code === 'unsafe-build' || code === 'cgroup-unavailable' ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
     const choice = await show(message, ...actions);
     if (choice === 'Retry') void retry?.();
-    else if (choice === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.assumeSwapBuild`);
+    else if (choice === 'Open Settings') {
+      const setting = code === 'cgroup-unavailable' ? SettingKeys.method : SettingKeys.assumeSwapBuild;
+      void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.${setting}`);
+    }
     else if (choice === 'Refresh') this.controller.refresh();
     else if (choice === 'Show Log') this.log.show();
   }
@@ -234,6 +237,7 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
     lines.push(
       `| executable | \`${vm.exe ?? 'not readable'}\` |`,
       `| signals | ${node.view.swapBuild.tolerant ? 'safe' : 'unsafe'}: ${node.view.swapBuild.evidence} |`,
+      `| freeze method | ${node.view.frozen ? `frozen with ${node.view.frozen.method === 'cgroup' ? 'the cgroup freezer' : 'signals'}` : node.view.method.method ? node.view.method.why : `none: ${node.view.method.why}`} |`,
       '',
       '## Command line',
       '',

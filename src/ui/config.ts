@@ -12,6 +12,7 @@ const TARGET_SETTINGS: ReadonlySet<keyof ExtensionSettings> = new Set([
   'excludeLabels',
   'includeTracedProcesses',
   'assumeSwapBuild',
+  'method',
 ] as const);
 
 export function readSettings(log: vscode.LogOutputChannel): ExtensionSettings {

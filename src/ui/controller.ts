@@ -15,8 +15,10 @@ import {
   ProcessIdentity,
   sameProcess,
 } from '../guard';
-import { frozenByOthers } from '../guard/journal';
-import { continueProcesses, FrozenProcess } from '../guard/signalFreezer';
+import { FreezeCgroup, freezerHierarchy } from '../guard/cgroupFreezer';
+import { frozenByOthers, thawLeftoverCgroups } from '../guard/journal';
+import { CgroupPlacement, cgroupPlacements, FreezeMethod, MethodChoice } from '../guard/method';
+import { continueProcesses } from '../guard/signalFreezer';
 import { engineSettings, ExtensionSettings } from '../common/settings';
 import { currentIdentity } from '../guard/processTree';
 
@@ -26,7 +28,13 @@ export interface VmView {
   /** What this window holds frozen of this VM, if anything. */
   readonly frozen: FrozenVm | undefined;
   /** What another VS Code window holds frozen of it (from that window's journal). */
-  readonly frozenElsewhere: { readonly ownerPid: number; readonly processes: readonly ProcessIdentity[] } | undefined;
+  readonly frozenElsewhere:
+    | { readonly ownerPid: number; readonly method: FreezeMethod; readonly processes: readonly ProcessIdentity[]; readonly cgroups: readonly FreezeCgroup[] }
+    | undefined;
+  /** The method a freeze would use now, and why (or why it would be refused). */
+  readonly method: MethodChoice;
+  /** Per pid: its cgroup in the freezer hierarchy and who may move it. */
+  readonly placements: ReadonlyMap<number, CgroupPlacement>;
 }
 
 export class GuardController implements vscode.Disposable {
@@ -93,11 +101,20 @@ export class GuardController implements vscode.Disposable {
   }
 
   /**
-   * Resumes what another window froze of a VM, after the user agreed to take over: SIGCONT
-   * for each process that is still the one that window recorded and is still stopped.
+   * Resumes what another window froze of a VM, after the user agreed to take over: its
+   * freeze cgroups thawed and removed, or SIGCONT for each process that is still the one
+   * that window recorded and is still stopped.
    */
-  takeOver(view: VmView): FrozenProcess[] {
-    const recorded = view.frozenElsewhere?.processes ?? [];
+  takeOver(view: VmView): ProcessIdentity[] {
+    const other = view.frozenElsewhere;
+    if (other?.method === 'cgroup') {
+      const notes: string[] = [];
+      const thawed = thawLeftoverCgroups({ cgroups: other.cgroups, processes: other.processes.map((p) => ({ ...p, label: '' })) }, notes);
+      this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${other.ownerPid}: thawed ${other.cgroups.length} freeze cgroups, ${thawed.length} processes run again.${notes.length > 0 ? ` ${notes.join('; ')}` : ''}`);
+      this.refresh();
+      return thawed;
+    }
+    const recorded = other?.processes ?? [];
     const known = new Map(view.snapshot.devices.concat(view.snapshot.main).map((p) => [p.pid, p]));
     // Only processes of this VM as read now, with the recorded start time: nothing else.
     const mine = recorded
@@ -133,14 +150,20 @@ export class GuardController implements vscode.Disposable {
     }
     this.forgetResumedElsewhere();
     const others = this.journalDir ? frozenByOthers(this.journalDir, this.self) : new Map();
+    const hierarchy = freezerHierarchy();
     this.views = snapshots.map((snapshot) => {
       const other = others.get(snapshot.main.pid);
+      const frozen = this.guard.frozenVm(snapshot.main.pid);
       return {
         snapshot,
         swapBuild: this.guard.swapBuildOf(snapshot),
-        frozen: this.guard.frozenVm(snapshot.main.pid),
+        frozen,
         frozenElsewhere:
-          other && other.vm.startTime === snapshot.main.startTime ? { ownerPid: other.owner.pid, processes: other.vm.processes } : undefined,
+          other && other.vm.startTime === snapshot.main.startTime
+            ? { ownerPid: other.owner.pid, method: other.vm.method, processes: other.vm.processes, cgroups: other.vm.cgroups }
+            : undefined,
+        method: this.guard.methodFor(snapshot),
+        placements: new Map(hierarchy ? cgroupPlacements(snapshot, 'vm', hierarchy).map((p) => [p.pid, p]) : []),
       };
     });
     this.logDiscovery();
@@ -151,8 +174,8 @@ export class GuardController implements vscode.Disposable {
   private logDiscovery(): void {
     const text = this.views
       .map(
-        ({ snapshot: vm, swapBuild }) =>
-          `VM ${vm.main.pid} (${vm.name}), ${vm.devices.length} device processes [${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}]; signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}`,
+        ({ snapshot: vm, swapBuild, method }) =>
+          `VM ${vm.main.pid} (${vm.name}), ${vm.devices.length} device processes [${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}]; signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}; freeze method ${method.method ?? 'none'}: ${method.why}`,
       )
       .join('\n');
     // The same listing every 2 s would drown the log: say it when it changes.
@@ -167,9 +190,8 @@ export class GuardController implements vscode.Disposable {
       const frozen = report.frozen.map((p) => `${p.label} ${p.pid}`).join(', ');
       const skipped = report.skipped.map((s) => `${s.label} ${s.pid} (${s.detail})`).join(', ');
       this.log.info(
-        `Froze VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}: ${report.frozen.length} processes in ${report.elapsedMs.toFixed(1)} ms [${frozen}]` +
-          (skipped ? `; skipped [${skipped}]` : '') +
-          `; ${report.swapBuild.evidence}`,
+        `Froze VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}, by ${report.methodReason}: ${report.frozen.length} processes in ${report.elapsedMs.toFixed(1)} ms [${frozen}]` +
+          (skipped ? `; skipped [${skipped}]` : ''),
       );
       return report;
     } catch (error) {

@@ -6,14 +6,16 @@ import { isExitedState, isStoppedState } from '../guard/procfs';
 import { GuardController, VmView } from './controller';
 import { formatElapsed } from '../common/format';
 
-export type ProcessStateKind = 'running' | 'frozen' | 'frozenElsewhere' | 'stopped' | 'traced' | 'zombie';
+export type ProcessStateKind = 'running' | 'frozen' | 'frozenByCgroup' | 'frozenElsewhere' | 'stopped' | 'traced' | 'zombie';
 
 export function processStateKind(p: ProcessSnapshot, vm: Pick<VmView, 'frozen' | 'frozenElsewhere'>): ProcessStateKind {
   if (isExitedState(p.state)) return 'zombie';
   const stopped = isStoppedState(p.state);
   const listed = (list: readonly ProcessIdentity[] | undefined) => list?.some((f) => sameProcess(f, p)) ?? false;
+  // A cgroup-frozen task is not in a stopped state (`ps` shows S or D): what we froze says so.
+  if (vm.frozen?.method === 'cgroup' && listed(vm.frozen.processes)) return 'frozenByCgroup';
   if (stopped && listed(vm.frozen?.processes)) return 'frozen';
-  if (stopped && listed(vm.frozenElsewhere?.processes)) return 'frozenElsewhere';
+  if ((stopped || vm.frozenElsewhere?.method === 'cgroup') && listed(vm.frozenElsewhere?.processes)) return 'frozenElsewhere';
   if (p.tracerPid !== 0) return 'traced';
   if (stopped) return 'stopped';
   return 'running';
@@ -21,7 +23,8 @@ export function processStateKind(p: ProcessSnapshot, vm: Pick<VmView, 'frozen' |
 
 const STATE_WORDS: Record<ProcessStateKind, string> = {
   running: 'running',
-  frozen: 'frozen',
+  frozen: 'frozen (SIGSTOP)',
+  frozenByCgroup: 'frozen (cgroup freezer)',
   frozenElsewhere: 'frozen by another window',
   stopped: 'stopped by someone else',
   traced: 'traced by a debugger',
@@ -31,6 +34,7 @@ const STATE_WORDS: Record<ProcessStateKind, string> = {
 const STATE_ICONS: Record<ProcessStateKind, vscode.ThemeIcon> = {
   running: new vscode.ThemeIcon('play', new vscode.ThemeColor('debugIcon.startForeground')),
   frozen: new vscode.ThemeIcon('debug-pause', new vscode.ThemeColor('debugIcon.pauseForeground')),
+  frozenByCgroup: new vscode.ThemeIcon('lock', new vscode.ThemeColor('debugIcon.pauseForeground')),
   frozenElsewhere: new vscode.ThemeIcon('debug-pause', new vscode.ThemeColor('charts.yellow')),
   stopped: new vscode.ThemeIcon('debug-stop', new vscode.ThemeColor('charts.orange')),
   traced: new vscode.ThemeIcon('bug', new vscode.ThemeColor('charts.purple')),
@@ -43,20 +47,25 @@ export class VmNode extends vscode.TreeItem {
     const { snapshot: vm, swapBuild, frozen, frozenElsewhere } = view;
     super(vm.name, vscode.TreeItemCollapsibleState.Expanded);
     this.id = `vm:${vm.main.pid}@${vm.main.startTime}`;
-    const state = frozen ? `frozen ${formatElapsed(Date.now() - frozen.since)}` : frozenElsewhere ? 'frozen by another window' : 'running';
+    // The method in force while frozen; else the one a freeze would use now.
+    const method = frozen?.method ?? view.method.method;
+    const state = frozen
+      ? `frozen ${formatElapsed(Date.now() - frozen.since)} · ${frozen.method === 'cgroup' ? 'cgroup freezer' : 'signals'}`
+      : frozenElsewhere
+        ? 'frozen by another window'
+        : `running · ${method === 'cgroup' ? 'cgroup freezer' : method === 'signal' ? 'signals' : 'cannot be frozen'}`;
     this.description = `pid ${vm.main.pid} · ${state}`;
     this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
     // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`).
-    this.contextValue = `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${swapBuild.tolerant ? 'freezable' : 'unsafe'}`;
+    this.contextValue = `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${method ? 'freezable' : 'unsafe'}`;
     const md = new vscode.MarkdownString('', true);
     md.appendMarkdown(`**crosvm VM ${vm.main.pid}** — ${state}\n\n`);
     md.appendCodeblock(vm.cmdline.join(' '), 'shell');
     md.appendMarkdown(`\nuid ${vm.main.uid} · ${vm.main.threads} threads (vCPUs included) · ${vm.devices.length} device processes\n\n`);
-    md.appendMarkdown(
-      swapBuild.tolerant
-        ? `$(check) Can be frozen with signals: ${swapBuild.evidence}.`
-        : `$(warning) Cannot be frozen with signals: ${swapBuild.evidence}. Rebuild crosvm with \`--features swap\`, or set \`crosvmGuard.assumeSwapBuild\` if it was.`,
-    );
+    md.appendMarkdown(`${swapBuild.tolerant ? '$(check)' : '$(warning)'} Signals: ${swapBuild.evidence}.\n\n`);
+    if (frozen) md.appendMarkdown(`$(${frozen.method === 'cgroup' ? 'lock' : 'debug-pause'}) Frozen with ${frozen.method === 'cgroup' ? 'the cgroup freezer' : 'signals'}.`);
+    else if (view.method.method) md.appendMarkdown(`$(check) A freeze would use ${view.method.why}.`);
+    else md.appendMarkdown(`$(error) Cannot be frozen: ${view.method.error.message}`);
     this.tooltip = md;
   }
 }
@@ -74,10 +83,14 @@ export class ProcessNode extends vscode.TreeItem {
     this.description = `${process.pid} · ${STATE_WORDS[kind]}`;
     this.iconPath = STATE_ICONS[kind];
     this.contextValue = `process.${kind}`;
+    const placement = vm.placements.get(process.pid);
+    const cgroup = placement?.dir
+      ? `\n\ncgroup \`${placement.dir}\` · ${placement.access === 'denied' ? 'not writable by this window' : placement.access === 'root' ? 'writable (root)' : 'writable (delegated to you)'}`
+      : '';
     this.tooltip = new vscode.MarkdownString(
       `**${process.label}** (pid ${process.pid})\n\n${STATE_WORDS[kind]} · state \`${process.state}\` · uid ${process.uid} · ${process.threads} threads` +
         (process.tracerPid ? ` · debugger pid ${process.tracerPid}` : '') +
-        `\n\nparent pid ${process.ppid}`,
+        `\n\nparent pid ${process.ppid}${cgroup}`,
     );
   }
 }

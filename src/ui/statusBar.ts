@@ -82,10 +82,10 @@ export class GuardStatusBar implements vscode.Disposable {
     for (const vm of vms) {
       const frozen = vm.frozen;
       const state = frozen
-        ? `**frozen** ${formatElapsed(Date.now() - frozen.since)} (${frozen.processes.length} stopped)`
-        : vm.swapBuild.tolerant
-          ? 'running'
-          : 'running, cannot be frozen with signals';
+        ? `**frozen** ${formatElapsed(Date.now() - frozen.since)} (${frozen.processes.length} processes, ${frozen.method === 'cgroup' ? 'cgroup freezer' : 'signals'})`
+        : vm.method.method
+          ? `running (would freeze with ${vm.method.method === 'cgroup' ? 'the cgroup freezer' : 'signals'})`
+          : 'running, cannot be frozen (see the tree)';
       md.appendMarkdown(`- VM ${vm.snapshot.main.pid} \`${vm.snapshot.name}\`: ${vm.snapshot.devices.length} device processes, ${state}\n`);
     }
     md.appendMarkdown('\n');

@@ -102,14 +102,41 @@ suite('commands', () => {
     assert.ok(devicePids(vm).every(isRunning));
   });
 
-  test('freeze of a VM whose build would crash returns nothing and stops nothing', async () => {
-    await api();
+  test('with method "signal", freeze of a VM whose build would crash returns nothing and stops nothing', async () => {
+    const guard = await api();
     const vm = await startFixtureVm({ build: 'default' });
-    const report = await vscode.commands.executeCommand('crosvmGuard.freeze', vm.pid);
-    assert.equal(report, undefined);
+    await setSetting('method', 'signal');
+    try {
+      assert.ok(await eventually(() => guard.refresh().vms[0]?.method === undefined), 'the method setting did not reach the engine');
+      const report = await vscode.commands.executeCommand('crosvmGuard.freeze', vm.pid);
+      assert.equal(report, undefined);
+      await sleep(200);
+      assert.ok(vm.isRunning());
+      assert.ok(devicePids(vm).every(isRunning));
+    } finally {
+      await setSetting('method', undefined);
+    }
+  });
+
+  test('with method "auto" (the default), a build that dies on signals is frozen by the cgroup freezer and survives', async () => {
+    const guard = await api();
+    const tolerant = await startFixtureVm({ build: 'swap' });
+    const vm = await startFixtureVm({ build: 'default' });
+    const state = guard.refresh();
+    assert.equal(state.vms.find((v) => v.pid === tolerant.pid)?.method, 'signal');
+    assert.equal(state.vms.find((v) => v.pid === vm.pid)?.method, 'cgroup');
+    const cgroupsBefore = devicePids(vm).map((pid) => fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1'));
+    const report = await vscode.commands.executeCommand<FreezeReport>('crosvmGuard.freeze', vm.pid);
+    assert.equal(report?.method, 'cgroup');
+    assert.match(report.methodReason, /root may write it/);
+    const still = devicePids(vm).map((pid) => vm.deviceCounters().get(pid));
     await sleep(200);
-    assert.ok(vm.isRunning());
-    assert.ok(devicePids(vm).every(isRunning));
+    assert.deepEqual(devicePids(vm).map((pid) => vm.deviceCounters().get(pid)), still, 'a device ran while frozen');
+    assert.ok(vm.isRunning(), 'the VM noticed the freeze');
+    assert.equal(guard.getState().frozen[0]?.method, 'cgroup');
+    await vscode.commands.executeCommand('crosvmGuard.resume');
+    assert.deepEqual(devicePids(vm).map((pid) => fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')), cgroupsBefore, 'a device is not back in its cgroup');
+    assert.ok(await eventually(() => devicePids(vm).every((pid, i) => (vm.deviceCounters().get(pid) ?? 0n) > (still[i] ?? 0n))), 'not running after resume');
   });
 
   test('the API rejects a pid that is not crosvm, and a bad argument', async () => {
@@ -161,7 +188,7 @@ suite('commands', () => {
 
 suite('settings', () => {
   teardown(async () => {
-    for (const key of ['processNames', 'excludeLabels', 'stopTimeoutMs', 'assumeSwapBuild']) await setSetting(key, undefined);
+    for (const key of ['processNames', 'excludeLabels', 'stopTimeoutMs', 'assumeSwapBuild', 'method']) await setSetting(key, undefined);
     await vscode.commands.executeCommand('crosvmGuard.resume');
     await stopAllFixtureVms();
   });

@@ -107,6 +107,34 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     assert.equal(await rows.count(), 0, 'resume is offered although nothing is frozen');
     await workbench.page.keyboard.press('Escape');
   });
+
+  test('a build that dies on signals is frozen by the cgroup freezer, and the tree says so', async () => {
+    await stopAllFixtureVms();
+    vm = await startFixtureVm({ build: 'default', devices: 2 });
+    const cgroupsBefore = devicePids().map((pid) => readFileSync(`/proc/${pid}/cgroup`, 'latin1'));
+    const deviceRow = async (pattern: RegExp) => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const rows = await workbench.treeRows();
+        const found = rows.find((r) => r.level === 2 && pattern.test(r.description));
+        if (found || Date.now() > deadline) return { rows, found };
+        await workbench.page.waitForTimeout(200);
+      }
+    };
+    const running = await deviceRow(new RegExp(`^${vm.devices[0].pid} · running$`));
+    assert.ok(running.found, JSON.stringify(running.rows));
+    assert.match(running.rows.find((r) => r.level === 1)?.description ?? '', new RegExp(`pid ${vm.pid} · running · cgroup freezer`));
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    const frozen = await deviceRow(/frozen \(cgroup freezer\)/);
+    assert.ok(frozen.found, JSON.stringify(frozen.rows));
+    assert.equal(frozen.found.icon, 'lock');
+    assert.match(frozen.rows.find((r) => r.level === 1)?.description ?? '', /frozen \d:\d\d · cgroup freezer/);
+    assert.ok(vm.isRunning(), 'the VM noticed the freeze');
+    await workbench.clickStatusBarItem(/frozen/);
+    await waitForStatus(/^\$\(debug-pause\) crosvm \d+$/);
+    assert.deepEqual(devicePids().map((pid) => readFileSync(`/proc/${pid}/cgroup`, 'latin1')), cgroupsBefore, 'a device is not back in its cgroup');
+    assert.ok(vm.isRunning());
+  });
 });
 
 describe('crosvm Guard with no VM', { timeout: 240_000 }, () => {
@@ -133,7 +161,8 @@ describe('crosvm Guard errors and dangerous actions', { timeout: 240_000 }, () =
 
   test('freezing a build without the swap feature explains why, offers a way out, and stops nothing', async () => {
     const unsafe = await startFixtureVm({ build: 'default' });
-    bench = await openWorkbench();
+    // With the default method `auto`, root would freeze it with the cgroup freezer instead.
+    bench = await openWorkbench({ settings: { 'crosvmGuard.method': 'signal' } });
     await bench.waitForActivation();
     await bench.runCommand('crosvm: Freeze crosvm devices');
     let notification;
