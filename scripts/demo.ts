@@ -24,8 +24,9 @@ interface DemoVm {
 
 /**
  * The demo VMs: a crosvm-like fixture built with the swap feature (with its `swap monitor`),
- * which the extension may freeze with signals, and with `--unsafe-vm` also a default build,
- * which the extension refuses to freeze because a stopped device would crash it.
+ * which the extension freezes with signals, and with `--unsafe-vm` also a default build, which
+ * a stopped device would crash: the extension freezes it with the cgroup freezer (as root), or
+ * refuses and says why.
  */
 let demoVms: FixtureVm[] = [];
 
