@@ -13,6 +13,7 @@ import { GuardStatusBar } from './ui/statusBar';
 import { DebugFollower } from './ui/debugFollower';
 import { enableCrashSafety, MaxFreezeTimer, WindowWatchdog } from './ui/crashSafety';
 import { CrashSafety } from './guard/crashSafety';
+import { elevationFor } from './ui/elevation';
 import { ExtensionSettings, SETTINGS_SECTION } from './common/settings';
 
 let controller: GuardController | undefined;
@@ -36,6 +37,7 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   controller = current;
   context.subscriptions.push(current);
 
+  current.elevation = elevationFor(context, log, () => settings);
   safety = enableCrashSafety(context, current, log, settings);
   context.subscriptions.push(
     { dispose: () => safety?.dispose() },
@@ -94,15 +96,16 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
 function createApi(current: GuardController): CrosvmGuardApi {
   const toRef = (vm: number | VmRef | undefined): VmRef | undefined => (typeof vm === 'number' ? { pid: vm } : vm);
   const state = (): CrosvmGuardState => ({
-    vms: current.vms.map(({ snapshot, swapBuild, method, frozen }) => ({
+    vms: current.vms.map(({ snapshot, swapBuild, method, frozen, needsElevation }) => ({
       pid: snapshot.main.pid,
       startTime: snapshot.main.startTime,
       name: snapshot.name,
       devices: snapshot.devices.length,
       signalsSafe: swapBuild.tolerant === true,
       method: frozen?.method ?? method.method,
+      needsElevation,
       // From the engine, not the last listing: a refresh follows each change a moment later.
-      frozen: current.guard.frozenVm(snapshot.main.pid) !== undefined,
+      frozen: current.frozenVm(snapshot.main.pid) !== undefined,
     })),
     frozen: current.frozenVms,
   });

@@ -6,6 +6,7 @@ import { DEFAULT_SETTINGS, GuardSettings } from '../guard/guard';
 export type StatusBarVisibility = 'whenVmRunning' | 'debugging' | 'always' | 'never';
 export type DebugAutoFreeze = 'off' | 'onStop';
 export type DebugTarget = 'auto' | 'all' | 'ask';
+export type Elevation = 'ask' | 'sudo' | 'pkexec' | 'never';
 
 /** The engine settings a user may set, and the extension's own. */
 type UserEngineSettings = Pick<GuardSettings, 'processNames' | 'excludeLabels' | 'stopTimeoutMs' | 'includeTracedProcesses' | 'assumeSwapBuild' | 'method'>;
@@ -17,6 +18,7 @@ export interface ExtensionSettings extends UserEngineSettings {
   readonly maxFreezeSeconds: number;
   readonly debugAutoFreeze: DebugAutoFreeze;
   readonly debugTarget: DebugTarget;
+  readonly elevation: Elevation;
 }
 
 /** Setting keys below `crosvmGuard.`, as declared in package.json. */
@@ -32,6 +34,7 @@ export const SettingKeys = {
   maxFreezeSeconds: 'maxFreezeSeconds',
   debugAutoFreeze: 'debug.autoFreeze',
   debugTarget: 'debug.target',
+  elevation: 'elevation',
 } as const satisfies Record<keyof ExtensionSettings, string>;
 
 export const SETTINGS_SECTION = 'crosvmGuard';
@@ -48,6 +51,7 @@ export const DEFAULT_EXTENSION_SETTINGS: ExtensionSettings = {
   maxFreezeSeconds: 0,
   debugAutoFreeze: 'off',
   debugTarget: 'auto',
+  elevation: 'ask',
 };
 
 const VISIBILITIES: readonly StatusBarVisibility[] = ['whenVmRunning', 'debugging', 'always', 'never'];
@@ -98,6 +102,7 @@ const CHECKS: Record<keyof ExtensionSettings, Check> = {
   maxFreezeSeconds: isIntegerIn(0, 86_400),
   debugAutoFreeze: isOneOf(['off', 'onStop']),
   debugTarget: isOneOf(['auto', 'all', 'ask']),
+  elevation: isOneOf(['ask', 'sudo', 'pkexec', 'never']),
 };
 
 /**

@@ -8,6 +8,8 @@ export type GuardErrorCode =
   | 'vm-gone'
   | 'unsafe-build'
   | 'cgroup-unavailable'
+  | 'needs-elevation'
+  | 'elevation-failed'
   | 'freeze-failed';
 
 export class GuardError extends Error {

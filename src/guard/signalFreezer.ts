@@ -90,6 +90,16 @@ export function classify(
   return undefined;
 }
 
+/** May this process signal `pid`? The kernel says (signal 0); only EPERM means no. */
+export function maySignal(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+}
+
 const pause = (ms: number) => new Promise<void>((resolve) => (ms <= 0 ? setImmediate(resolve) : setTimeout(resolve, ms)));
 
 interface PendingTarget {

@@ -10,6 +10,8 @@ export interface VmSummary extends VmIdentity {
   readonly signalsSafe: boolean;
   /** The method in force while frozen, else the one a freeze would use; undefined: it would be refused. */
   readonly method: FreezeMethod | undefined;
+  /** It runs as another user: only the elevated companion can freeze it (setting crosvmGuard.elevation). */
+  readonly needsElevation: boolean;
   readonly frozen: boolean;
 }
 

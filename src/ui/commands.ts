@@ -6,6 +6,7 @@ import treeKill from 'tree-kill';
 import { FreezeReport, FreezeScope, GuardError, startTimeToDate, VmRef } from '../guard';
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
+import { ElevationError } from '../guard/elevated';
 import { ProcessNode, VmNode } from './processTree';
 import { SettingKeys, SETTINGS_SECTION } from '../common/settings';
 
@@ -200,17 +201,26 @@ export class CommandHandlers {
     const code = error instanceof GuardError ? error.code : undefined;
     const actions: string[] = [];
     if (code === 'freeze-failed' && retry) actions.push('Retry');
-    if (code === 'unsafe-build' || code === 'cgroup-unavailable') actions.push('Open Settings');
+    const elevate = 'Freeze with administrator rights…';
+    if (code === 'needs-elevation' && retry && this.controller.elevation?.setting() !== 'never') actions.push(elevate);
+    if (code === 'unsafe-build' || code === 'cgroup-unavailable' || code === 'needs-elevation') actions.push('Open Settings');
     if (code === 'vm-gone' || code === 'not-crosvm') actions.push('Refresh');
     actions.push('Show Log');
-    const show = code === 'unsafe-build' || code === 'cgroup-unavailable' ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
+    const show = code === 'unsafe-build' || code === 'cgroup-unavailable' || code === 'needs-elevation' ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
     const choice = await show(message, ...actions);
     if (choice === 'Retry') void retry?.();
-    else if (choice === 'Open Settings') {
-      const setting = code === 'cgroup-unavailable' ? SettingKeys.method : SettingKeys.assumeSwapBuild;
+    else if (choice === elevate) {
+      try {
+        await this.controller.startElevation();
+      } catch (failure) {
+        if (failure instanceof ElevationError && failure.reason === 'cancelled') return;
+        return this.showError(failure);
+      }
+      void retry?.();
+    } else if (choice === 'Open Settings') {
+      const setting = code === 'cgroup-unavailable' ? SettingKeys.method : code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.assumeSwapBuild;
       void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.${setting}`);
-    }
-    else if (choice === 'Refresh') this.controller.refresh();
+    } else if (choice === 'Refresh') this.controller.refresh();
     else if (choice === 'Show Log') this.log.show();
   }
 }

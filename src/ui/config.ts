@@ -13,6 +13,7 @@ const TARGET_SETTINGS: ReadonlySet<keyof ExtensionSettings> = new Set([
   'includeTracedProcesses',
   'assumeSwapBuild',
   'method',
+  'elevation',
 ] as const);
 
 export function readSettings(log: vscode.LogOutputChannel): ExtensionSettings {

@@ -18,7 +18,9 @@ import {
 import { FreezeCgroup, freezerHierarchy } from '../guard/cgroupFreezer';
 import { frozenByOthers, thawLeftoverCgroups } from '../guard/journal';
 import { CgroupPlacement, cgroupPlacements, FreezeMethod, MethodChoice } from '../guard/method';
-import { continueProcesses } from '../guard/signalFreezer';
+import { continueProcesses, maySignal } from '../guard/signalFreezer';
+import { ElevatedGuard, ElevationOptions, ElevationTool } from '../guard/elevated';
+import { GuardError } from '../guard/errors';
 import { engineSettings, ExtensionSettings } from '../common/settings';
 import { currentIdentity } from '../guard/processTree';
 
@@ -35,7 +37,20 @@ export interface VmView {
   readonly method: MethodChoice;
   /** Per pid: its cgroup in the freezer hierarchy and who may move it. */
   readonly placements: ReadonlyMap<number, CgroupPlacement>;
+  /** Some of its processes may not be signalled from here (crosvm runs as root): only the elevated companion can freeze it. */
+  readonly needsElevation: boolean;
 }
+
+/** How the controller gets administrator rights, set up by the VS Code layer (password box, setting). */
+export interface Elevation {
+  /** crosvmGuard.elevation. */
+  readonly setting: () => 'ask' | 'sudo' | 'pkexec' | 'never';
+  /** Everything ElevatedGuard.start needs but the tool. */
+  readonly options: () => Omit<ElevationOptions, 'tool'>;
+}
+
+/** The tool each setting elevates with. */
+const ELEVATION_TOOLS: Record<'ask' | 'sudo' | 'pkexec', ElevationTool> = { ask: 'auto', sudo: 'sudo', pkexec: 'pkexec' };
 
 export class GuardController implements vscode.Disposable {
   readonly guard: CrosvmGuard;
@@ -51,6 +66,10 @@ export class GuardController implements vscode.Disposable {
 
   /** Where windows keep their journals; set once crash safety is on. */
   journalDir: string | undefined;
+  /** Set by the VS Code layer; without it VMs that need elevation cannot be frozen. */
+  elevation: Elevation | undefined;
+  private elevated: ElevatedGuard | undefined;
+  private starting: Promise<ElevatedGuard> | undefined;
   private readonly self: ProcessIdentity = { pid: process.pid, startTime: currentIdentity(process.pid)?.startTime ?? 0 };
 
   constructor(
@@ -75,12 +94,89 @@ export class GuardController implements vscode.Disposable {
     return this.views;
   }
 
+  /** What this window holds frozen: by its own engine, and through the elevated companion. */
   get frozenVms(): FrozenVm[] {
-    return this.guard.frozenVms;
+    return [...this.guard.frozenVms, ...(this.elevated?.frozenVms ?? [])];
+  }
+
+  frozenVm(pid: number): FrozenVm | undefined {
+    return this.guard.frozenVm(pid) ?? this.elevated?.frozenVm(pid);
   }
 
   get isFrozen(): boolean {
-    return this.guard.frozenVms.length > 0;
+    return this.frozenVms.length > 0;
+  }
+
+  /** The elevated companion's pid while one runs. */
+  get elevatedCompanionPid(): number | undefined {
+    return this.elevated?.isRunning ? this.elevated.companionPid : undefined;
+  }
+
+  /**
+   * Starts the elevated companion (sudo or pkexec; the password box if sudo wants one), or
+   * returns the one running. Concurrent callers share one start.
+   */
+  startElevation(): Promise<ElevatedGuard> {
+    if (this.elevated?.isRunning) return Promise.resolve(this.elevated);
+    if (this.starting) return this.starting;
+    const elevation = this.elevation;
+    if (!elevation || elevation.setting() === 'never') {
+      return Promise.reject(new GuardError('needs-elevation', 'Freezing with administrator rights is turned off (setting crosvmGuard.elevation is "never").'));
+    }
+    const tool = ELEVATION_TOOLS[elevation.setting() as 'ask' | 'sudo' | 'pkexec'];
+    this.log.info(`Starting the elevated companion with ${tool === 'auto' ? 'sudo (then pkexec or a password if sudo asks for one)' : tool}.`);
+    this.starting = ElevatedGuard.start({ ...elevation.options(), tool }).then(
+      (elevated) => {
+        this.starting = undefined;
+        this.elevated = elevated;
+        const subscription = elevated.onDidChangeState((event) => {
+          this.stateChanged.fire(event);
+          if (event.type !== 'freezing') this.refreshSoon();
+        });
+        elevated.onDidExit((reason) => {
+          subscription.dispose();
+          if (this.elevated === elevated) this.elevated = undefined;
+          this.log.info(`The elevated companion ended (${reason}).`);
+          this.refreshSoon();
+        });
+        return elevated;
+      },
+      (error: Error) => {
+        this.starting = undefined;
+        this.log.warn(`Elevation failed: ${error.message}`);
+        throw error;
+      },
+    );
+    return this.starting;
+  }
+
+  /**
+   * Freezes through the engine that may: this window's own, or for a VM that runs as another
+   * user, the elevated companion — started now if crosvmGuard.elevation is `sudo` or
+   * `pkexec`; with `ask` the caller offers it first (error code `needs-elevation`). Not
+   * logged: the debug follower calls it at every stop.
+   */
+  async freezeQuietly(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
+    const view = this.views.find((v) => v.snapshot.main.pid === ref.pid);
+    if (this.guard.frozenVm(ref.pid) || !view?.needsElevation) return this.guard.freeze(ref, request);
+    const full = { pid: ref.pid, startTime: ref.startTime ?? view.snapshot.main.startTime };
+    if (this.elevated?.isRunning) return this.elevated.freeze(full, request);
+    const setting = this.elevation?.setting() ?? 'never';
+    if (setting === 'sudo' || setting === 'pkexec') return (await this.startElevation()).freeze(full, request);
+    const who = view.snapshot.main.uid === 0 ? 'runs as root' : `runs as uid ${view.snapshot.main.uid}`;
+    throw new GuardError(
+      'needs-elevation',
+      `crosvm VM ${ref.pid} ${who}; this window runs as uid ${process.geteuid?.()} and may not signal it. ` +
+        (setting === 'never' ? 'Freezing with administrator rights is turned off (setting crosvmGuard.elevation is "never").' : 'It can be frozen with administrator rights.'),
+    );
+  }
+
+  /** Resumes through both engines; not logged (see freezeQuietly). */
+  async resumeQuietly(ref?: VmRef): Promise<ResumeReport> {
+    const local = await this.guard.resume(ref);
+    const elevated = this.elevated?.isRunning && (!ref || this.elevated.frozenVm(ref.pid)) ? await this.elevated.resume(ref && { pid: ref.pid, startTime: ref.startTime ?? this.elevated.frozenVm(ref.pid)?.vm.startTime ?? 0 }) : undefined;
+    if (!elevated) return local;
+    return { resumed: [...local.resumed, ...elevated.resumed], gone: [...local.gone, ...elevated.gone], elapsedMs: local.elapsedMs + elevated.elapsedMs };
   }
 
   /**
@@ -153,7 +249,7 @@ export class GuardController implements vscode.Disposable {
     const hierarchy = freezerHierarchy();
     this.views = snapshots.map((snapshot) => {
       const other = others.get(snapshot.main.pid);
-      const frozen = this.guard.frozenVm(snapshot.main.pid);
+      const frozen = this.frozenVm(snapshot.main.pid);
       return {
         snapshot,
         swapBuild: this.guard.swapBuildOf(snapshot),
@@ -164,6 +260,7 @@ export class GuardController implements vscode.Disposable {
             : undefined,
         method: this.guard.methodFor(snapshot),
         placements: new Map(hierarchy ? cgroupPlacements(snapshot, 'vm', hierarchy).map((p) => [p.pid, p]) : []),
+        needsElevation: process.geteuid?.() !== 0 && [snapshot.main, ...snapshot.devices].some((p) => !maySignal(p.pid)),
       };
     });
     this.logDiscovery();
@@ -186,7 +283,7 @@ export class GuardController implements vscode.Disposable {
 
   async freeze(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
     try {
-      const report = await this.guard.freeze(ref, request);
+      const report = await this.freezeQuietly(ref, request);
       const frozen = report.frozen.map((p) => `${p.label} ${p.pid}`).join(', ');
       const skipped = report.skipped.map((s) => `${s.label} ${s.pid} (${s.detail})`).join(', ');
       this.log.info(
@@ -201,7 +298,7 @@ export class GuardController implements vscode.Disposable {
   }
 
   async resume(ref?: VmRef): Promise<ResumeReport> {
-    const report = await this.guard.resume(ref);
+    const report = await this.resumeQuietly(ref);
     if (report.resumed.length > 0 || report.gone.length > 0) {
       this.log.info(
         `Resumed ${report.resumed.length} processes in ${report.elapsedMs.toFixed(1)} ms [${report.resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}]` +
@@ -218,6 +315,8 @@ export class GuardController implements vscode.Disposable {
   }
 
   dispose(): void {
+    // Closing the link makes the elevated companion resume what it still holds, and exit.
+    this.elevated?.dispose();
     for (const d of this.disposables) d.dispose();
   }
 }

@@ -142,10 +142,10 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     const reports: FreezeReport[] = [];
     for (const ref of state.chosen.refs) {
       try {
-        reports.push(await this.controller.guard.freeze(ref, { excludePids: state.debuggeePid ? [state.debuggeePid] : [] }));
+        reports.push(await this.controller.freezeQuietly(ref, { excludePids: state.debuggeePid ? [state.debuggeePid] : [] }));
         if (!state.frozen.some((f) => f.pid === ref.pid)) state.frozen.push(ref);
       } catch (error) {
-        const unsafe = error instanceof GuardError && error.code === 'unsafe-build';
+        const unsafe = error instanceof GuardError && (error.code === 'unsafe-build' || error.code === 'needs-elevation');
         // Never crash a VM at a breakpoint; say so once per session and leave it running.
         if (unsafe && state.warned.has(ref.pid)) continue;
         state.warned.add(ref.pid);
@@ -167,7 +167,7 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     const vms = state.frozen;
     state.frozen = [];
     let count = 0;
-    for (const ref of vms) count += (await this.controller.guard.resume(ref)).resumed.length;
+    for (const ref of vms) count += (await this.controller.resumeQuietly(ref)).resumed.length;
     this.log.info(`Auto-resume on ${cause} (session "${state.session.name}"): ${count} processes of VM ${vms.map((v) => v.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`);
   }
 

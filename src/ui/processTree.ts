@@ -54,8 +54,8 @@ export class VmNode extends vscode.TreeItem {
       : frozenElsewhere
         ? 'frozen by another window'
         : `running · ${method === 'cgroup' ? 'cgroup freezer' : method === 'signal' ? 'signals' : 'cannot be frozen'}`;
-    this.description = `pid ${vm.main.pid} · ${state}`;
-    this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
+    this.description = `pid ${vm.main.pid} · ${state}${view.needsElevation ? ` · uid ${vm.main.uid} · needs admin` : ''}`;
+    this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : view.needsElevation ? 'shield' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
     // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`).
     this.contextValue = `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${method ? 'freezable' : 'unsafe'}`;
     const md = new vscode.MarkdownString('', true);
@@ -66,6 +66,12 @@ export class VmNode extends vscode.TreeItem {
     if (frozen) md.appendMarkdown(`$(${frozen.method === 'cgroup' ? 'lock' : 'debug-pause'}) Frozen with ${frozen.method === 'cgroup' ? 'the cgroup freezer' : 'signals'}.`);
     else if (view.method.method) md.appendMarkdown(`$(check) A freeze would use ${view.method.why}.`);
     else md.appendMarkdown(`$(error) Cannot be frozen: ${view.method.error.message}`);
+    if (view.needsElevation) {
+      md.appendMarkdown(
+        `\n\n$(shield) Some of its processes run as another user (the VM as uid ${vm.main.uid}): this window may not signal them. ` +
+          'Freezing goes through a companion process started as root with `sudo` or `pkexec` (setting `crosvmGuard.elevation`).',
+      );
+    }
     this.tooltip = md;
   }
 }
@@ -80,7 +86,9 @@ export class ProcessNode extends vscode.TreeItem {
     super(process.label || `pid ${process.pid}`, hasChildren ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
     const kind = processStateKind(process, vm);
     this.id = `proc:${process.pid}@${process.startTime}`;
-    this.description = `${process.pid} · ${STATE_WORDS[kind]}`;
+    // The uid only where it is not this window's: the owner matters when it is someone else.
+    const owner = process.uid !== globalThis.process.getuid?.() ? ` · uid ${process.uid}` : '';
+    this.description = `${process.pid} · ${STATE_WORDS[kind]}${owner}`;
     this.iconPath = STATE_ICONS[kind];
     this.contextValue = `process.${kind}`;
     const placement = vm.placements.get(process.pid);

@@ -1,0 +1,112 @@
+// Elevated mode: the companion started through sudo or pkexec to freeze VMs that run as
+// root. It runs the engine itself, as root, and takes only these requests (strictly
+// validated; anything else is refused):
+//   {"op":"freeze","id":1,"pid":1234,"startTime":5678,"scope":"devices","method":"auto","excludePids":[]}
+//   {"op":"resume","id":2}                         everything; or with "pid" and "startTime": one VM
+//   {"op":"status","id":3}
+//   {"op":"exit"}                                  resume everything, exit
+// Replies on stdout, one JSON line each: {"id":1,"ok":true,...} or {"id":1,"ok":false,"code":…,"message":…}.
+// The engine proves by itself, from /proc, that the pid is a crosvm VM with that start time
+// before anything is done, and freezes only that VM's own descendants (and, with scope "vm",
+// its main process): whatever the unprivileged side sends, nothing else is signalled or moved.
+// Settings that widen what is frozen (assumeSwapBuild, includeTracedProcesses) are not
+// accepted over the link. When the link breaks, everything is resumed and the process exits;
+// it also exits once nothing has been frozen for a while.
+import { CrosvmGuard, FreezeRequest, GuardError } from '../guard';
+import { exit, idleTimer, listen, log } from './link';
+
+const REQUEST_KEYS: Record<string, readonly string[]> = {
+  freeze: ['op', 'id', 'pid', 'startTime', 'scope', 'method', 'excludePids'],
+  resume: ['op', 'id', 'pid', 'startTime'],
+  status: ['op', 'id'],
+  exit: ['op'],
+};
+
+const isPid = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 1 && v <= 4_194_304;
+const isTicks = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+type Parsed =
+  | { op: 'freeze'; id: number; pid: number; startTime: number; request: FreezeRequest }
+  | { op: 'resume'; id: number; ref: { pid: number; startTime: number } | undefined }
+  | { op: 'status'; id: number }
+  | { op: 'exit' };
+
+/** The request, or why it is refused. */
+export function parseElevatedRequest(raw: Record<string, unknown>): Parsed | string {
+  const op = raw.op;
+  if (typeof op !== 'string' || !Object.hasOwn(REQUEST_KEYS, op)) return 'unknown op';
+  const unknown = Object.keys(raw).filter((key) => !REQUEST_KEYS[op].includes(key));
+  if (unknown.length > 0) return `unexpected field ${unknown[0].slice(0, 32)}`;
+  if (op === 'exit') return { op: 'exit' };
+  const id = raw.id;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) return 'id must be a whole number';
+  if (op === 'status') return { op: 'status', id };
+  if (op === 'resume') {
+    if (raw.pid === undefined && raw.startTime === undefined) return { op: 'resume', id, ref: undefined };
+    if (!isPid(raw.pid) || !isTicks(raw.startTime)) return 'resume takes a pid and its start time, or neither';
+    return { op: 'resume', id, ref: { pid: raw.pid, startTime: raw.startTime } };
+  }
+  if (!isPid(raw.pid) || !isTicks(raw.startTime)) return 'freeze takes the VM main pid and its start time';
+  const scope = raw.scope ?? 'devices';
+  if (scope !== 'devices' && scope !== 'vm') return 'scope must be "devices" or "vm"';
+  const method = raw.method ?? 'auto';
+  if (method !== 'auto' && method !== 'signal' && method !== 'cgroup') return 'method must be "auto", "signal" or "cgroup"';
+  const excludePids = raw.excludePids ?? [];
+  if (!Array.isArray(excludePids) || excludePids.length > 64 || !excludePids.every(isPid)) return 'excludePids must be a short list of pids';
+  return { op: 'freeze', id, pid: raw.pid, startTime: raw.startTime, request: { scope, method, excludePids } };
+}
+
+export function runElevatedMode(processNames: readonly string[], idleMs: number): void {
+  const guard = new CrosvmGuard({ processNames, method: 'auto' });
+  const idle = idleTimer(idleMs, () => exit(0, 'idle: nothing frozen'));
+  const reply = (message: object) => process.stdout.write(JSON.stringify(message) + '\n');
+  const failure = (id: number | undefined, error: unknown) => {
+    const code = error instanceof GuardError ? error.code : 'internal';
+    reply({ id, ok: false, code, message: (error as Error).message ?? String(error) });
+  };
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const resumeAllAndExit = (reason: string): void => {
+    void guard.resume().then(
+      (report) => {
+        log(`${reason}: resumed ${report.resumed.length}, gone ${report.gone.length}`);
+        exit(0, reason);
+      },
+      (error: Error) => exit(1, `${reason}; resume failed: ${error.message}`),
+    );
+  };
+
+  const handle = async (parsed: Parsed): Promise<void> => {
+    if (parsed.op === 'exit') return resumeAllAndExit('asked to');
+    try {
+      if (parsed.op === 'status') reply({ id: parsed.id, ok: true, frozen: guard.frozenVms });
+      else if (parsed.op === 'resume') reply({ id: parsed.id, ok: true, report: await guard.resume(parsed.ref), frozen: guard.frozenVms });
+      else {
+        const report = await guard.freeze({ pid: parsed.pid, startTime: parsed.startTime }, parsed.request);
+        log(`froze VM ${report.vm.pid} (${report.method}): ${report.frozen.map((p) => p.pid).join(' ')}`);
+        reply({ id: parsed.id, ok: true, report, frozen: guard.frozenVms });
+      }
+    } catch (error) {
+      log(`request ${parsed.op} refused or failed: ${(error as Error).message}`);
+      failure(parsed.id, error);
+    }
+    idle(guard.frozenVms.length > 0);
+  };
+
+  listen({
+    request(raw) {
+      const parsed = parseElevatedRequest(raw);
+      if (typeof parsed === 'string') {
+        log(`refused a request: ${parsed}`);
+        failure(typeof raw.id === 'number' ? raw.id : undefined, new GuardError('invalid-argument', `Refused: ${parsed}.`));
+        return;
+      }
+      // One at a time, in order, like the guard itself.
+      queue = queue.then(() => handle(parsed));
+    },
+    hostGone: resumeAllAndExit,
+  });
+  log(`started as uid ${process.geteuid?.()} for executables named ${processNames.join(', ')}`);
+  reply({ event: 'ready', pid: process.pid, uid: process.geteuid?.() });
+  idle(false);
+}

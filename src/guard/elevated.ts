@@ -1,0 +1,297 @@
+// Freezing VMs that run as root from an unprivileged extension host: the companion process
+// (src/companion/elevated.ts) is started as root through `sudo` or `pkexec` and runs the
+// engine itself; this class is its client. Nothing passes through a shell: the command is an
+// argument vector, and a password goes only to `sudo -S` on its standard input, after sudo
+// has asked for it, and is zeroed right after.
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import { GuardError } from './errors';
+import type { FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmRef } from './guard';
+
+/** `auto`: sudo without a password if it allows, else pkexec where a polkit agent runs (a local desktop session), else sudo with the password. */
+export type ElevationTool = 'sudo' | 'pkexec' | 'auto';
+
+export interface ElevationOptions {
+  readonly tool: ElevationTool;
+  /** The built companion (dist/companion.js). */
+  readonly companionScript: string;
+  /** Node to run it with; in a desktop VS Code the host's execPath is Electron, run as Node. */
+  readonly nodeExecutable?: string;
+  /** The executable names that make a process crosvm, fixed for the companion's life. */
+  readonly processNames: readonly string[];
+  /**
+   * sudo only: called when sudo needs a password. Resolves to it (the buffer is zeroed once
+   * written to sudo), or undefined when the user cancels.
+   */
+  readonly askPassword?: () => Promise<Buffer | undefined>;
+  readonly log: (level: 'info' | 'warn', message: string) => void;
+  /** How long the companion waits with nothing frozen before it exits (default 10 s). */
+  readonly idleMs?: number;
+  /** How long elevation may take, the password typed (default 15 s). */
+  readonly startTimeoutMs?: number;
+}
+
+/** What sudo prints when it wants the password: unlikely in any other output. */
+const PROMPT = '[crosvm-guard] sudo password: ';
+
+export class ElevationError extends GuardError {
+  constructor(
+    readonly reason: 'cancelled' | 'wrong-password' | 'not-permitted' | 'failed',
+    message: string,
+  ) {
+    super('elevation-failed', message);
+    this.name = 'ElevationError';
+  }
+}
+
+/** Names (`comm`) of polkit authentication agents, GNOME Shell's built-in one included. */
+const POLKIT_AGENTS = /^(polkit-gnome-au|polkit-kde-auth|polkit-mate-aut|lxpolkit|lxqt-policykit|xfce-polkit|gnome-shell|polkit-agent-he)/;
+
+/** A local graphical session with a polkit agent, where pkexec can show its own dialog. */
+export function polkitAgentRuns(): boolean {
+  if (!fs.existsSync('/usr/bin/pkexec') || process.env.SSH_CONNECTION || !(process.env.DISPLAY || process.env.WAYLAND_DISPLAY)) return false;
+  const uid = process.getuid?.();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (fs.statSync(`/proc/${name}`).uid === uid && POLKIT_AGENTS.test(fs.readFileSync(`/proc/${name}/comm`, 'latin1'))) return true;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return false;
+}
+
+interface Pending {
+  resolve(value: Record<string, unknown>): void;
+  reject(error: Error): void;
+}
+
+export class ElevatedGuard {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private frozen: FrozenVm[] = [];
+  private readonly listeners = new Set<(event: GuardEvent) => void>();
+  private readonly exitListeners = new Set<(reason: string) => void>();
+  private exited: string | undefined;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    /** The companion's own pid (below sudo). */
+    readonly companionPid: number,
+    private readonly log: ElevationOptions['log'],
+  ) {}
+
+  /**
+   * Starts the elevated companion: `sudo -n` first; when sudo needs a password, `askPassword`
+   * and `sudo -S`. Rejects with an ElevationError that says why (cancelled, wrong password,
+   * not in sudoers, no polkit agent, …).
+   */
+  static async start(options: ElevationOptions): Promise<ElevatedGuard> {
+    const node = options.nodeExecutable ?? process.execPath;
+    const companion = [
+      '/usr/bin/env',
+      'ELECTRON_RUN_AS_NODE=1',
+      node,
+      options.companionScript,
+      '--elevated',
+      '--names',
+      options.processNames.join(','),
+      '--idle-ms',
+      String(options.idleMs ?? 10_000),
+    ];
+    if (options.tool === 'pkexec') return ElevatedGuard.launch('pkexec', companion, options, undefined);
+    try {
+      return await ElevatedGuard.launch('sudo', ['-n', '--', ...companion], options, undefined);
+    } catch (error) {
+      const needsPassword = error instanceof ElevationError && error.reason === 'not-permitted' && /password is required/.test(error.message);
+      if (!needsPassword) throw error;
+      if (options.tool === 'auto' && polkitAgentRuns()) return ElevatedGuard.launch('pkexec', companion, options, undefined);
+      if (!options.askPassword) throw error;
+    }
+    const password = await options.askPassword();
+    if (!password) throw new ElevationError('cancelled', 'Freezing with administrator rights was cancelled.');
+    return ElevatedGuard.launch('sudo', ['-S', '-p', PROMPT, '--', ...companion], options, password);
+  }
+
+  private static launch(command: string, args: string[], options: ElevationOptions, password: Buffer | undefined): Promise<ElevatedGuard> {
+    return new Promise((resolve, reject) => {
+      if (!fs.existsSync(`/usr/bin/${command}`) && !fs.existsSync(`/bin/${command}`)) {
+        password?.fill(0);
+        reject(new ElevationError('failed', `${command} is not installed on this host.`));
+        return;
+      }
+      // Detached: its own session, so a killed process group of the extension host does not
+      // take it down; the end of its stdin (this process gone) is what makes it resume.
+      const child = spawn(command, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+      child.unref();
+      for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void } | null)?.unref?.();
+      child.stdin?.on('error', () => undefined);
+      let stderr = '';
+      let prompts = 0;
+      let settled = false;
+      const finish = (error: Error | undefined, guard?: ElevatedGuard) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        password?.fill(0);
+        if (error) {
+          child.kill('SIGTERM');
+          reject(error);
+        } else resolve(guard as ElevatedGuard);
+      };
+      const timer = setTimeout(
+        () => finish(new ElevationError('failed', `${command} did not start the companion within ${(options.startTimeoutMs ?? 15_000) / 1000} s.`)),
+        options.startTimeoutMs ?? 15_000,
+      );
+      child.stderr?.setEncoding('utf8');
+      child.stderr?.on('data', (chunk: string) => {
+        if (!settled) {
+          stderr += chunk;
+          const seen = stderr.split(PROMPT).length - 1;
+          if (seen > prompts) {
+            prompts = seen;
+            if (prompts === 1 && password) {
+              // Handed to the kernel pipe only now that sudo asks; never on a command line.
+              child.stdin?.write(Buffer.concat([password, Buffer.from('\n')]));
+              password.fill(0);
+            } else {
+              finish(new ElevationError('wrong-password', 'sudo did not accept the password.'));
+            }
+          }
+          return;
+        }
+        for (const line of chunk.split('\n').filter(Boolean)) options.log('info', `elevated companion: ${line}`);
+      });
+      let buffer = '';
+      let guard: ElevatedGuard | undefined;
+      child.stdout?.setEncoding('utf8');
+      child.stdout?.on('data', (chunk: string) => {
+        buffer += chunk;
+        for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+          const line = buffer.slice(0, i);
+          buffer = buffer.slice(i + 1);
+          let message: Record<string, unknown>;
+          try {
+            message = JSON.parse(line) as Record<string, unknown>;
+          } catch {
+            continue;
+          }
+          if (!guard && message.event === 'ready' && typeof message.pid === 'number') {
+            guard = new ElevatedGuard(child, message.pid, options.log);
+            options.log('info', `Elevated companion started with ${command} (pid ${message.pid}, uid ${String(message.uid)}).`);
+            finish(undefined, guard);
+          } else guard?.onMessage(message);
+        }
+      });
+      child.on('exit', (code, signal) => {
+        if (!settled) {
+          const said = stderr.split(PROMPT).join('').trim().replace(/\s+/g, ' ').slice(0, 400);
+          const notPermitted = /password is required|not in the sudoers|not allowed to execute|may not run sudo|Not authorized|dismissed|No authentication agent/i.test(said);
+          finish(new ElevationError(notPermitted ? 'not-permitted' : 'failed', `${command} could not start the companion (${signal ?? `exit ${code}`})${said ? `: ${said}` : ''}.`));
+        }
+        guard?.onExit(signal ?? `exit ${code}`);
+      });
+    });
+  }
+
+  get isRunning(): boolean {
+    return this.exited === undefined;
+  }
+
+  /** What the companion holds frozen, as of its last answer. */
+  get frozenVms(): FrozenVm[] {
+    return this.frozen;
+  }
+
+  frozenVm(pid: number): FrozenVm | undefined {
+    return this.frozen.find((f) => f.vm.pid === pid);
+  }
+
+  onDidChangeState(listener: (event: GuardEvent) => void): { dispose(): void } {
+    this.listeners.add(listener);
+    return { dispose: () => this.listeners.delete(listener) };
+  }
+
+  /** The companion ended: idle, asked to, or it died. */
+  onDidExit(listener: (reason: string) => void): { dispose(): void } {
+    this.exitListeners.add(listener);
+    return { dispose: () => this.exitListeners.delete(listener) };
+  }
+
+  async freeze(ref: Required<VmRef>, request: FreezeRequest = {}): Promise<FreezeReport> {
+    this.emit({ type: 'freezing', vmPid: ref.pid });
+    try {
+      const answer = await this.request({
+        op: 'freeze',
+        pid: ref.pid,
+        startTime: ref.startTime,
+        scope: request.scope ?? 'devices',
+        method: request.method ?? 'auto',
+        excludePids: request.excludePids ?? [],
+      });
+      const report = answer.report as FreezeReport;
+      this.emit({ type: 'frozen', report });
+      return report;
+    } catch (error) {
+      this.emit({ type: 'freeze-failed', vmPid: ref.pid, error: error as Error });
+      throw error;
+    }
+  }
+
+  async resume(ref?: Required<VmRef>): Promise<ResumeReport> {
+    if (!this.isRunning) return { resumed: [], gone: [], elapsedMs: 0 };
+    const answer = await this.request(ref ? { op: 'resume', pid: ref.pid, startTime: ref.startTime } : { op: 'resume' });
+    const report = answer.report as ResumeReport;
+    if (report.resumed.length > 0 || report.gone.length > 0) this.emit({ type: 'resumed', report });
+    return report;
+  }
+
+  /** Ends the link: the companion resumes whatever it still holds, and exits. */
+  dispose(): void {
+    this.listeners.clear();
+    this.child.stdin?.end();
+  }
+
+  private request(message: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (this.exited !== undefined) return Promise.reject(new GuardError('elevation-failed', `The elevated companion has ended (${this.exited}).`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.child.stdin?.write(JSON.stringify({ ...message, id }) + '\n');
+    });
+  }
+
+  private onMessage(message: Record<string, unknown>): void {
+    if (Array.isArray(message.frozen)) this.frozen = message.frozen as FrozenVm[];
+    const id = typeof message.id === 'number' ? message.id : undefined;
+    const pending = id === undefined ? undefined : this.pending.get(id);
+    if (!pending || id === undefined) return;
+    this.pending.delete(id);
+    if (message.ok === true) pending.resolve(message);
+    else pending.reject(new GuardError((message.code as GuardError['code']) ?? 'freeze-failed', String(message.message ?? 'the elevated companion refused')));
+  }
+
+  private onExit(reason: string): void {
+    this.exited = reason;
+    const held = this.frozen;
+    this.frozen = [];
+    for (const pending of this.pending.values()) pending.reject(new GuardError('elevation-failed', `The elevated companion ended (${reason}).`));
+    this.pending.clear();
+    if (held.length > 0) {
+      this.log('warn', `The elevated companion ended (${reason}) while holding ${held.length} VM(s); on its way out it resumes what it holds.`);
+      this.emit({ type: 'resumed', report: { resumed: [], gone: held.flatMap((f) => f.processes), elapsedMs: 0 } });
+    }
+    for (const listener of [...this.exitListeners]) listener(reason);
+  }
+
+  private emit(event: GuardEvent): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's bug must not break freezing or resuming.
+      }
+    }
+  }
+}

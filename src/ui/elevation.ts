@@ -1,0 +1,29 @@
+// Administrator rights for VMs that run as root: the setting, and the password box. The
+// password goes from the box to sudo's standard input (src/guard/elevated.ts) and nowhere
+// else: it is not logged, not stored, and the buffer is zeroed once written. (The string the
+// box returns cannot be zeroed in JavaScript; no reference to it is kept.)
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { ExtensionSettings } from '../common/settings';
+import { Elevation } from './controller';
+
+export function elevationFor(context: vscode.ExtensionContext, log: vscode.LogOutputChannel, settings: () => ExtensionSettings): Elevation {
+  return {
+    setting: () => settings().elevation,
+    options: () => ({
+      companionScript: context.asAbsolutePath(path.join('dist', 'companion.js')),
+      processNames: settings().processNames,
+      log: (level, message) => log[level](message),
+      askPassword: async () => {
+        const value = await vscode.window.showInputBox({
+          title: 'crosvm Guard: administrator rights',
+          prompt: `sudo asks for the password of ${os.userInfo().username} to start the companion that freezes crosvm VMs running as root. It goes to sudo only.`,
+          password: true,
+          ignoreFocusOut: true,
+        });
+        return value ? Buffer.from(value, 'utf8') : undefined;
+      },
+    }),
+  };
+}
