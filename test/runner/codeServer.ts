@@ -1,13 +1,14 @@
 // Starts a real VS Code workbench (code-server) for one run: the extension-host test runner,
 // the UI test harness and the demo all go through startCodeServer().
-import { ChildProcess, spawn } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { closeSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { hostname, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { homedir, hostname, tmpdir } from 'node:os';
+import { delimiter, dirname, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { registerCleanup } from './cleanup';
-import { ensureCodeServer } from './tools';
+import { accessibleBy, asUserCommand, lookUpUser } from './testUsers';
+import { ensureCodeServer, ensureCodeServerFor } from './tools';
 
 export interface CodeServerOptions {
   /** Folder the workbench opens (absolute or relative to the current directory). */
@@ -29,6 +30,20 @@ export interface CodeServerOptions {
   trust?: boolean;
   /** Extra environment for code-server and so for the extension host, which inherits it. */
   env?: Record<string, string>;
+  /**
+   * Run code-server (and so the extension host) as this user instead of the runner's; needs
+   * root. See startCodeServer for what that takes. ensureTestUser() (testUsers.ts) makes users
+   * with sudo rights for it.
+   */
+  runAs?: RunAs;
+}
+
+/** An unprivileged user for CodeServerOptions.runAs. */
+export interface RunAs {
+  uid: number;
+  gid: number;
+  /** HOME for code-server: it keeps state under ~/.local/share/code-server, so it must be the user's. */
+  home: string;
 }
 
 /** What a workbench URL may carry besides the extension under development. */
@@ -85,10 +100,33 @@ function isInheritedVariableToDrop(name: string): boolean {
   );
 }
 
+/**
+ * Starts code-server on a free loopback port (or `bindAddr`) and waits until it answers.
+ *
+ * With `runAs`, code-server runs as that uid and gid with the user's supplementary groups
+ * (util-linux setpriv, which execs in place: the process group and extensionHostPids work as
+ * without), HOME, USER and LOGNAME set, XDG_RUNTIME_DIR a fresh 0700 folder of that user's, and
+ * no variable pointing into root's home. Node 24 and code-server come from a world-readable
+ * hard-linked copy of the cache (ensureCodeServerFor); the user data and extensions folders
+ * (settings.json included) are handed to the user with `chown -R`. The folder to open and the
+ * extension under development must already be readable by the user: that is checked, never
+ * arranged (no chmod of a repository).
+ */
 export async function startCodeServer(options: CodeServerOptions): Promise<CodeServer> {
-  const { node, entry } = ensureCodeServer();
+  const { runAs } = options;
+  if (runAs && process.getuid?.() !== 0) {
+    throw new Error(`startCodeServer({ runAs: { uid: ${runAs.uid} } }) must run as root, not as uid ${process.getuid?.()}`);
+  }
+  const { node, entry } = runAs ? ensureCodeServerFor(runAs) : ensureCodeServer();
   const folder = resolve(options.folder);
   const extensionDevelopmentPath = options.extensionDevelopmentPath && resolve(options.extensionDevelopmentPath);
+  if (runAs) {
+    assertAccessible(runAs, folder, 'rx', 'the folder to open');
+    if (extensionDevelopmentPath) {
+      assertAccessible(runAs, extensionDevelopmentPath, 'rx', 'the extension under development');
+      assertAccessible(runAs, join(extensionDevelopmentPath, 'package.json'), 'r', 'the extension under development');
+    }
+  }
   const ownUserDataDir = options.userDataDir === undefined;
   const userDataDir = options.userDataDir ? resolve(options.userDataDir) : mkdtempSync(join(tmpdir(), 'crosvm-guard-vscode-'));
   const extensionsDir = options.extensionsDir ? resolve(options.extensionsDir) : join(userDataDir, 'extensions');
@@ -102,10 +140,33 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   const configFile = join(userDataDir, 'code-server.yaml');
   writeFileSync(configFile, 'auth: none\n');
   const serverLog = join(userDataDir, 'code-server.log');
+  const logFd = openSync(serverLog, 'a');
 
   const env: NodeJS.ProcessEnv = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !isInheritedVariableToDrop(name)),
   );
+  // The user's own XDG_RUNTIME_DIR (VS Code puts its IPC sockets there), removed by dispose().
+  let runtimeDir: string | undefined;
+  const removeOwnFolders = (): void => {
+    if (ownUserDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    if (runtimeDir) rmSync(runtimeDir, { recursive: true, force: true });
+  };
+  if (runAs) {
+    try {
+      mkdirSync(extensionsDir, { recursive: true });
+      runtimeDir = mkdtempSync(join(tmpdir(), 'crosvm-guard-runtime-')); // 0700
+      // Everything root wrote there (settings.json, the config, the log) becomes the user's.
+      chownRecursively(runAs, [userDataDir, extensionsDir, runtimeDir]);
+      assertAccessible(runAs, userDataDir, 'rwx', 'the user data folder');
+      assertAccessible(runAs, extensionsDir, 'rwx', 'the extensions folder');
+      assertAccessible(runAs, runtimeDir, 'rwx', 'XDG_RUNTIME_DIR');
+    } catch (error) {
+      closeSync(logFd);
+      removeOwnFolders();
+      throw error;
+    }
+    Object.assign(env, userEnvironment(runAs, env, runtimeDir));
+  }
   Object.assign(env, { CODE_SERVER_CONFIG: configFile }, options.env);
 
   const args = [
@@ -121,19 +182,20 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     '--extensions-dir', extensionsDir,
     folder,
   ];
-  const logFd = openSync(serverLog, 'a');
   // detached: code-server leads a new process group holding everything it starts (its server
-  // child, the extension host, file watcher, agent host), so one signal to the group stops all.
-  const child = spawn(node, args, { env, detached: true, stdio: ['ignore', logFd, logFd] });
+  // child, the extension host, file watcher, agent host), so one signal to the group stops all
+  // (root may signal another user's processes). setpriv execs node in place: same pid.
+  const [command, ...commandArgs] = runAs ? [...asUserCommand(runAs), node, ...args] : [node, ...args];
+  const child = spawn(command, commandArgs, { env, detached: true, stdio: ['ignore', logFd, logFd], cwd: runAs?.home });
   closeSync(logFd);
   // Not keeping the runner alive is deliberate: cleanup's 'exit' handler still kills the group.
   child.unref();
   const pgid = child.pid;
-  if (pgid === undefined) throw new Error(`could not start code-server (${node} ${entry})`);
+  if (pgid === undefined) {
+    removeOwnFolders();
+    throw new Error(`could not start code-server (${command} ${commandArgs.slice(0, commandArgs.indexOf(entry) + 1).join(' ')})`);
+  }
 
-  const removeOwnFolders = (): void => {
-    if (ownUserDataDir) rmSync(userDataDir, { recursive: true, force: true });
-  };
   const dispose = registerCleanup({
     async dispose() {
       await killProcessGroup(pgid);
@@ -218,6 +280,60 @@ function commandLine(pid: number): string[] {
   } catch {
     return [];
   }
+}
+
+/** Throws, naming the first folder on the way that stops it, unless `user` may access `path` in `modes`. */
+function assertAccessible(user: RunAs, path: string, modes: string, what: string): void {
+  if (accessibleBy(user, path, modes)) return;
+  const who = `uid ${user.uid}${describeUser(user.uid)}`;
+  // The first parent folder the user may not search, if one is the cause.
+  const parents: string[] = [];
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    parents.unshift(dir);
+    if (dir === dirname(dir)) break;
+  }
+  const blocked = parents.find((dir) => !accessibleBy(user, dir, 'x'));
+  const describe = (p: string): string => {
+    try {
+      const stat = lstatSync(p);
+      return `${p} (mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}, owner ${stat.uid}:${stat.gid})`;
+    } catch {
+      return `${p} (missing)`;
+    }
+  };
+  const reason = blocked ? `${describe(blocked)} is not searchable by ${who}` : `${describe(path)} lacks ${[...modes].join('+')} for ${who}`;
+  throw new Error(`${what}, ${path}, must be accessible (${modes}) to the user code-server runs as: ${reason}. ` +
+    'Use a checkout or folder that user can read (e.g. not under /root or a 0700 mktemp folder); this harness does not change its permissions.');
+}
+
+function describeUser(uid: number): string {
+  const name = lookUpUser(uid)?.name;
+  return name ? ` (${name})` : '';
+}
+
+/** `chown -R -h uid:gid` (symbolic links themselves, never what they point to). */
+function chownRecursively(user: RunAs, paths: string[]): void {
+  const result = spawnSync('chown', ['-R', '-h', `${user.uid}:${user.gid}`, '--', ...paths], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`chown -R ${user.uid}:${user.gid} ${paths.join(' ')} failed: ${result.error?.message ?? result.stderr}`);
+}
+
+/**
+ * What changes in the environment for code-server run as `user`: who it is, its home and runtime
+ * folder, and nothing left pointing into root's home (a user could not use it, and npm's or
+ * XDG's folders there must not be tried): such variables are dropped, and PATH loses such entries.
+ */
+function userEnvironment(user: RunAs, inherited: NodeJS.ProcessEnv, runtimeDir: string): NodeJS.ProcessEnv {
+  const rootHome = homedir();
+  const insideRootHome = (value: string): boolean => value === rootHome || value.startsWith(rootHome + sep);
+  const name = lookUpUser(user.uid)?.name ?? String(user.uid);
+  const changes: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(inherited)) {
+    if (value === undefined) continue;
+    if (key === 'PATH') changes.PATH = value.split(delimiter).filter((dir) => !insideRootHome(dir)).join(delimiter);
+    else if (/^(XDG_[A-Z_]+_(HOME|DIR|DIRS)|SUDO_[A-Z_]+|MAIL|OLDPWD)$/.test(key) || insideRootHome(value)) changes[key] = undefined;
+  }
+  Object.assign(changes, { HOME: user.home, USER: name, LOGNAME: name, PWD: user.home, XDG_RUNTIME_DIR: runtimeDir });
+  return changes;
 }
 
 function writeSettings(file: string, settings: Record<string, unknown>): void {

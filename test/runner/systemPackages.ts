@@ -17,6 +17,8 @@ const REQUIREMENTS: readonly Requirement[] = [
   { file: '/usr/bin/cc', pkg: 'gcc', why: 'compiles the crosvm-like fixture' },
   { file: '/usr/include/stdio.h', pkg: 'libc6-dev', why: 'compiles the crosvm-like fixture' },
   { file: '/usr/bin/strace', pkg: 'strace', why: 'attaches a real tracer in the "traced by a debugger" tests' },
+  { file: '/usr/bin/sudo', pkg: 'sudo', why: 'the unprivileged test users reach root VMs through it (its visudo checks their sudoers rules)' },
+  { file: '/usr/sbin/chpasswd', pkg: 'passwd', why: 'useradd and chpasswd make the unprivileged test users (testUsers.ts)' },
 ];
 
 export function missingSystemPackages(): Requirement[] {

