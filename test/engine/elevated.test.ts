@@ -1,0 +1,230 @@
+// VMs that run as root, frozen from an unprivileged user through the elevated companion:
+// real users (made with useradd, sudo rights from /etc/sudoers.d), real sudo, a real root VM.
+// Needs root, as on CI.
+import { strict as assert } from 'node:assert';
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { currentIdentity } from '../../src/guard/processTree';
+import { ensureTestUser, TestUser } from '../runner/testUsers';
+import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { eventually, isFullyStopped, isRunning, sleep } from './procState';
+
+const companionScript = path.resolve(__dirname, '..', '..', '..', 'dist', 'companion.js');
+const devicePids = (vm: FixtureVm) => vm.devices.map((d) => d.pid);
+const startTimeOf = (pid: number) => (currentIdentity(pid) as { startTime: number }).startTime;
+const alive = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'latin1'));
+const counters = (vm: FixtureVm) => devicePids(vm).map((pid) => vm.deviceCounters().get(pid) ?? 0n);
+
+/** Lines of JSON from a child's stdout, and a way to wait for one that matches. */
+function jsonLines(child: ChildProcess): { all: Array<Record<string, unknown>>; next(match: (e: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>> } {
+  const all: Array<Record<string, unknown>> = [];
+  let buffer = '';
+  child.stdout?.on('data', (chunk) => {
+    buffer += chunk;
+    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+      all.push(JSON.parse(buffer.slice(0, i)) as Record<string, unknown>);
+      buffer = buffer.slice(i + 1);
+    }
+  });
+  let seen = 0;
+  return {
+    all,
+    async next(match, timeoutMs = 15_000) {
+      const found = () => all.slice(seen).find(match);
+      assert.ok(await eventually(() => found() !== undefined, timeoutMs), `no matching line: ${JSON.stringify(all)}`);
+      const event = found() as Record<string, unknown>;
+      seen = all.indexOf(event) + 1;
+      return event;
+    },
+  };
+}
+
+after(stopAllFixtureVms);
+afterEach(stopAllFixtureVms);
+
+describe('the elevated companion on its own', () => {
+  let companion: ChildProcess | undefined;
+  afterEach(() => {
+    companion?.kill('SIGKILL');
+    companion = undefined;
+  });
+
+  function startCompanion() {
+    companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const lines = jsonLines(companion);
+    let id = 0;
+    const ask = async (request: Record<string, unknown>) => {
+      const mine = ++id;
+      companion?.stdin?.write(JSON.stringify({ ...request, id: mine }) + '\n');
+      return lines.next((e) => e.id === mine);
+    };
+    return { lines, ask, raw: (text: string) => companion?.stdin?.write(text + '\n') };
+  }
+
+  it('refuses to freeze anything but a crosvm VM, and any request outside its small fixed set', async () => {
+    const vm = await startFixtureVm({ build: 'swap' });
+    const stranger = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await eventually(() => currentIdentity(stranger.pid as number) !== undefined);
+      const { lines, ask, raw } = startCompanion();
+      await lines.next((e) => e.event === 'ready');
+      const sleepPid = stranger.pid as number;
+      const device = vm.devices[0].pid;
+      const refusals = [
+        await ask({ op: 'freeze', pid: sleepPid, startTime: startTimeOf(sleepPid) }),
+        await ask({ op: 'freeze', pid: device, startTime: startTimeOf(device), scope: 'vm' }),
+        await ask({ op: 'freeze', pid: 1, startTime: 0 }),
+        await ask({ op: 'freeze', pid: vm.pid, startTime: startTimeOf(vm.pid) + 5 }),
+        await ask({ op: 'freeze', pid: vm.pid, startTime: startTimeOf(vm.pid), assumeSwapBuild: true }),
+        await ask({ op: 'freeze', pid: vm.pid, startTime: startTimeOf(vm.pid), scope: 'everything' }),
+        await ask({ op: 'freeze', pid: -5, startTime: 0 }),
+        await ask({ op: 'hold', processes: [{ pid: sleepPid, startTime: startTimeOf(sleepPid), label: 'x' }] }),
+        await ask({ op: 'kill', pid: sleepPid }),
+      ];
+      raw('not json at all');
+      assert.deepEqual(
+        refusals.map((r) => r.ok),
+        refusals.map(() => false),
+      );
+      assert.match(String(refusals[0].message), /is not crosvm/);
+      assert.match(String(refusals[1].message), /is not crosvm|not a crosvm VM|device/);
+      assert.match(String(refusals[3].message), /start time|no longer|another process/);
+      assert.match(String(refusals[4].message), /unexpected field assumeSwapBuild/);
+      assert.match(String(refusals[7].message), /unknown op/);
+      await sleep(150);
+      assert.ok(isRunning(sleepPid), 'the stranger was signalled');
+      assert.ok(devicePids(vm).every(isRunning), 'a device was signalled');
+      const status = await ask({ op: 'status' });
+      assert.deepEqual(status.frozen, []);
+    } finally {
+      stranger.kill('SIGKILL');
+    }
+  });
+
+  it('freezes root VMs by either method, and resumes them all when its link breaks', async () => {
+    const tolerant = await startFixtureVm({ build: 'swap' });
+    const intolerant = await startFixtureVm({ build: 'default' });
+    const { lines, ask } = startCompanion();
+    const ready = await lines.next((e) => e.event === 'ready');
+    const bySignal = await ask({ op: 'freeze', pid: tolerant.pid, startTime: startTimeOf(tolerant.pid) });
+    const byCgroup = await ask({ op: 'freeze', pid: intolerant.pid, startTime: startTimeOf(intolerant.pid) });
+    assert.equal((bySignal.report as { method: string }).method, 'signal', JSON.stringify(bySignal));
+    assert.equal((byCgroup.report as { method: string }).method, 'cgroup', JSON.stringify(byCgroup));
+    assert.ok(devicePids(tolerant).every(isFullyStopped));
+    const still = counters(intolerant);
+    await sleep(150);
+    assert.deepEqual(counters(intolerant), still);
+    assert.equal(((await ask({ op: 'status' })).frozen as unknown[]).length, 2);
+    companion?.stdin?.end();
+    assert.ok(await eventually(() => devicePids(tolerant).every(isRunning), 1000), 'signal-frozen devices still stopped after the link broke');
+    assert.ok(await eventually(() => counters(intolerant).every((c, i) => c > still[i]), 2000), 'cgroup-frozen devices still frozen after the link broke');
+    assert.ok(await eventually(() => !alive(ready.pid as number), 2000), 'the companion kept running');
+    assert.ok(tolerant.isRunning() && intolerant.isRunning());
+  });
+});
+
+describe('a root VM frozen from an unprivileged user through sudo', () => {
+  let nopasswd: TestUser;
+  let withPassword: TestUser;
+  let host: ChildProcess | undefined;
+  const hosts: ChildProcess[] = [];
+  before(() => {
+    nopasswd = ensureTestUser('nopasswd');
+    withPassword = ensureTestUser('password');
+  });
+  afterEach(() => {
+    for (const h of hosts.splice(0)) h.kill('SIGKILL');
+    host = undefined;
+  });
+
+  function startUserHost(user: TestUser, vm: FixtureVm, password: string) {
+    host = spawn(process.execPath, [path.join(__dirname, 'elevatedHost.js'), String(vm.pid), String(startTimeOf(vm.pid))], {
+      uid: user.uid,
+      gid: user.gid,
+      cwd: user.home,
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: user.home, USER: user.name, LOGNAME: user.name },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    hosts.push(host);
+    host.stdin?.write(password + '\n');
+    return jsonLines(host);
+  }
+
+  it('a plain freeze from the user fails with a clear error and stops nothing', async () => {
+    const vm = await startFixtureVm({ build: 'swap', swapMonitor: true });
+    const child = spawn(process.execPath, [path.join(__dirname, 'freezeAsChild.js'), String(vm.pid)], { uid: nopasswd.uid, gid: nopasswd.gid, stdio: ['ignore', 'pipe', 'inherit'] });
+    const result = await jsonLines(child).next(() => true);
+    assert.equal(result.code, 'freeze-failed');
+    assert.match(String(result.message), new RegExp(`crosvm runs as root; this window runs as uid ${nopasswd.uid} and may not signal it`));
+    assert.ok(devicePids(vm).every(isRunning));
+  });
+
+  it('passwordless sudo: freezes and resumes a root VM; killing the host resumes it', async () => {
+    const vm = await startFixtureVm({ build: 'default', devices: 3 });
+    const events = startUserHost(nopasswd, vm, '');
+    const elevated = await events.next((e) => e.event === 'elevated' || e.event === 'error');
+    assert.equal(elevated.event, 'elevated', JSON.stringify(events.all));
+    const frozen = await events.next((e) => e.event === 'frozen' || e.event === 'error');
+    assert.equal(frozen.method, 'cgroup', JSON.stringify(frozen));
+    const still = counters(vm);
+    await sleep(150);
+    assert.deepEqual(counters(vm), still, 'devices ran while frozen');
+    host?.stdin?.write('resume\n');
+    await events.next((e) => e.event === 'resumed');
+    assert.ok(await eventually(() => counters(vm).every((c, i) => c > still[i]), 2000), 'not running after resume');
+
+    // Again, and this time the host dies while the VM is frozen.
+    const again = startUserHost(nopasswd, vm, '');
+    const companion = (await again.next((e) => e.event === 'elevated')).companionPid as number;
+    await again.next((e) => e.event === 'frozen');
+    const frozenAt = counters(vm);
+    host?.kill('SIGKILL');
+    assert.ok(await eventually(() => counters(vm).every((c, i) => c > frozenAt[i]), 2000), 'still frozen 2 s after the host was killed');
+    assert.ok(await eventually(() => !alive(companion), 2000), 'the elevated companion kept running');
+    assert.ok(vm.isRunning());
+  });
+
+  it('sudo with a password: works with the right one, and the password shows in no process list, log or file', async () => {
+    const vm = await startFixtureVm({ build: 'swap', devices: 2 });
+    const password = withPassword.password as string;
+    const events = startUserHost(withPassword, vm, password);
+    const elevated = await events.next((e) => e.event === 'elevated' || e.event === 'error');
+    assert.equal(elevated.event, 'elevated', JSON.stringify(events.all));
+    await events.next((e) => e.event === 'frozen');
+    assert.ok(devicePids(vm).every(isFullyStopped));
+    // Every process's command line and environment, while the companion runs.
+    for (const name of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+      for (const file of ['cmdline', 'environ']) {
+        let text = '';
+        try {
+          text = fs.readFileSync(`/proc/${name}/${file}`, 'latin1');
+        } catch {
+          continue;
+        }
+        assert.ok(!text.includes(password), `the password is in /proc/${name}/${file}`);
+      }
+    }
+    assert.ok(!JSON.stringify(events.all).includes(password), 'the password is in the host output or log');
+    host?.stdin?.write('resume\n');
+    await events.next((e) => e.event === 'resumed');
+    assert.ok(devicePids(vm).every(isRunning));
+    host?.stdin?.write('end\n');
+    await events.next((e) => e.event === 'ended');
+    const grep = spawn('grep', ['-rlF', '--', password, withPassword.home, '/tmp', '/var/log'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let found = '';
+    grep.stdout.on('data', (chunk) => (found += chunk));
+    await new Promise((resolve) => grep.on('close', resolve));
+    assert.equal(found, '', `the password is in these files: ${found}`);
+  });
+
+  it('sudo with a wrong password fails clearly and freezes nothing', async () => {
+    const vm = await startFixtureVm({ build: 'swap' });
+    const events = startUserHost(withPassword, vm, 'certainly-not-the-password');
+    const error = await events.next((e) => e.event === 'error' || e.event === 'elevated');
+    assert.equal(error.event, 'error');
+    assert.equal(error.reason, 'wrong-password', JSON.stringify(error));
+    assert.ok(devicePids(vm).every(isRunning));
+  });
+});

@@ -1,0 +1,46 @@
+// Plays an unprivileged extension host for the elevation tests: run as a test user, it starts
+// the elevated companion through sudo (the password, if any, arrives as the first line on
+// stdin: never on a command line), freezes the root VM given, and prints one JSON line per
+// event. Then it obeys lines on stdin: `resume`, `end`; or it is killed.
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { ElevatedGuard } from '../../src/guard/elevated';
+
+const [vmPid, vmStartTime, method = 'auto'] = process.argv.slice(2);
+const print = (event: object) => process.stdout.write(JSON.stringify(event) + '\n');
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const nextLine = async () => ((await lines.next()).value as string | undefined) ?? 'end';
+
+async function main(): Promise<void> {
+  const password = await nextLine();
+  let elevated: ElevatedGuard;
+  try {
+    elevated = await ElevatedGuard.start({
+      tool: 'sudo',
+      companionScript: path.resolve(__dirname, '..', '..', '..', 'dist', 'companion.js'),
+      processNames: ['crosvm'],
+      askPassword: async () => (password ? Buffer.from(password, 'utf8') : undefined),
+      log: (level, message) => print({ event: 'log', level, message }),
+    });
+  } catch (error) {
+    print({ event: 'error', reason: (error as { reason?: string }).reason, message: (error as Error).message });
+    process.exit(0);
+  }
+  print({ event: 'elevated', companionPid: elevated.companionPid });
+  try {
+    const report = await elevated.freeze({ pid: Number(vmPid), startTime: Number(vmStartTime) }, { method: method as 'auto' });
+    print({ event: 'frozen', method: report.method, pids: report.frozen.map((p) => p.pid) });
+  } catch (error) {
+    print({ event: 'error', message: (error as Error).message });
+  }
+  for (let line = await nextLine(); line !== 'end'; line = await nextLine()) {
+    if (line === 'resume') {
+      const report = await elevated.resume();
+      print({ event: 'resumed', pids: report.resumed.map((p) => p.pid) });
+    }
+  }
+  elevated.dispose();
+  print({ event: 'ended' });
+}
+
+void main();
