@@ -53,25 +53,29 @@ export class VmNode extends vscode.TreeItem {
       ? `frozen ${formatElapsed(Date.now() - frozen.since)} · ${frozen.method === 'cgroup' ? 'cgroup freezer' : 'signals'}`
       : frozenElsewhere
         ? 'frozen by another window'
-        : `running · ${method === 'cgroup' ? 'cgroup freezer' : method === 'signal' ? 'signals' : 'cannot be frozen'}`;
-    this.description = `pid ${vm.main.pid} · ${state}${view.needsElevation ? ` · uid ${vm.main.uid} · needs admin` : ''}`;
+        : view.needsElevation
+          ? `running · needs admin (uid ${vm.main.uid})`
+          : `running · ${method === 'cgroup' ? 'cgroup freezer' : method === 'signal' ? 'signals' : 'cannot be frozen'}`;
+    this.description = `pid ${vm.main.pid} · ${state}`;
     this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : view.needsElevation ? 'shield' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
     // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`).
-    this.contextValue = `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${method ? 'freezable' : 'unsafe'}`;
+    this.contextValue = `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${method || view.needsElevation ? 'freezable' : 'unsafe'}`;
     const md = new vscode.MarkdownString('', true);
     md.appendMarkdown(`**crosvm VM ${vm.main.pid}** — ${state}\n\n`);
     md.appendCodeblock(vm.cmdline.join(' '), 'shell');
     md.appendMarkdown(`\nuid ${vm.main.uid} · ${vm.main.threads} threads (vCPUs included) · ${vm.devices.length} device processes\n\n`);
     md.appendMarkdown(`${swapBuild.tolerant ? '$(check)' : '$(warning)'} Signals: ${swapBuild.evidence}.\n\n`);
     if (frozen) md.appendMarkdown(`$(${frozen.method === 'cgroup' ? 'lock' : 'debug-pause'}) Frozen with ${frozen.method === 'cgroup' ? 'the cgroup freezer' : 'signals'}.`);
-    else if (view.method.method) md.appendMarkdown(`$(check) A freeze would use ${view.method.why}.`);
-    else md.appendMarkdown(`$(error) Cannot be frozen: ${view.method.error.message}`);
-    if (view.needsElevation) {
+    else if (view.needsElevation) {
+      // What this window reads of another user's VM (its executable, its cgroups) says little:
+      // the elevated companion chooses the method as root, where the cgroup freezer is always open.
       md.appendMarkdown(
-        `\n\n$(shield) Some of its processes run as another user (the VM as uid ${vm.main.uid}): this window may not signal them. ` +
-          'Freezing goes through a companion process started as root with `sudo` or `pkexec` (setting `crosvmGuard.elevation`).',
+        `$(shield) Some of its processes run as another user (the VM as uid ${vm.main.uid}): this window may not signal them. ` +
+          'Freezing goes through a companion process started as root with `sudo` or `pkexec` (setting `crosvmGuard.elevation`), ' +
+          'which uses signals where the build tolerates them and the cgroup freezer otherwise.',
       );
-    }
+    } else if (view.method.method) md.appendMarkdown(`$(check) A freeze would use ${view.method.why}.`);
+    else md.appendMarkdown(`$(error) Cannot be frozen: ${view.method.error.message}`);
     this.tooltip = md;
   }
 }

@@ -1,0 +1,137 @@
+// A VM that runs as root, and VS Code run by a developer who is not root (code-server and the
+// extension host as a real unprivileged user with sudo rights; the VM as root). The plain
+// freeze explains itself and stops nothing; "Freeze with administrator rights…" asks for the
+// sudo password in a password box, and the password ends up nowhere but in sudo; killing the
+// extension host resumes the root VM; `never` turns elevation off. Needs root, as on CI.
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { eventually, isFullyStopped, isRunning } from '../engine/procState';
+import { extensionHostPids } from '../runner/codeServer';
+import { ensureTestUser, TestUser } from '../runner/testUsers';
+import { openWorkbench, Workbench } from './workbench';
+
+const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1]);
+
+async function waitForNotification(workbench: Workbench, message: RegExp, timeout = 15_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const found = (await workbench.notifications()).find((n) => message.test(n.message));
+    if (found || Date.now() > deadline) return found;
+    await workbench.page.waitForTimeout(200);
+  }
+}
+
+/** Every file below `dirs` that holds `secret`, and every /proc/<pid>/{cmdline,environ} that does. */
+function placesHolding(secret: string, dirs: string[]): string[] {
+  const grep = spawnSync('grep', ['-rlF', '--', secret, ...dirs], { encoding: 'utf8' });
+  const places = grep.stdout.split('\n').filter(Boolean);
+  for (const name of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    for (const file of ['cmdline', 'environ']) {
+      try {
+        if (readFileSync(`/proc/${name}/${file}`, 'latin1').includes(secret)) places.push(`/proc/${name}/${file}`);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+  return places;
+}
+
+describe('a root VM from an unprivileged VS Code, with a sudo password', { timeout: 300_000 }, () => {
+  let user: TestUser;
+  let workbench: Workbench;
+  let vm: FixtureVm;
+  const devices = () => vm.devices.map((d) => d.pid);
+
+  before(async () => {
+    user = ensureTestUser('password');
+    vm = await startFixtureVm({ build: 'swap', devices: 3 });
+    workbench = await openWorkbench({ runAs: user, settings: { 'crosvmGuard.refreshIntervalMs': 500 } });
+    await workbench.waitForActivation();
+  });
+  after(async () => {
+    await workbench?.close();
+    await stopAllFixtureVms();
+  });
+
+  test('the extension host runs as the user; the tree marks the VM as needing admin and shows uids', async () => {
+    const [host] = extensionHostPids(workbench.server.process.pid as number);
+    assert.equal(uidOf(host), user.uid);
+    assert.equal(uidOf(vm.pid), 0);
+    await workbench.openView('crosvm Guard');
+    let rows = await workbench.treeRows();
+    for (let i = 0; !rows.some((r) => r.level === 2) && i < 50; i++) {
+      await workbench.page.waitForTimeout(200);
+      rows = await workbench.treeRows();
+    }
+    const vmRow = rows.find((r) => r.level === 1);
+    assert.match(vmRow?.description ?? '', new RegExp(`^pid ${vm.pid} · running · needs admin \\(uid 0\\)$`), JSON.stringify(rows));
+    assert.equal(vmRow?.icon, 'shield');
+    assert.match(rows.find((r) => r.level === 2)?.description ?? '', /^\d+ · running · uid 0$/);
+  });
+
+  test('the plain freeze says why it cannot, offers administrator rights, and stops nothing', async () => {
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    const notification = await waitForNotification(workbench, /runs as root/);
+    assert.ok(notification, 'no notification');
+    assert.match(notification.message, new RegExp(`crosvm VM ${vm.pid} runs as root; this window runs as uid ${user.uid} and may not signal it`));
+    assert.deepEqual(notification.buttons, ['Freeze with administrator rights…', 'Open Settings', 'Show Log']);
+    assert.ok(devices().every(isRunning));
+  });
+
+  test('"Freeze with administrator rights…" asks for the password in a password box, then freezes', async () => {
+    await workbench.clickNotificationButton(/runs as root/, 'Freeze with administrator rights…');
+    const box = workbench.page.locator('.quick-input-widget input[type="password"]');
+    await box.waitFor({ timeout: 15_000 });
+    assert.match(await workbench.page.locator('.quick-input-widget').innerText(), /sudo asks for the password of crosvm-guard-pw/);
+    await box.fill(user.password as string);
+    await workbench.page.keyboard.press('Enter');
+    assert.ok(await eventually(() => devices().every(isFullyStopped), 15_000), 'the root VM was not frozen');
+    assert.ok(isRunning(vm.pid));
+    await workbench.waitForStatusBarItem(new RegExp(`crosvm ${vm.devices.length} frozen`));
+  });
+
+  test('the password is in no log, process list or file', () => {
+    const places = placesHolding(user.password as string, [workbench.server.userDataDir, user.home, '/tmp', '/var/log', '/var/tmp']);
+    assert.deepEqual(places, []);
+  });
+
+  test('resume from the status bar', async () => {
+    await workbench.clickStatusBarItem(/frozen/);
+    assert.ok(await eventually(() => devices().every(isRunning), 5000), 'still frozen after the click');
+  });
+
+  test('killing the extension host resumes the root VM', async () => {
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    assert.ok(await eventually(() => devices().every(isFullyStopped), 15_000), 'the second freeze did not happen');
+    const [host] = extensionHostPids(workbench.server.process.pid as number);
+    process.kill(host, 'SIGKILL');
+    assert.ok(await eventually(() => devices().every(isRunning), 2000), 'the root VM stayed frozen after the extension host died');
+    assert.ok(vm.isRunning());
+  });
+});
+
+describe('a root VM from an unprivileged VS Code, elevation "never"', { timeout: 300_000 }, () => {
+  let workbench: Workbench;
+  after(async () => {
+    await workbench?.close();
+    await stopAllFixtureVms();
+  });
+
+  test('the freeze says elevation is off, offers no administrator rights, and stops nothing', async () => {
+    const user = ensureTestUser('nopasswd');
+    const vm = await startFixtureVm({ build: 'swap' });
+    workbench = await openWorkbench({ runAs: user, settings: { 'crosvmGuard.elevation': 'never' } });
+    await workbench.waitForActivation();
+    await workbench.runCommand('crosvm: Refresh crosvm VMs');
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    const notification = await waitForNotification(workbench, /runs as root/);
+    assert.ok(notification, 'no notification');
+    assert.match(notification.message, /turned off \(setting crosvmGuard.elevation is "never"\)/);
+    assert.deepEqual(notification.buttons, ['Open Settings', 'Show Log']);
+    assert.ok(vm.devices.every((d) => isRunning(d.pid)));
+  });
+});
