@@ -6,6 +6,7 @@
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
@@ -95,7 +96,7 @@ describe('a root VM from an unprivileged VS Code, with a sudo password', { timeo
   });
 
   test('the password is in no log, process list or file', () => {
-    const places = placesHolding(user.password as string, [workbench.server.userDataDir, user.home, '/tmp', '/var/log', '/var/tmp']);
+    const places = placesHolding(user.password as string, [dirname(workbench.server.logsDir), user.home, '/tmp', '/var/log', '/var/tmp']);
     assert.deepEqual(places, []);
   });
 

@@ -99,7 +99,7 @@ export class Workbench {
 
   constructor(
     /** The code-server behind this window: logs, process (see extensionHostPids). */
-    readonly server: Pick<CodeServer, 'logsDir' | 'process' | 'dispose' | 'userDataDir'>,
+    readonly server: Pick<CodeServer, 'logsDir' | 'process' | 'dispose'>,
     private readonly browser: WorkbenchBrowser,
   ) {
     this.page = browser.page;
