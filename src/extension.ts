@@ -103,7 +103,7 @@ function createApi(current: GuardController): CrosvmGuardApi {
       devices: snapshot.devices.length,
       signalsSafe: swapBuild.tolerant === true,
       method: frozen?.method ?? method.method,
-      needsElevation,
+      needsElevation: needsElevation !== undefined,
       // From the engine, not the last listing: a refresh follows each change a moment later.
       frozen: current.frozenVm(snapshot.main.pid) !== undefined,
     })),

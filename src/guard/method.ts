@@ -21,7 +21,13 @@ export interface CgroupPlacement {
 export type MethodChoice =
   | { readonly method: 'signal'; readonly why: string }
   | { readonly method: 'cgroup'; readonly why: string; readonly hierarchy: CgroupHierarchy; readonly access: Exclude<CgroupAccess, 'denied'> }
-  | { readonly method: undefined; readonly why: string; readonly error: GuardError };
+  | {
+      readonly method: undefined;
+      readonly why: string;
+      readonly error: GuardError;
+      /** `cgroup-denied`: only write access to the VM's cgroups is missing (root has it). */
+      readonly refusal: 'unsafe-signals' | 'no-freezer' | 'cgroup-denied';
+    };
 
 export interface MethodQuestion {
   readonly vm: VmSnapshot;
@@ -55,11 +61,12 @@ export function chooseMethod(question: MethodQuestion): MethodChoice {
   if (setting === 'signal' || (setting === 'auto' && signalsSafe)) {
     if (signalsSafe) return { method: 'signal', why: `signals: ${swapBuild.evidence}` };
     const message = `Not freezing crosvm VM ${vm.main.pid}: ${swapBuild.evidence}. Stopping its device processes would make crosvm shut the VM down. ${UNSAFE_BUILD_WAY_OUT} Or set crosvmGuard.method to "auto" or "cgroup" to use the cgroup freezer, which crosvm does not notice.`;
-    return { method: undefined, why: `signals would shut it down: ${swapBuild.evidence}`, error: new GuardError('unsafe-build', message) };
+    return { method: undefined, why: `signals would shut it down: ${swapBuild.evidence}`, error: new GuardError('unsafe-build', message), refusal: 'unsafe-signals' };
   }
   const hierarchy = freezerHierarchy(question.cgroupVersion);
   const uid = process.geteuid?.() ?? -1;
   let problem: string;
+  let refusal: 'no-freezer' | 'cgroup-denied' = 'no-freezer';
   if (!hierarchy) {
     problem = `no cgroup ${question.cgroupVersion ? `v${question.cgroupVersion} ` : ''}freezer hierarchy is mounted (see /proc/self/mountinfo)`;
   } else {
@@ -71,16 +78,17 @@ export function chooseMethod(question: MethodQuestion): MethodChoice {
       const who = access === 'root' ? 'root may write it' : `delegated to uid ${uid}`;
       return { method: 'cgroup', why: `cgroup freezer v${hierarchy.version} in ${where} (${who})`, hierarchy, access };
     }
+    refusal = denied.dir ? 'cgroup-denied' : 'no-freezer';
     problem = denied.dir
       ? `uid ${uid} may not write ${denied.dir} (pid ${denied.pid} lives there; it is not root's to give, nor a subtree delegated to this user)`
       : `the cgroup of pid ${denied.pid} could not be read`;
   }
   if (setting === 'cgroup') {
-    return { method: undefined, why: `cgroup freezer unavailable: ${problem}`, error: new GuardError('cgroup-unavailable', `Cannot freeze crosvm VM ${vm.main.pid} with the cgroup freezer: ${problem}. Either ${DELEGATION_WAY_OUT}, or set crosvmGuard.method to "signal" if crosvm was built with the swap feature.`) };
+    return { method: undefined, refusal, why: `cgroup freezer unavailable: ${problem}`, error: new GuardError('cgroup-unavailable', `Cannot freeze crosvm VM ${vm.main.pid} with the cgroup freezer: ${problem}. Either ${DELEGATION_WAY_OUT}, or set crosvmGuard.method to "signal" if crosvm was built with the swap feature.`) };
   }
   const message =
     `Not freezing crosvm VM ${vm.main.pid}: ${swapBuild.evidence}, so stopping its device processes would make crosvm shut the VM down; ` +
     `and the cgroup freezer, which crosvm does not notice, is not open here: ${problem}. Two ways out: rebuild crosvm with \`--features swap\` ` +
     `(or set crosvmGuard.assumeSwapBuild if it was), or ${DELEGATION_WAY_OUT}.`;
-  return { method: undefined, why: `neither method applies: ${problem}`, error: new GuardError('unsafe-build', message) };
+  return { method: undefined, refusal, why: `neither method applies: ${problem}`, error: new GuardError('unsafe-build', message) };
 }

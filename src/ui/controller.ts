@@ -37,8 +37,12 @@ export interface VmView {
   readonly method: MethodChoice;
   /** Per pid: its cgroup in the freezer hierarchy and who may move it. */
   readonly placements: ReadonlyMap<number, CgroupPlacement>;
-  /** Some of its processes may not be signalled from here (crosvm runs as root): only the elevated companion can freeze it. */
-  readonly needsElevation: boolean;
+  /**
+   * Why only the elevated companion can freeze it: `signals`, some of its processes may not be
+   * signalled from here (crosvm runs as root); `cgroups`, its build dies on signals and its
+   * cgroups are not writable from here (root's cgroup freezer is the way). Else undefined.
+   */
+  readonly needsElevation: 'signals' | 'cgroups' | undefined;
 }
 
 /** How the controller gets administrator rights, set up by the VS Code layer (password box, setting). */
@@ -163,11 +167,15 @@ export class GuardController implements vscode.Disposable {
     if (this.elevated?.isRunning) return this.elevated.freeze(full, request);
     const setting = this.elevation?.setting() ?? 'never';
     if (setting === 'sudo' || setting === 'pkexec') return (await this.startElevation()).freeze(full, request);
-    const who = view.snapshot.main.uid === 0 ? 'runs as root' : `runs as uid ${view.snapshot.main.uid}`;
+    // Elevation off: for want of cgroup access the engine's own refusal names the ways out.
+    if (view.needsElevation === 'cgroups' && setting === 'never') return this.guard.freeze(ref, request);
+    const why =
+      view.needsElevation === 'signals'
+        ? `crosvm VM ${ref.pid} ${view.snapshot.main.uid === 0 ? 'runs as root' : `runs as uid ${view.snapshot.main.uid}`}; this window runs as uid ${process.geteuid?.()} and may not signal it.`
+        : `crosvm VM ${ref.pid} would shut down if its devices were stopped with signals (${view.swapBuild.evidence}), and this window may not write its cgroups for the cgroup freezer.`;
     throw new GuardError(
       'needs-elevation',
-      `crosvm VM ${ref.pid} ${who}; this window runs as uid ${process.geteuid?.()} and may not signal it. ` +
-        (setting === 'never' ? 'Freezing with administrator rights is turned off (setting crosvmGuard.elevation is "never").' : 'It can be frozen with administrator rights.'),
+      `${why} ${setting === 'never' ? 'Freezing with administrator rights is turned off (setting crosvmGuard.elevation is "never").' : 'It can be frozen with administrator rights (as root the cgroup freezer is always open).'}`,
     );
   }
 
@@ -250,6 +258,7 @@ export class GuardController implements vscode.Disposable {
     this.views = snapshots.map((snapshot) => {
       const other = others.get(snapshot.main.pid);
       const frozen = this.frozenVm(snapshot.main.pid);
+      const method = this.guard.methodFor(snapshot);
       return {
         snapshot,
         swapBuild: this.guard.swapBuildOf(snapshot),
@@ -258,14 +267,21 @@ export class GuardController implements vscode.Disposable {
           other && other.vm.startTime === snapshot.main.startTime
             ? { ownerPid: other.owner.pid, method: other.vm.method, processes: other.vm.processes, cgroups: other.vm.cgroups }
             : undefined,
-        method: this.guard.methodFor(snapshot),
+        method,
         placements: new Map(hierarchy ? cgroupPlacements(snapshot, 'vm', hierarchy).map((p) => [p.pid, p]) : []),
-        needsElevation: process.geteuid?.() !== 0 && [snapshot.main, ...snapshot.devices].some((p) => !maySignal(p.pid)),
+        needsElevation: this.elevationNeeded(snapshot, method),
       };
     });
     this.logDiscovery();
     this.changed.fire();
     return this.views;
+  }
+
+  private elevationNeeded(vm: VmSnapshot, method: MethodChoice): VmView['needsElevation'] {
+    if (process.geteuid?.() === 0) return undefined;
+    if ([vm.main, ...vm.devices].some((p) => !maySignal(p.pid))) return 'signals';
+    // Refused here for want of cgroup access (not for want of a mounted freezer): root has it.
+    return method.method === undefined && method.refusal === 'cgroup-denied' ? 'cgroups' : undefined;
   }
 
   private logDiscovery(): void {

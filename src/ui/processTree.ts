@@ -70,7 +70,9 @@ export class VmNode extends vscode.TreeItem {
       // What this window reads of another user's VM (its executable, its cgroups) says little:
       // the elevated companion chooses the method as root, where the cgroup freezer is always open.
       md.appendMarkdown(
-        `$(shield) Some of its processes run as another user (the VM as uid ${vm.main.uid}): this window may not signal them. ` +
+        (view.needsElevation === 'signals'
+          ? `$(shield) Some of its processes run as another user (the VM as uid ${vm.main.uid}): this window may not signal them. `
+          : `$(shield) ${view.method.why}. `) +
           'Freezing goes through a companion process started as root with `sudo` or `pkexec` (setting `crosvmGuard.elevation`), ' +
           'which uses signals where the build tolerates them and the cgroup freezer otherwise.',
       );

@@ -136,3 +136,38 @@ describe('a root VM from an unprivileged VS Code, elevation "never"', { timeout:
     assert.ok(vm.devices.every((d) => isRunning(d.pid)));
   });
 });
+
+describe('your own VM whose build dies on signals, outside a delegated cgroup, elevation "sudo"', { timeout: 300_000 }, () => {
+  let workbench: Workbench;
+  after(async () => {
+    await workbench?.close();
+    await stopAllFixtureVms();
+  });
+
+  test('is frozen by root with the cgroup freezer, without a prompt, and survives', async () => {
+    const user = ensureTestUser('nopasswd');
+    const vm = await startFixtureVm({ build: 'default', devices: 2, uid: user.uid, gid: user.gid });
+    const devices = vm.devices.map((d) => d.pid);
+    const cgroups = () => devices.map((pid) => readFileSync(`/proc/${pid}/cgroup`, 'latin1'));
+    const before = cgroups();
+    workbench = await openWorkbench({ runAs: user, settings: { 'crosvmGuard.elevation': 'sudo' } });
+    await workbench.waitForActivation();
+    await workbench.openView('crosvm Guard');
+    let rows = await workbench.treeRows();
+    for (let i = 0; !rows.some((r) => r.level === 1) && i < 50; i++) {
+      await workbench.page.waitForTimeout(200);
+      rows = await workbench.treeRows();
+    }
+    assert.match(rows.find((r) => r.level === 1)?.description ?? '', new RegExp(`running · needs admin \\(uid ${user.uid}\\)`), JSON.stringify(rows));
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    const counters = () => devices.map((pid) => vm.deviceCounters().get(pid) ?? 0n);
+    assert.ok(await eventually(() => cgroups().every((c, i) => c !== before[i]), 15_000), 'the devices were not moved into a freeze cgroup');
+    const still = counters();
+    await workbench.page.waitForTimeout(200);
+    assert.deepEqual(counters(), still, 'a device ran while frozen');
+    assert.ok(vm.isRunning(), 'the VM noticed the freeze');
+    await workbench.clickStatusBarItem(/frozen/);
+    assert.ok(await eventually(() => counters().every((c, i) => c > still[i]), 5000), 'still frozen after resume');
+    assert.deepEqual(cgroups(), before, 'a device is not back in its cgroup');
+  });
+});
