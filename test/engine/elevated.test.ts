@@ -9,6 +9,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { currentIdentity } from '../../src/guard/processTree';
 import { ensureTestUser, TestUser } from '../runner/testUsers';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { jsonLines } from './hostHarness';
 import { eventually, isFullyStopped, isRunning, sleep } from './procState';
 
 const companionScript = path.resolve(__dirname, '..', '..', '..', 'dist', 'companion.js');
@@ -16,30 +17,6 @@ const devicePids = (vm: FixtureVm) => vm.devices.map((d) => d.pid);
 const startTimeOf = (pid: number) => (currentIdentity(pid) as { startTime: number }).startTime;
 const alive = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'latin1'));
 const counters = (vm: FixtureVm) => devicePids(vm).map((pid) => vm.deviceCounters().get(pid) ?? 0n);
-
-/** Lines of JSON from a child's stdout, and a way to wait for one that matches. */
-function jsonLines(child: ChildProcess): { all: Array<Record<string, unknown>>; next(match: (e: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>> } {
-  const all: Array<Record<string, unknown>> = [];
-  let buffer = '';
-  child.stdout?.on('data', (chunk) => {
-    buffer += chunk;
-    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-      all.push(JSON.parse(buffer.slice(0, i)) as Record<string, unknown>);
-      buffer = buffer.slice(i + 1);
-    }
-  });
-  let seen = 0;
-  return {
-    all,
-    async next(match, timeoutMs = 15_000) {
-      const found = () => all.slice(seen).find(match);
-      assert.ok(await eventually(() => found() !== undefined, timeoutMs), `no matching line: ${JSON.stringify(all)}`);
-      const event = found() as Record<string, unknown>;
-      seen = all.indexOf(event) + 1;
-      return event;
-    },
-  };
-}
 
 after(stopAllFixtureVms);
 afterEach(stopAllFixtureVms);

@@ -1,5 +1,5 @@
 // Starts hostProcess.js (the engine with real crash safety, in a process a test can
-// SIGKILL) and reads its JSON events.
+// SIGKILL) and reads its JSON events; reads any child's JSON lines.
 import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,6 +10,35 @@ import { eventually } from './procState';
 
 export const tmpJournalDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-journal-'));
 
+/** The JSON lines a child prints on stdout, and a way to wait for the next one that matches. */
+export interface JsonLines {
+  readonly all: Array<Record<string, unknown>>;
+  next(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+export function jsonLines(child: ChildProcess): JsonLines {
+  const all: Array<Record<string, unknown>> = [];
+  let buffer = '';
+  child.stdout?.on('data', (chunk) => {
+    buffer += chunk;
+    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+      all.push(JSON.parse(buffer.slice(0, i)) as Record<string, unknown>);
+      buffer = buffer.slice(i + 1);
+    }
+  });
+  let seen = 0;
+  return {
+    all,
+    async next(match, timeoutMs = 15_000) {
+      const found = () => all.slice(seen).find(match);
+      assert.ok(await eventually(() => found() !== undefined, timeoutMs), `no matching line: ${JSON.stringify(all)}`);
+      const line = found() as Record<string, unknown>;
+      seen = all.indexOf(line) + 1;
+      return line;
+    },
+  };
+}
+
 export interface Host {
   readonly child: ChildProcess;
   readonly events: Array<Record<string, unknown>>;
@@ -18,26 +47,6 @@ export interface Host {
 
 export function startHost(vm: FixtureVm, journalDir: string, method: 'signal' | 'cgroup' | 'cgroup-v1' = 'signal'): Host {
   const child = spawn(process.execPath, [path.join(__dirname, 'hostProcess.js'), String(vm.pid), journalDir, method], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const events: Array<Record<string, unknown>> = [];
-  let buffer = '';
-  child.stdout?.on('data', (chunk) => {
-    buffer += chunk;
-    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-      events.push(JSON.parse(buffer.slice(0, i)) as Record<string, unknown>);
-      buffer = buffer.slice(i + 1);
-    }
-  });
-  let seen = 0;
-  return {
-    child,
-    events,
-    async next(event, timeoutMs = 5000) {
-      const found = () => events.slice(seen).find((e) => e.event === event);
-      assert.ok(await eventually(() => found() !== undefined, timeoutMs), `no "${event}" event: ${JSON.stringify(events)}`);
-      const match = found() as Record<string, unknown>;
-      seen = events.indexOf(match) + 1;
-      return match;
-    },
-  };
+  const lines = jsonLines(child);
+  return { child, events: lines.all, next: (event, timeoutMs = 5000) => lines.next((e) => e.event === event, timeoutMs) };
 }
-
