@@ -94,6 +94,8 @@ export interface ResumeReport {
   readonly resumed: readonly FrozenProcess[];
   /** Exited while frozen, or their pid now belongs to another process: not signalled. */
   readonly gone: readonly FrozenProcess[];
+  /** With the cgroup method: steps that failed (a thaw, a move back, a removal), each with its path and error. */
+  readonly problems?: readonly string[];
   readonly elapsedMs: number;
 }
 
@@ -427,10 +429,11 @@ export class CrosvmGuard {
     const vms = ref ? [this.frozen.get(ref.pid)].filter((v): v is FrozenVm => v !== undefined) : [...this.frozen.values()];
     const resumed: FrozenProcess[] = [];
     const gone: FrozenProcess[] = [];
+    const problems: string[] = [];
     for (const vm of vms) {
       if (vm.cgroups) {
         // Thawed and back in their own cgroups; a process that exited is simply gone.
-        thawAndRestore(vm.cgroups);
+        problems.push(...thawAndRestore(vm.cgroups));
         for (const p of vm.processes) (readStat(p.pid)?.startTime === p.startTime ? resumed : gone).push(p);
       } else {
         const result = continueProcesses(vm.processes);
@@ -440,7 +443,7 @@ export class CrosvmGuard {
       this.frozen.delete(vm.vm.pid);
       this.safetyNet?.didRelease(vm.processes, vm.cgroups);
     }
-    const report: ResumeReport = { resumed, gone, elapsedMs: performance.now() - started };
+    const report: ResumeReport = { resumed, gone, ...(problems.length > 0 ? { problems } : {}), elapsedMs: performance.now() - started };
     if (vms.length > 0) this.emit({ type: 'resumed', report });
     return report;
   }

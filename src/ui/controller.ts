@@ -184,7 +184,13 @@ export class GuardController implements vscode.Disposable {
     const local = await this.guard.resume(ref);
     const elevated = this.elevated?.isRunning && (!ref || this.elevated.frozenVm(ref.pid)) ? await this.elevated.resume(ref && { pid: ref.pid, startTime: ref.startTime ?? this.elevated.frozenVm(ref.pid)?.vm.startTime ?? 0 }) : undefined;
     if (!elevated) return local;
-    return { resumed: [...local.resumed, ...elevated.resumed], gone: [...local.gone, ...elevated.gone], elapsedMs: local.elapsedMs + elevated.elapsedMs };
+    const problems = [...(local.problems ?? []), ...(elevated.problems ?? [])];
+    return {
+      resumed: [...local.resumed, ...elevated.resumed],
+      gone: [...local.gone, ...elevated.gone],
+      ...(problems.length > 0 ? { problems } : {}),
+      elapsedMs: local.elapsedMs + elevated.elapsedMs,
+    };
   }
 
   /**
@@ -315,6 +321,7 @@ export class GuardController implements vscode.Disposable {
 
   async resume(ref?: VmRef): Promise<ResumeReport> {
     const report = await this.resumeQuietly(ref);
+    for (const problem of report.problems ?? []) this.log.error(`Resume: ${problem}`);
     if (report.resumed.length > 0 || report.gone.length > 0) {
       this.log.info(
         `Resumed ${report.resumed.length} processes in ${report.elapsedMs.toFixed(1)} ms [${report.resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}]` +
