@@ -9,6 +9,7 @@ import { GuardController, VmView } from './controller';
 import { ElevationError } from '../guard/elevated';
 import { ProcessNode, VmNode } from './processTree';
 import { SettingKeys, SETTINGS_SECTION } from '../common/settings';
+import { methodName } from '../common/format';
 
 /** A command's argument: a pid, a tree item, or `{ pid, startTime? }`; undefined means "ask". */
 export function vmRefFromArgument(arg: unknown): VmRef | undefined {
@@ -129,7 +130,7 @@ export class CommandHandlers {
     const items: Item[] = vms.map((vm) => ({
       label: `$(vm) ${vm.snapshot.name}`,
       description: `pid ${vm.snapshot.main.pid}`,
-      detail: `${vm.snapshot.devices.length} device processes${vm.frozen ? ' · frozen' : ''} · ${vm.method.method === 'cgroup' ? 'cgroup freezer' : vm.method.method === 'signal' ? 'signals' : 'cannot be frozen'}`,
+      detail: `${vm.snapshot.devices.length} device processes${vm.frozen ? ' · frozen' : ''} · ${vm.needsElevation ? 'needs admin' : methodName(vm.frozen?.method ?? vm.method.method)}`,
       refs: [refOf(vm)],
     }));
     items.push({ label: '$(layers) All VMs', description: `${vms.length} VMs`, refs: vms.map(refOf) });
@@ -247,7 +248,7 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
     lines.push(
       `| executable | \`${vm.exe ?? 'not readable'}\` |`,
       `| signals | ${node.view.swapBuild.tolerant ? 'safe' : 'unsafe'}: ${node.view.swapBuild.evidence} |`,
-      `| freeze method | ${node.view.frozen ? `frozen with ${node.view.frozen.method === 'cgroup' ? 'the cgroup freezer' : 'signals'}` : node.view.method.method ? node.view.method.why : `none: ${node.view.method.why}`} |`,
+      `| freeze method | ${node.view.frozen ? `frozen with ${methodName(node.view.frozen.method)}` : node.view.method.method ? node.view.method.why : `none: ${node.view.method.why}`} |`,
       '',
       '## Command line',
       '',

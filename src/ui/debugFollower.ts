@@ -145,12 +145,13 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
         reports.push(await this.controller.freezeQuietly(ref, { excludePids: state.debuggeePid ? [state.debuggeePid] : [] }));
         if (!state.frozen.some((f) => f.pid === ref.pid)) state.frozen.push(ref);
       } catch (error) {
-        const unsafe = error instanceof GuardError && (error.code === 'unsafe-build' || error.code === 'needs-elevation');
-        // Never crash a VM at a breakpoint; say so once per session and leave it running.
-        if (unsafe && state.warned.has(ref.pid)) continue;
+        // Never crash a VM at a breakpoint, nor ask for a password there; say so once per
+        // session and leave it running.
+        const refused = error instanceof GuardError && (error.code === 'unsafe-build' || error.code === 'needs-elevation');
+        if (refused && state.warned.has(ref.pid)) continue;
         state.warned.add(ref.pid);
-        if (!unsafe) state.chosen = undefined; // the VM may have exited: choose again next time
-        this.log[unsafe ? 'warn' : 'error'](`Debug session "${state.session.name}": no automatic freeze of VM ${ref.pid} on ${cause}: ${(error as Error).message}`);
+        if (!refused) state.chosen = undefined; // the VM may have exited: choose again next time
+        this.log[refused ? 'warn' : 'error'](`Debug session "${state.session.name}": no automatic freeze of VM ${ref.pid} on ${cause}: ${(error as Error).message}`);
       }
     }
     if (reports.length > 0) {

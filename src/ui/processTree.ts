@@ -4,7 +4,7 @@ import * as vscode from 'vscode';
 import { ProcessIdentity, ProcessSnapshot, sameProcess } from '../guard';
 import { isExitedState, isStoppedState } from '../guard/procfs';
 import { GuardController, VmView } from './controller';
-import { formatElapsed } from '../common/format';
+import { formatElapsed, methodName } from '../common/format';
 
 export type ProcessStateKind = 'running' | 'frozen' | 'frozenByCgroup' | 'frozenElsewhere' | 'stopped' | 'traced' | 'zombie';
 
@@ -50,12 +50,12 @@ export class VmNode extends vscode.TreeItem {
     // The method in force while frozen; else the one a freeze would use now.
     const method = frozen?.method ?? view.method.method;
     const state = frozen
-      ? `frozen ${formatElapsed(Date.now() - frozen.since)} · ${frozen.method === 'cgroup' ? 'cgroup freezer' : 'signals'}`
+      ? `frozen ${formatElapsed(Date.now() - frozen.since)} · ${methodName(frozen.method)}`
       : frozenElsewhere
         ? 'frozen by another window'
         : view.needsElevation
           ? `running · needs admin (uid ${vm.main.uid})`
-          : `running · ${method === 'cgroup' ? 'cgroup freezer' : method === 'signal' ? 'signals' : 'cannot be frozen'}`;
+          : `running · ${methodName(method)}`;
     this.description = `pid ${vm.main.pid} · ${state}`;
     this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : view.needsElevation ? 'shield' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
     // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`).
@@ -65,7 +65,7 @@ export class VmNode extends vscode.TreeItem {
     md.appendCodeblock(vm.cmdline.join(' '), 'shell');
     md.appendMarkdown(`\nuid ${vm.main.uid} · ${vm.main.threads} threads (vCPUs included) · ${vm.devices.length} device processes\n\n`);
     md.appendMarkdown(`${swapBuild.tolerant ? '$(check)' : '$(warning)'} Signals: ${swapBuild.evidence}.\n\n`);
-    if (frozen) md.appendMarkdown(`$(${frozen.method === 'cgroup' ? 'lock' : 'debug-pause'}) Frozen with ${frozen.method === 'cgroup' ? 'the cgroup freezer' : 'signals'}.`);
+    if (frozen) md.appendMarkdown(`$(${frozen.method === 'cgroup' ? 'lock' : 'debug-pause'}) Frozen with ${methodName(frozen.method)}.`);
     else if (view.needsElevation) {
       // What this window reads of another user's VM (its executable, its cgroups) says little:
       // the elevated companion chooses the method as root, where the cgroup freezer is always open.

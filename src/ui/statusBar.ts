@@ -1,7 +1,7 @@
 // The status-bar item: what is frozen and for how long, and a click that toggles it. It is
 // created once and only updated; the one-second ticker runs only while something is frozen.
 import * as vscode from 'vscode';
-import { formatElapsed } from '../common/format';
+import { formatElapsed, methodName } from '../common/format';
 import { StatusBarVisibility } from '../common/settings';
 import { Commands } from './contributions';
 import { GuardController } from './controller';
@@ -82,10 +82,12 @@ export class GuardStatusBar implements vscode.Disposable {
     for (const vm of vms) {
       const frozen = vm.frozen;
       const state = frozen
-        ? `**frozen** ${formatElapsed(Date.now() - frozen.since)} (${frozen.processes.length} processes, ${frozen.method === 'cgroup' ? 'cgroup freezer' : 'signals'})`
-        : vm.method.method
-          ? `running (would freeze with ${vm.method.method === 'cgroup' ? 'the cgroup freezer' : 'signals'})`
-          : 'running, cannot be frozen (see the tree)';
+        ? `**frozen** ${formatElapsed(Date.now() - frozen.since)} (${frozen.processes.length} processes, ${methodName(frozen.method)})`
+        : vm.needsElevation
+          ? 'running, needs administrator rights'
+          : vm.method.method
+            ? `running (would freeze with ${methodName(vm.method.method)})`
+            : 'running, cannot be frozen (see the tree)';
       md.appendMarkdown(`- VM ${vm.snapshot.main.pid} \`${vm.snapshot.name}\`: ${vm.snapshot.devices.length} device processes, ${state}\n`);
     }
     md.appendMarkdown('\n');
