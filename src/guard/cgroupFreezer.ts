@@ -137,16 +137,15 @@ function isFrozen(group: FreezeCgroup): boolean {
   return state === 'FROZEN';
 }
 
-/** Thaws each group, moves every process in it back where it came from, removes it. */
+/**
+ * Moves every process of each group back where it came from, thaws the group, removes it.
+ * Moving first means no process ever runs inside a freeze cgroup: the kernel (v1 and v2)
+ * thaws a task that moves into a cgroup that is not frozen. The thaw then covers whatever
+ * could not be moved, so nothing stays frozen whatever fails.
+ */
 export function thawAndRestore(groups: readonly FreezeCgroup[]): string[] {
   const problems: string[] = [];
   for (const group of groups) {
-    try {
-      if (group.version === 2) writeControl(group.dir, 'cgroup.freeze', '0');
-      else writeControl(group.dir, 'freezer.state', 'THAWED');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`thaw ${group.dir}: ${(error as Error).message}`);
-    }
     let pids: string[] = [];
     try {
       pids = fs.readFileSync(path.join(group.dir, 'cgroup.procs'), 'latin1').split('\n').filter(Boolean);
@@ -160,6 +159,12 @@ export function thawAndRestore(groups: readonly FreezeCgroup[]): string[] {
         // ESRCH: it exited meanwhile, and is simply gone.
         if ((error as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`move ${pid} back to ${group.originalDir}: ${(error as Error).message}`);
       }
+    }
+    try {
+      if (group.version === 2) writeControl(group.dir, 'cgroup.freeze', '0');
+      else writeControl(group.dir, 'freezer.state', 'THAWED');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`thaw ${group.dir}: ${(error as Error).message}`);
     }
     try {
       fs.rmdirSync(group.dir);

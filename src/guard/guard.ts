@@ -432,7 +432,7 @@ export class CrosvmGuard {
     const problems: string[] = [];
     for (const vm of vms) {
       if (vm.cgroups) {
-        // Thawed and back in their own cgroups; a process that exited is simply gone.
+        // Back in their own cgroups, and so thawed; a process that exited is simply gone.
         problems.push(...thawAndRestore(vm.cgroups));
         for (const p of vm.processes) (readStat(p.pid)?.startTime === p.startTime ? resumed : gone).push(p);
       } else {
