@@ -16,8 +16,14 @@ import { CrashSafety } from './guard/crashSafety';
 import { elevationFor } from './ui/elevation';
 import { ExtensionSettings, SETTINGS_SECTION } from './common/settings';
 
-let controller: GuardController | undefined;
-let safety: CrashSafety | undefined;
+/**
+ * Resumes everything this window froze, then lets the companions go; memoized, so that
+ * deactivate() and the disposal of context.subscriptions share one run. VS Code disposes the
+ * subscriptions right after calling deactivate(), without waiting for it: were the companion
+ * link and the root companion's pipe closed then, the companions would resume in parallel
+ * with deactivate() (and thaw the same freeze cgroups twice).
+ */
+let shutDown: (() => Promise<void>) | undefined;
 
 export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   const started = performance.now();
@@ -34,13 +40,22 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
 
   let settings: ExtensionSettings = readSettings(log);
   const current = new GuardController(log, settings);
-  controller = current;
-  context.subscriptions.push(current);
-
   current.elevation = elevationFor(context, log, () => settings);
-  safety = enableCrashSafety(context, current, log, settings);
+  const safety: CrashSafety = enableCrashSafety(context, current, log, settings);
+  let stopping: Promise<void> | undefined;
+  const stop = (shutDown = () =>
+    (stopping ??= (async () => {
+      try {
+        await current.resumeAll('the extension is deactivating');
+      } finally {
+        // Everything runs again: the companion may go, and the journal with it; closing the
+        // root companion's pipe lets it exit too.
+        safety.dispose();
+        current.dispose();
+      }
+    })()));
   context.subscriptions.push(
-    { dispose: () => safety?.dispose() },
+    { dispose: () => void stop() },
     new WindowWatchdog(current),
     new MaxFreezeTimer(current, () => settings.maxFreezeSeconds),
   );
@@ -137,11 +152,8 @@ function activateUnsupported(
   return { freeze: refuse, resume: refuse, refresh: () => empty, getState: () => empty, onDidChangeState: () => ({ dispose() {} }) };
 }
 
-/** Resumes everything this window froze, and waits for it. */
+/** Resumes everything this window froze, and waits for it (VS Code waits up to 5 s). */
 export async function deactivate(): Promise<void> {
-  await controller?.resumeAll('the extension is deactivating');
-  // Everything runs again: the companion may go, and the journal with it.
-  safety?.dispose();
-  controller = undefined;
-  safety = undefined;
+  await shutDown?.();
+  shutDown = undefined;
 }

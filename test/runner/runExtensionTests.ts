@@ -64,7 +64,7 @@ async function main(): Promise<number> {
   const result = readSuiteResult(resultFile);
   if (exitCode !== 'timeout' && server) {
     const shutDown = server;
-    const resumed = await checkResumedOnDeactivate(lifecycle.vm, () => extensionHostShutDown(shutDown));
+    const resumed = await checkResumedOnDeactivate(lifecycle, () => extensionHostShutDown(shutDown));
     if (resumed) result.passed += 1;
     else result.failed += 1;
   }
