@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StopFailure } from './errors';
-import { PROC_ROOT, readProcFile } from './procfs';
+import { isExitedState, PROC_ROOT, readProcFile, readStat } from './procfs';
 import type { FrozenProcess } from './signalFreezer';
 
 export type CgroupVersion = 1 | 2;
@@ -59,6 +59,8 @@ export function cgroupDirOf(pid: number, hierarchy: CgroupHierarchy): string | u
     const [, id, controllers, cgroupPath] = fields;
     const matches = hierarchy.version === 2 ? id === '0' && controllers === '' : controllers.split(',').includes('freezer');
     if (!matches) continue;
+    // Outside this process's cgroup namespace the kernel shows `/../..`: not ours to map.
+    if (cgroupPath.split('/').includes('..')) return undefined;
     const relative = path.posix.relative(hierarchy.root, cgroupPath);
     if (relative.startsWith('..')) return undefined; // outside what is mounted here
     return path.join(hierarchy.mountPoint, relative);
@@ -146,33 +148,70 @@ function isFrozen(group: FreezeCgroup): boolean {
 export function thawAndRestore(groups: readonly FreezeCgroup[]): string[] {
   const problems: string[] = [];
   for (const group of groups) {
-    let pids: string[] = [];
-    try {
-      pids = fs.readFileSync(path.join(group.dir, 'cgroup.procs'), 'latin1').split('\n').filter(Boolean);
-    } catch {
-      // already gone
-    }
-    for (const pid of pids) {
+    const moveBack = (report: boolean) => {
+      let pids: string[] = [];
       try {
-        writeControl(group.originalDir, 'cgroup.procs', pid);
-      } catch (error) {
-        // ESRCH: it exited meanwhile, and is simply gone.
-        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`move ${pid} back to ${group.originalDir}: ${(error as Error).message}`);
+        pids = fs.readFileSync(path.join(group.dir, 'cgroup.procs'), 'latin1').split('\n').filter(Boolean);
+      } catch {
+        // already gone
       }
-    }
+      for (const pid of pids) {
+        try {
+          writeControl(group.originalDir, 'cgroup.procs', pid);
+        } catch (error) {
+          // ESRCH: it exited meanwhile, and is simply gone.
+          if (report && (error as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`move ${pid} back to ${group.originalDir}: ${(error as Error).message}`);
+        }
+      }
+    };
+    moveBack(true);
     try {
       if (group.version === 2) writeControl(group.dir, 'cgroup.freeze', '0');
       else writeControl(group.dir, 'freezer.state', 'THAWED');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`thaw ${group.dir}: ${(error as Error).message}`);
     }
-    try {
-      fs.rmdirSync(group.dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`remove ${group.dir}: ${(error as Error).message}`);
+    // A task still exiting keeps the group populated for a moment (the move skips it): EBUSY.
+    // Move again and retry briefly before calling it a problem.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        fs.rmdirSync(group.dir);
+        break;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') break;
+        if (code === 'EBUSY' && attempt < 20) {
+          Atomics.wait(SLEEP, 0, 0, 1);
+          moveBack(false);
+          continue;
+        }
+        problems.push(`remove ${group.dir}: ${(error as Error).message}`);
+        break;
+      }
     }
   }
   return problems;
+}
+
+/** For a synchronous 1 ms pause between rmdir attempts. */
+const SLEEP = new Int32Array(new SharedArrayBuffer(4));
+
+/** The groups of `groups` that still exist: a thaw or removal that failed leaves them. */
+export function remainingCgroups(groups: readonly FreezeCgroup[]): FreezeCgroup[] {
+  return groups.filter((g) => fs.existsSync(g.dir));
+}
+
+/**
+ * Moves `pid` out of the freeze cgroup of `groups` it lies in, back to where that group's
+ * processes came from (which thaws it): for a process born inside a freeze cgroup that the
+ * freeze must leave alone (excluded, traced, the debuggee). False if it is in none of them.
+ */
+export function releaseFromFreezeCgroup(pid: number, groups: readonly FreezeCgroup[], hierarchy: CgroupHierarchy): boolean {
+  const dir = cgroupDirOf(pid, hierarchy);
+  const group = groups.find((g) => g.dir === dir);
+  if (!group) return false;
+  writeControl(group.originalDir, 'cgroup.procs', String(pid));
+  return true;
 }
 
 export class CgroupFreezeFailure extends Error {
@@ -184,6 +223,14 @@ export class CgroupFreezeFailure extends Error {
 export interface CgroupFreezeOptions {
   readonly hierarchy: CgroupHierarchy;
   readonly stopTimeoutMs: number;
+  /** One deadline (performance.now()) for the whole freeze, re-scan rounds included. */
+  readonly deadline?: number;
+  /**
+   * This VM's freeze cgroups from earlier rounds or an earlier freeze: a target in one of
+   * them is frozen already. A target in any other directory named like ours (left behind by
+   * someone else) is not: it is frozen in a new group beside that one, and returns to its parent.
+   */
+  readonly ownCgroups?: ReadonlySet<string>;
   /**
    * Write-ahead: told which freeze cgroups are about to be created, before the first is
    * created, so that whoever cleans up after a crash knows of them.
@@ -212,43 +259,56 @@ export async function freezeInCgroups(targets: readonly FrozenProcess[], options
   const tag = `${FREEZE_PREFIX}${process.pid}-${randomBytes(3).toString('hex')}`;
   const moves: Array<{ target: FrozenProcess; group: FreezeCgroup }> = [];
   for (const target of targets) {
-    const originalDir = cgroupDirOf(target.pid, hierarchy);
+    let originalDir = cgroupDirOf(target.pid, hierarchy);
     if (!originalDir) return fail([{ pid: target.pid, label: target.label, reason: 'its cgroup could not be read (it exited, or lives outside the mounted hierarchy)' }]);
-    if (isFreezeCgroupDir(originalDir)) continue;
+    if (isFreezeCgroupDir(originalDir)) {
+      if (options.ownCgroups?.has(originalDir)) continue;
+      originalDir = path.dirname(originalDir);
+    }
     let group = groups.get(originalDir);
     if (!group) groups.set(originalDir, (group = { version: hierarchy.version, dir: path.join(originalDir, tag), originalDir }));
     moves.push({ target, group });
   }
   await options.beforeCreate?.([...groups.values()]);
-  for (const { target, group } of moves) {
-    try {
-      if (!created.includes(group)) {
-        fs.mkdirSync(group.dir);
-        created.push(group);
+  // From the first mkdir on, whatever throws goes through fail(): everything moved goes back.
+  try {
+    for (const { target, group } of moves) {
+      try {
+        if (!created.includes(group)) {
+          fs.mkdirSync(group.dir);
+          created.push(group);
+        }
+        options.beforeMove?.(target);
+        // The pid was read before the awaited write-ahead: prove it still names the target,
+        // so that a reused pid never moves a stranger (the same check signals make).
+        const now = readStat(target.pid);
+        if (now?.startTime !== target.startTime || isExitedState(now.state)) throw new Error('it exited (its pid names no process, a zombie, or another process)');
+        writeControl(group.dir, 'cgroup.procs', String(target.pid));
+      } catch (error) {
+        const step = created.includes(group) ? `moving it into ${group.dir}` : `creating ${group.dir}`;
+        return fail([{ pid: target.pid, label: target.label, reason: `${step} failed: ${(error as Error).message}` }]);
       }
-      options.beforeMove?.(target);
-      writeControl(group.dir, 'cgroup.procs', String(target.pid));
-    } catch (error) {
-      const step = created.includes(group) ? `moving it into ${group.dir}` : `creating ${group.dir}`;
-      return fail([{ pid: target.pid, label: target.label, reason: `${step} failed: ${(error as Error).message}` }]);
     }
-  }
-  await options.afterMove?.();
-  for (const group of created) {
-    try {
-      if (group.version === 2) writeControl(group.dir, 'cgroup.freeze', '1');
-      else writeControl(group.dir, 'freezer.state', 'FROZEN');
-    } catch (error) {
-      return fail([{ pid: 0, label: group.dir, reason: `freezing failed: ${(error as Error).message}` }]);
+    await options.afterMove?.();
+    for (const group of created) {
+      try {
+        if (group.version === 2) writeControl(group.dir, 'cgroup.freeze', '1');
+        else writeControl(group.dir, 'freezer.state', 'FROZEN');
+      } catch (error) {
+        return fail([{ pid: 0, label: group.dir, reason: `freezing failed: ${(error as Error).message}` }]);
+      }
     }
-  }
-  const deadline = performance.now() + options.stopTimeoutMs;
-  for (let poll = 0; ; poll++) {
-    const pending = created.filter((g) => !isFrozen(g));
-    if (pending.length === 0) return created;
-    if (performance.now() >= deadline) {
-      return fail(pending.map((g) => ({ pid: 0, label: g.dir, reason: `it was not frozen within ${options.stopTimeoutMs} ms` })));
+    const deadline = options.deadline ?? performance.now() + options.stopTimeoutMs;
+    for (let poll = 0; ; poll++) {
+      const pending = created.filter((g) => !isFrozen(g));
+      if (pending.length === 0) return created;
+      if (performance.now() >= deadline) {
+        return fail(pending.map((g) => ({ pid: 0, label: g.dir, reason: `it was not frozen within ${options.stopTimeoutMs} ms` })));
+      }
+      await new Promise((resolve) => (poll < 20 ? setImmediate(resolve) : setTimeout(resolve, 2)));
     }
-    await new Promise((resolve) => (poll < 20 ? setImmediate(resolve) : setTimeout(resolve, 2)));
+  } catch (error) {
+    if (error instanceof CgroupFreezeFailure) throw error;
+    return fail([{ pid: 0, label: created[0]?.dir ?? '', reason: `freezing failed: ${(error as Error).message}` }]);
   }
 }

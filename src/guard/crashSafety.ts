@@ -44,6 +44,8 @@ interface HeldVm {
   readonly processes: Map<string, FrozenProcess>;
   /** Freeze cgroups by directory; with any, the processes are frozen by cgroup, not stopped. */
   readonly cgroups: Map<string, FreezeCgroup>;
+  /** How it is frozen: its processes are SIGCONTed after a crash only if by signals. */
+  readonly method: 'signal' | 'cgroup';
 }
 
 export class CrashSafety implements SafetyNet {
@@ -67,15 +69,17 @@ export class CrashSafety implements SafetyNet {
     return this.file;
   }
 
-  async willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[], cgroups: readonly FreezeCgroup[] = []): Promise<void> {
+  /** `cgroups` given, even empty (every target was born inside a freeze cgroup): the cgroup method. */
+  async willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): Promise<void> {
     let entry = this.held.get(vm.pid);
-    if (!entry) this.held.set(vm.pid, (entry = { vm, since: Date.now(), processes: new Map(), cgroups: new Map() }));
+    if (!entry) this.held.set(vm.pid, (entry = { vm, since: Date.now(), processes: new Map(), cgroups: new Map(), method: cgroups ? 'cgroup' : 'signal' }));
     for (const p of processes) entry.processes.set(identityKey(p), p);
-    for (const g of cgroups) entry.cgroups.set(g.dir, g);
+    for (const g of cgroups ?? []) entry.cgroups.set(g.dir, g);
     this.ensureCompanion();
     this.writeJournal();
     try {
-      await this.send({ op: 'hold', processes: cgroups.length > 0 ? [] : signalled(processes), cgroups });
+      // A cgroup-frozen process is thawed with its cgroup, never sent SIGCONT.
+      await this.send({ op: 'hold', processes: cgroups ? [] : signalled(processes), cgroups: cgroups ?? [] });
     } catch (error) {
       // The companion just died: its replacement (see ensureCompanion) is handed everything
       // held, these included, and the journal already lists them.
@@ -83,16 +87,16 @@ export class CrashSafety implements SafetyNet {
     }
   }
 
-  didRelease(processes: readonly FrozenProcess[], cgroups: readonly FreezeCgroup[] = []): void {
+  didRelease(processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): void {
     const keys = new Set(processes.map(identityKey));
     for (const [pid, entry] of this.held) {
       for (const key of keys) entry.processes.delete(key);
-      for (const g of cgroups) entry.cgroups.delete(g.dir);
+      for (const g of cgroups ?? []) entry.cgroups.delete(g.dir);
       if (entry.processes.size === 0 && entry.cgroups.size === 0) this.held.delete(pid);
     }
     if (this.held.size === 0) removeJournal(this.file);
     else this.writeJournal();
-    void this.send({ op: 'release', processes: cgroups.length > 0 ? [] : signalled(processes), cgroups }).catch(() => undefined);
+    void this.send({ op: 'release', processes: cgroups ? [] : signalled(processes), cgroups: cgroups ?? [] }).catch(() => undefined);
   }
 
   /** Tells the companion to exit without resuming: the host has resumed everything itself. */
@@ -138,7 +142,7 @@ export class CrashSafety implements SafetyNet {
       this.ensureCompanion();
       this.writeJournal();
       const held = [...this.held.values()];
-      const processes = held.filter((e) => e.cgroups.size === 0).flatMap((e) => [...e.processes.values()]);
+      const processes = held.filter((e) => e.method === 'signal').flatMap((e) => [...e.processes.values()]);
       const cgroups = held.flatMap((e) => [...e.cgroups.values()]);
       void this.send({ op: 'hold', processes: signalled(processes), cgroups }).catch(() => undefined);
     });
@@ -157,12 +161,12 @@ export class CrashSafety implements SafetyNet {
       version: JOURNAL_VERSION,
       owner: this.self,
       companion: this.companion?.identity,
-      vms: [...this.held.values()].map(({ vm, since, processes, cgroups }) => ({
+      vms: [...this.held.values()].map(({ vm, since, processes, cgroups, method }) => ({
         pid: vm.pid,
         startTime: vm.startTime,
         name: vm.name,
         since,
-        method: cgroups.size > 0 ? 'cgroup' : 'signal',
+        method,
         processes: signalled(processes.values()),
         cgroups: [...cgroups.values()],
       })),

@@ -6,7 +6,7 @@ import { assertLinux, FreezeError, GuardError } from './errors';
 import { isStoppedState, readStat } from './procfs';
 import { ChildrenSource, defaultChildrenSource, identityKey, ProcessIdentity, selfAndAncestors } from './processTree';
 import { classify, continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
-import { CgroupFreezeFailure, CgroupHierarchy, CgroupVersion, FreezeCgroup, freezeInCgroups, thawAndRestore } from './cgroupFreezer';
+import { CgroupFreezeFailure, CgroupHierarchy, CgroupVersion, cgroupDirOf, FreezeCgroup, freezeInCgroups, freezerHierarchy, releaseFromFreezeCgroup, remainingCgroups, thawAndRestore } from './cgroupFreezer';
 import { chooseMethod, FreezeMethod, MethodChoice, MethodSetting } from './method';
 import { judgeSwapBuild, SwapBuildVerdict } from './swapBuild';
 import type { SafetyNet } from './crashSafety';
@@ -375,6 +375,9 @@ export class CrosvmGuard {
     const announced: { processes: FrozenProcess[]; cgroups: FreezeCgroup[] } = { processes: [], cgroups: [] };
     let candidates = scope === 'vm' ? [vm.main, ...vm.devices] : [...vm.devices];
     let rounds = 0;
+    // One deadline for every round, as for signals.
+    const deadline = performance.now() + this.settings.stopTimeoutMs;
+    const ownCgroups = new Set((earlier?.cgroups ?? []).map((g) => g.dir));
     try {
       for (; rounds < this.settings.maxRounds && candidates.length > 0; rounds++) {
         const targets: FrozenProcess[] = [];
@@ -382,13 +385,19 @@ export class CrosvmGuard {
           if (handled.has(identityKey(p))) continue;
           handled.add(identityKey(p));
           const skip = classify(p, rules);
-          if (skip) skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
-          else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
+          if (skip) {
+            skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
+            // Born inside a freeze cgroup (forked by a target before its group froze), a
+            // process the freeze must leave alone would stay frozen: it goes back, thawed.
+            releaseFromFreezeCgroup(p.pid, [...(earlier?.cgroups ?? []), ...groups], hierarchy);
+          } else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
         }
         if (targets.length > 0) {
           const created = await freezeInCgroups(targets, {
             hierarchy,
             stopTimeoutMs: this.settings.stopTimeoutMs,
+            deadline,
+            ownCgroups,
             // Write-ahead: a crash from here on leaves cgroups the companion and journal know.
             beforeCreate: net
               ? (planned) => {
@@ -399,14 +408,24 @@ export class CrosvmGuard {
               : undefined,
           });
           groups.push(...created);
+          for (const g of created) ownCgroups.add(g.dir);
         }
         frozen.push(...targets);
         candidates = this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices.filter((d) => !handled.has(identityKey(d)));
       }
+      if (candidates.length > 0) {
+        // As for signals: a VM that forks faster than it can be frozen is not frozen at all.
+        throw new CgroupFreezeFailure(
+          candidates.map((p) => ({ pid: p.pid, label: p.label, reason: `new processes kept being forked while freezing (${this.settings.maxRounds} rounds); try again` })),
+        );
+      }
     } catch (error) {
-      thawAndRestore(groups);
-      if (announced.cgroups.length > 0) net?.didRelease(announced.processes, announced.cgroups);
-      if (error instanceof CgroupFreezeFailure) throw new FreezeError(vm.main.pid, error.failures, frozen.map((p) => p.pid));
+      const problems = thawAndRestore(groups);
+      if (announced.processes.length > 0) net?.didRelease(announced.processes, announced.cgroups);
+      if (error instanceof CgroupFreezeFailure) {
+        const failures = [...error.failures, ...problems.map((reason) => ({ pid: 0, label: 'rollback', reason }))];
+        throw new FreezeError(vm.main.pid, failures, frozen.map((p) => p.pid));
+      }
       throw error;
     }
     if (frozen.length > 0 || earlier) {
@@ -434,7 +453,18 @@ export class CrosvmGuard {
       if (vm.cgroups) {
         // Back in their own cgroups, and so thawed; a process that exited is simply gone.
         problems.push(...thawAndRestore(vm.cgroups));
-        for (const p of vm.processes) (readStat(p.pid)?.startTime === p.startTime ? resumed : gone).push(p);
+        // A group that could not be thawed or removed stays held (here, in the journal and by
+        // the companion) with the processes still in it: the next resume tries again.
+        const left = remainingCgroups(vm.cgroups);
+        const hierarchy = left.length > 0 ? freezerHierarchy(left[0].version) : undefined;
+        const stuck = (p: FrozenProcess) => hierarchy !== undefined && left.some((g) => g.dir === cgroupDirOf(p.pid, hierarchy));
+        const stillHeld = vm.processes.filter(stuck);
+        for (const p of vm.processes) if (!stillHeld.includes(p)) (readStat(p.pid)?.startTime === p.startTime ? resumed : gone).push(p);
+        if (left.length > 0) {
+          this.frozen.set(vm.vm.pid, { ...vm, cgroups: left, processes: stillHeld });
+          this.safetyNet?.didRelease(vm.processes.filter((p) => !stillHeld.includes(p)), vm.cgroups.filter((g) => !left.includes(g)));
+          continue;
+        }
       } else {
         const result = continueProcesses(vm.processes);
         resumed.push(...result.resumed);

@@ -1,7 +1,7 @@
 // The cgroup freezer against real cgroups (v2 and the v1 freezer, both mounted on the CI
 // machine) with the fixture build that dies when a device stops: frozen, it must survive.
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
@@ -12,6 +12,11 @@ import { currentIdentity } from '../../src/guard/processTree';
 import { FixtureDevice, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { startHost, tmpJournalDir } from './hostHarness';
 import { eventually, sleep } from './procState';
+
+/** Freeze cgroups in `dir` made by this test process (other programs may freeze meanwhile). */
+function ours(dir: string): string[] {
+  return fs.readdirSync(dir).filter((name) => name.startsWith(`crosvm-guard-${process.pid}-`));
+}
 
 /**
  * A failed assertion must not leave frozen tasks behind: a cgroup-frozen task does not even
@@ -88,7 +93,7 @@ for (const version of [2, 1] as CgroupVersion[]) {
       for (const pid of devicePids(vm)) assert.equal(cgroupFile(pid), before.get(pid), `pid ${pid} is not back in its cgroup`);
       for (const dir of originals) {
         assert.ok(dir);
-        assert.deepEqual(fs.readdirSync(dir).filter((name) => name.startsWith('crosvm-guard-')), [], `a freeze cgroup was left in ${dir}`);
+        assert.deepEqual(ours(dir), [], `a freeze cgroup was left in ${dir}`);
       }
       await sleep(100);
       assert.ok(vm.isRunning(), 'the VM shut down after the thaw');
@@ -101,21 +106,102 @@ for (const version of [2, 1] as CgroupVersion[]) {
       const vm = await startFixtureVm({ build: 'swap' });
       const inspected = new CrosvmGuard().inspectVm({ pid: vm.pid });
       const targets = inspected.devices.map((d) => ({ pid: d.pid, startTime: d.startTime, label: d.label, ppid: d.ppid }));
-      // Last in line, a process that has exited and been reaped by the time its turn comes.
-      const exited = spawnSync('true').pid as number;
-      targets.push({ pid: exited, startTime: 1, label: 'exited-dev', ppid: vm.pid });
-      const before = new Map(targets.map((t) => [t.pid, t.pid === exited ? '' : cgroupFile(t.pid)]));
-      await assert.rejects(freezeInCgroups(targets, { hierarchy, stopTimeoutMs: 2000 }), (error: Error & { failures?: Array<{ pid: number; reason: string }> }) =>
-        error.failures?.[0]?.pid === exited && /its cgroup could not be read/.test(error.failures[0].reason),
+      // Last in line, a process that dies just before its move, when every device is moved.
+      const doomed = spawn('sleep', ['60']);
+      const doomedStat = currentIdentity(doomed.pid as number);
+      assert.ok(doomedStat);
+      targets.push({ pid: doomedStat.pid, startTime: doomedStat.startTime, label: 'doomed-dev', ppid: process.pid });
+      const before = new Map(targets.map((t) => [t.pid, cgroupFile(t.pid)]));
+      const dies = (target: { pid: number }) => {
+        if (target.pid !== doomedStat.pid) return;
+        process.kill(target.pid, 'SIGKILL');
+        // Synchronous here: wait until the kernel has made it a zombie.
+        const until = Date.now() + 2000;
+        while (Date.now() < until && !/\) Z /.test(fs.readFileSync(`/proc/${target.pid}/stat`, 'latin1'))) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      };
+      await assert.rejects(freezeInCgroups(targets, { hierarchy, stopTimeoutMs: 2000, beforeMove: dies }), (error: Error & { failures?: Array<{ pid: number; reason: string }> }) =>
+        error.failures?.[0]?.pid === doomedStat.pid && /moving it into \S+ failed: it exited/.test(error.failures[0].reason),
       );
       for (const t of targets) {
-        if (t.pid !== exited) assert.equal(cgroupFile(t.pid), before.get(t.pid), `${t.label} was not moved back`);
+        if (t.pid !== doomedStat.pid) assert.equal(cgroupFile(t.pid), before.get(t.pid), `${t.label} was not moved back`);
       }
-      const dir = cgroupDirOf(vm.pid, hierarchy);
-      assert.ok(dir);
-      assert.deepEqual(fs.readdirSync(dir).filter((name) => name.startsWith('crosvm-guard-')), []);
+      for (const pid of [vm.pid, doomedStat.pid]) {
+        const dir = cgroupDirOf(vm.pid, hierarchy);
+        assert.ok(dir, `no cgroup for ${pid}`);
+        assert.deepEqual(ours(dir), []);
+      }
       const still = counters(vm);
       assert.ok(await eventually(() => counters(vm).every((c, i) => (c ?? 0n) > (still[i] ?? 0n)), 3000), 'a device stayed frozen');
+    });
+
+    it('rolls back when something throws after the first move (a hook here), naming the step', async () => {
+      const hierarchy = freezerHierarchy(version);
+      assert.ok(hierarchy);
+      const vm = await startFixtureVm({ build: 'swap' });
+      const inspected = new CrosvmGuard().inspectVm({ pid: vm.pid });
+      const targets = inspected.devices.map((d) => ({ pid: d.pid, startTime: d.startTime, label: d.label, ppid: d.ppid }));
+      const before = new Map(targets.map((t) => [t.pid, cgroupFile(t.pid)]));
+      await assert.rejects(
+        freezeInCgroups(targets, {
+          hierarchy,
+          stopTimeoutMs: 2000,
+          afterMove: () => {
+            throw new Error('injected after the moves');
+          },
+        }),
+        (error: Error & { failures?: Array<{ reason: string }> }) => /freezing failed: injected after the moves/.test(error.failures?.[0]?.reason ?? ''),
+      );
+      for (const t of targets) assert.equal(cgroupFile(t.pid), before.get(t.pid), `${t.label} was not moved back`);
+      const dir = cgroupDirOf(vm.pid, hierarchy);
+      assert.ok(dir);
+      assert.deepEqual(ours(dir), []);
+    });
+
+    it('fails and rolls back when devices keep appearing past the last re-scan round', async () => {
+      const vm = await startFixtureVm({ build: 'default' });
+      // One round: a device hot-plugged while the first round freezes (here: while its
+      // write-ahead runs, before any cgroup exists) is never frozen, so the freeze must fail.
+      const guard = new CrosvmGuard({ maxRounds: 1 });
+      const released: number[] = [];
+      guard.setSafetyNet({
+        willStop: async () => void (await vm.hotplugNow()),
+        didRelease: (processes) => void released.push(...processes.map((p) => p.pid)),
+      });
+      await assert.rejects(guard.freeze({ pid: vm.pid }, { method: 'cgroup', cgroupVersion: version }), (error: Error) => /new processes kept being forked/.test(error.message));
+      assert.equal(guard.frozenVms.length, 0);
+      assert.ok(released.length > 0, 'the safety net still holds what was rolled back');
+      const hierarchy = freezerHierarchy(version);
+      assert.ok(hierarchy);
+      const dir = cgroupDirOf(vm.pid, hierarchy);
+      assert.ok(dir);
+      assert.deepEqual(ours(dir), []);
+      const still = counters(vm);
+      assert.ok(await eventually(() => counters(vm).every((c, i) => (c ?? 0n) > (still[i] ?? 0n)), 3000), 'a device stayed frozen');
+      assert.ok(vm.isRunning());
+    });
+
+    it('keeps holding a freeze cgroup it could not remove, and removes it on the next resume', async () => {
+      const vm = await startFixtureVm({ build: 'default' });
+      const guard = new CrosvmGuard();
+      const report = await guard.freeze({ pid: vm.pid }, { method: 'cgroup', cgroupVersion: version });
+      const group = report.cgroups?.[0];
+      assert.ok(group);
+      // A child cgroup inside the freeze cgroup makes its rmdir fail with EBUSY, for real.
+      const blocker = path.join(group.dir, 'blocker');
+      fs.mkdirSync(blocker);
+      const first = await guard.resume();
+      assert.ok(first.problems?.some((p) => p.includes(`remove ${group.dir}`) && /EBUSY/.test(p)), JSON.stringify(first.problems));
+      assert.ok(fs.existsSync(group.dir));
+      assert.equal(guard.frozenVms.length, 1, 'the engine forgot a freeze cgroup that is still there');
+      assert.deepEqual(guard.frozenVms[0].cgroups?.map((g) => g.dir), [group.dir]);
+      // The devices themselves were moved back and run.
+      const still = counters(vm);
+      assert.ok(await eventually(() => counters(vm).every((c, i) => (c ?? 0n) > (still[i] ?? 0n)), 3000), 'a device stayed frozen');
+      fs.rmdirSync(blocker);
+      const second = await guard.resume();
+      assert.equal(second.problems, undefined);
+      assert.equal(fs.existsSync(group.dir), false);
+      assert.equal(guard.frozenVms.length, 0);
     });
   });
 }
