@@ -13,6 +13,7 @@
 // accepted over the link. When the link breaks, everything is resumed and the process exits;
 // it also exits once nothing has been frozen for a while.
 import { CrosvmGuard, FreezeRequest, GuardError } from '../guard';
+export { ELEVATED_NAME } from '../guard/elevated';
 import { exit, idleTimer, listen, log } from './link';
 
 const REQUEST_KEYS: Record<string, readonly string[]> = {
@@ -56,10 +57,29 @@ export function parseElevatedRequest(raw: Record<string, unknown>): Parsed | str
   return { op: 'freeze', id, pid: raw.pid, startTime: raw.startTime, request: { scope, method, excludePids } };
 }
 
+/**
+ * Who may have their VMs frozen through this companion: root's, and those of the user who
+ * started it (sudo and pkexec say who). Run by root directly, anyone's.
+ */
+export function allowedOwners(env: NodeJS.ProcessEnv): ReadonlySet<number> | undefined {
+  const invoker = env.SUDO_UID ?? env.PKEXEC_UID;
+  if (invoker === undefined || !/^\d{1,10}$/.test(invoker)) return undefined;
+  return new Set([0, Number(invoker)]);
+}
+
 export function runElevatedMode(processNames: readonly string[], idleMs: number): void {
   const guard = new CrosvmGuard({ processNames, method: 'auto' });
-  const idle = idleTimer(idleMs, () => exit(0, 'idle: nothing frozen'));
-  const reply = (message: object) => process.stdout.write(JSON.stringify(message) + '\n');
+  const owners = allowedOwners(process.env);
+  /** Requests received and not yet answered: the companion never goes idle in the middle of one. */
+  let pending = 0;
+  let exiting = false;
+  const idle = idleTimer(idleMs, () => {
+    if (pending === 0 && guard.frozenVms.length === 0) resumeAllAndExit('idle: nothing frozen');
+  });
+  const reply = (message: object) => {
+    // A host that died meanwhile makes this fail (EPIPE): listen() turns that into hostGone.
+    if (process.stdout.writable) process.stdout.write(JSON.stringify(message) + '\n');
+  };
   const failure = (id: number | undefined, error: unknown) => {
     const code = error instanceof GuardError ? error.code : 'internal';
     reply({ id, ok: false, code, message: (error as Error).message ?? String(error) });
@@ -67,6 +87,9 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number)
   let queue: Promise<unknown> = Promise.resolve();
 
   const resumeAllAndExit = (reason: string): void => {
+    if (exiting) return;
+    exiting = true;
+    // Queued behind a freeze in progress, so that what it freezes is resumed too.
     void guard.resume().then(
       (report) => {
         log(`${reason}: resumed ${report.resumed.length}, gone ${report.gone.length}`);
@@ -82,6 +105,10 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number)
       if (parsed.op === 'status') reply({ id: parsed.id, ok: true, frozen: guard.frozenVms });
       else if (parsed.op === 'resume') reply({ id: parsed.id, ok: true, report: await guard.resume(parsed.ref), frozen: guard.frozenVms });
       else {
+        const vm = guard.inspectVm({ pid: parsed.pid, startTime: parsed.startTime });
+        if (owners && !owners.has(vm.main.uid)) {
+          throw new GuardError('not-permitted', `crosvm VM ${vm.main.pid} runs as uid ${vm.main.uid}: this companion freezes only VMs of root and of the user who started it.`);
+        }
         const report = await guard.freeze({ pid: parsed.pid, startTime: parsed.startTime }, parsed.request);
         log(`froze VM ${report.vm.pid} (${report.method}): ${report.frozen.map((p) => p.pid).join(' ')}`);
         reply({ id: parsed.id, ok: true, report, frozen: guard.frozenVms });
@@ -90,7 +117,6 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number)
       log(`request ${parsed.op} refused or failed: ${(error as Error).message}`);
       failure(parsed.id, error);
     }
-    idle(guard.frozenVms.length > 0);
   };
 
   listen({
@@ -101,10 +127,20 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number)
         failure(typeof raw.id === 'number' ? raw.id : undefined, new GuardError('invalid-argument', `Refused: ${parsed}.`));
         return;
       }
-      // One at a time, in order, like the guard itself.
-      queue = queue.then(() => handle(parsed));
+      // One at a time, in order, like the guard itself. No idle exit until it is answered;
+      // the idle time counts from the last request (the host's status calls keep it alive).
+      pending++;
+      idle(true);
+      queue = queue.then(() => handle(parsed)).finally(() => {
+        pending--;
+        idle(pending > 0 || guard.frozenVms.length > 0);
+      });
     },
     hostGone: resumeAllAndExit,
+    crashed: (error) => {
+      const report = guard.resumeAllImmediately();
+      log(`crashed (${error.message}): resumed ${report.resumed.length}, gone ${report.gone.length}`);
+    },
   });
   log(`started as uid ${process.geteuid?.()} for executables named ${processNames.join(', ')}`);
   reply({ event: 'ready', pid: process.pid, uid: process.geteuid?.() });

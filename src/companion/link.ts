@@ -6,7 +6,12 @@
 const MAX_LINE = 1 << 20;
 
 export function log(message: string): void {
-  process.stderr.write(`${new Date().toISOString()} companion ${process.pid}: ${message}\n`);
+  // Never throws: a log that cannot be written must not keep the companion from resuming.
+  try {
+    process.stderr.write(`${new Date().toISOString()} companion ${process.pid}: ${message}\n`);
+  } catch {
+    // stderr is gone
+  }
 }
 
 export function exit(code: number, reason: string): never {
@@ -17,8 +22,13 @@ export function exit(code: number, reason: string): never {
 export interface LinkHandlers {
   /** One parsed request; a line that is not a JSON object never reaches it (nor the log: it may be a password sudo did not need). */
   readonly request: (request: Record<string, unknown>) => void;
-  /** The host is gone (end of stdin, a broken pipe, SIGTERM/SIGINT/SIGHUP relayed by sudo). */
+  /** The host is gone (end of stdin, a broken pipe either way, SIGTERM/SIGINT/SIGHUP). Called once. */
   readonly hostGone: (reason: string) => void;
+  /**
+   * Last resort for an error nothing caught: resume everything synchronously, then the
+   * process exits. Without it Node would exit on the spot and leave the VMs frozen.
+   */
+  readonly crashed: (error: Error) => void;
 }
 
 export function listen(handlers: LinkHandlers): void {
@@ -41,9 +51,27 @@ export function listen(handlers: LinkHandlers): void {
     }
     if (pending.length > MAX_LINE) pending = '';
   });
-  process.stdin.on('end', () => handlers.hostGone('the extension host is gone'));
-  process.stdin.on('error', () => handlers.hostGone('the link to the extension host broke'));
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => handlers.hostGone(signal));
+  let gone = false;
+  const hostGone = (reason: string) => {
+    if (gone) return;
+    gone = true;
+    handlers.hostGone(reason);
+  };
+  process.stdin.on('end', () => hostGone('the extension host is gone'));
+  process.stdin.on('error', () => hostGone('the link to the extension host broke'));
+  // A reply to a host that died in the meantime fails with EPIPE, asynchronously, as an
+  // 'error' event: unhandled, Node would exit without resuming anything.
+  process.stdout.on('error', () => hostGone('the extension host stopped reading'));
+  process.stderr.on('error', () => undefined);
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => hostGone(signal));
+  process.on('uncaughtException', (error) => {
+    log(`unexpected error: ${error.stack ?? error.message}`);
+    try {
+      handlers.crashed(error);
+    } finally {
+      process.exit(1);
+    }
+  });
 }
 
 /** Calls `onIdle` once nothing has been held for `ms`; call again after every change. */

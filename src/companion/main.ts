@@ -4,7 +4,7 @@
 //   --elevated       started as root through sudo or pkexec, it freezes VMs that run as root itself
 // Arguments: --journal FILE (watch), --names crosvm,… (elevated), --idle-ms N.
 import { IDLE_EXIT_MS, exit } from './link';
-import { runElevatedMode } from './elevated';
+import { ELEVATED_NAME, runElevatedMode } from './elevated';
 import { runWatchMode } from './watch';
 
 function argument(name: string): string | undefined {
@@ -16,8 +16,10 @@ const idleArg = argument('--idle-ms');
 const idleMs = idleArg !== undefined && /^\d{3,7}$/.test(idleArg) ? Number(idleArg) : IDLE_EXIT_MS;
 
 if (process.argv.includes('--elevated')) {
+  // The names come from the unprivileged side: as root, only names of crosvm builds count,
+  // so that no setting can point root at sshd or any other program.
   const names = (argument('--names') ?? 'crosvm').split(',');
-  if (names.length === 0 || names.length > 16 || !names.every((n) => /^[A-Za-z0-9._+-]{1,64}$/.test(n))) exit(2, 'invalid --names');
+  if (names.length === 0 || names.length > 16 || !names.every((n) => ELEVATED_NAME.test(n))) exit(2, 'invalid --names: only names that start with "crosvm"');
   runElevatedMode(names, idleMs);
 } else {
   runWatchMode(argument('--journal'), idleMs);

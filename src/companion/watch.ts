@@ -87,6 +87,7 @@ export function runWatchMode(journal: string | undefined, idleMs: number): void 
       idle(held.size > 0 || heldCgroups.size > 0);
     },
     hostGone: resumeAllAndExit,
+    crashed: (error) => resumeAllAndExit(`crashed (${error.message})`),
   });
   log('started');
   idle(false);

@@ -44,6 +44,12 @@ export class ElevationError extends GuardError {
   }
 }
 
+/**
+ * Executable names the root companion accepts as crosvm (`crosvm`, `crosvm-dev`, …): the names
+ * come from the unprivileged side, and no setting may point root at another program.
+ */
+export const ELEVATED_NAME = /^crosvm[A-Za-z0-9._+-]{0,58}$/;
+
 /** Names (`comm`) of polkit authentication agents, GNOME Shell's built-in one included. */
 const POLKIT_AGENTS = /^(polkit-gnome-au|polkit-kde-auth|polkit-mate-aut|lxpolkit|lxqt-policykit|xfce-polkit|gnome-shell|polkit-agent-he)/;
 
@@ -89,14 +95,18 @@ export class ElevatedGuard {
    */
   static async start(options: ElevationOptions): Promise<ElevatedGuard> {
     const node = options.nodeExecutable ?? process.execPath;
+    const names = options.processNames.filter((n) => ELEVATED_NAME.test(n));
     const companion = [
+      // An empty environment for root, whatever sudo's or polkit's policy would keep:
+      // NODE_OPTIONS and the like must not reach a Node running as root.
       '/usr/bin/env',
+      '-i',
       'ELECTRON_RUN_AS_NODE=1',
       node,
       options.companionScript,
       '--elevated',
       '--names',
-      options.processNames.join(','),
+      (names.length > 0 ? names : ['crosvm']).join(','),
       '--idle-ms',
       String(options.idleMs ?? 10_000),
     ];
@@ -111,7 +121,9 @@ export class ElevatedGuard {
     }
     const password = await options.askPassword();
     if (!password) throw new ElevationError('cancelled', 'Freezing with administrator rights was cancelled.');
-    return ElevatedGuard.launch('sudo', ['-S', '-p', PROMPT, '--', ...companion], options, password);
+    // -k: neither use nor update sudo's cached credentials. Without a terminal sudo keys them
+    // to its parent, the extension host, where every other extension could then `sudo -n`.
+    return ElevatedGuard.launch('sudo', ['-k', '-S', '-p', PROMPT, '--', ...companion], options, password);
   }
 
   private static launch(command: string, args: string[], options: ElevationOptions, password: Buffer | undefined): Promise<ElevatedGuard> {
@@ -136,14 +148,21 @@ export class ElevatedGuard {
         clearTimeout(timer);
         password?.fill(0);
         if (error) {
-          child.kill('SIGTERM');
           reject(error);
+          // Closing its stdin ends a companion that did start (it resumes nothing: it froze
+          // nothing). sudo and pkexec may already run as root, where our signal is refused.
+          child.stdin?.end();
+          try {
+            child.kill('SIGTERM');
+          } catch {
+            // EPERM: it is root's now; the closed pipe ends it
+          }
         } else resolve(guard as ElevatedGuard);
       };
-      const timer = setTimeout(
-        () => finish(new ElevationError('failed', `${command} did not start the companion within ${(options.startTimeoutMs ?? 15_000) / 1000} s.`)),
-        options.startTimeoutMs ?? 15_000,
-      );
+      // pkexec's time includes the user reading and answering polkit's dialog.
+      const timeoutMs = options.startTimeoutMs ?? (command === 'pkexec' ? 120_000 : 15_000);
+      const timer = setTimeout(() => finish(new ElevationError('failed', `${command} did not start the companion within ${timeoutMs / 1000} s.`)), timeoutMs);
+      child.on('error', (error) => finish(new ElevationError('failed', `${command} could not be started: ${error.message}`)));
       child.stderr?.setEncoding('utf8');
       child.stderr?.on('data', (chunk: string) => {
         if (!settled) {
@@ -153,8 +172,9 @@ export class ElevatedGuard {
             prompts = seen;
             if (prompts === 1 && password) {
               // Handed to the kernel pipe only now that sudo asks; never on a command line.
-              child.stdin?.write(Buffer.concat([password, Buffer.from('\n')]));
-              password.fill(0);
+              // Written as is (no concatenated copy that would outlive the zeroing).
+              child.stdin?.write(password, () => password.fill(0));
+              child.stdin?.write('\n');
             } else {
               finish(new ElevationError('wrong-password', 'sudo did not accept the password.'));
             }
@@ -245,6 +265,14 @@ export class ElevatedGuard {
     const report = answer.report as ResumeReport;
     if (report.resumed.length > 0 || report.gone.length > 0) this.emit({ type: 'resumed', report });
     return report;
+  }
+
+  /**
+   * A status request: the companion's idle time counts from the last request, so this keeps
+   * it (and the password it cost) for the next debugger stop.
+   */
+  async keepAlive(): Promise<void> {
+    if (this.isRunning) await this.request({ op: 'status' });
   }
 
   /** Ends the link: the companion resumes whatever it still holds, and exits. */

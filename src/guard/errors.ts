@@ -10,6 +10,7 @@ export type GuardErrorCode =
   | 'cgroup-unavailable'
   | 'needs-elevation'
   | 'elevation-failed'
+  | 'not-permitted'
   | 'freeze-failed';
 
 export class GuardError extends Error {

@@ -202,6 +202,14 @@ export class CrosvmGuard {
     return this.serialise(async () => this.resumeNow(ref));
   }
 
+  /**
+   * Resumes everything at once, synchronously, outside the queue: only for a process about to
+   * die of an error nothing caught (the companion's last resort), where awaiting is not possible.
+   */
+  resumeAllImmediately(): ResumeReport {
+    return this.resumeNow();
+  }
+
   /** Resumes everything; what an extension's deactivate() awaits. */
   dispose(): Promise<ResumeReport> {
     this.listeners.clear();

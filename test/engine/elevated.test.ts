@@ -2,7 +2,7 @@
 // real users (made with useradd, sudo rights from /etc/sudoers.d), real sudo, a real root VM.
 // Needs root, as on CI.
 import { strict as assert } from 'node:assert';
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -99,6 +99,76 @@ describe('the elevated companion on its own', () => {
     assert.ok(await eventually(() => counters(intolerant).every((c, i) => c > still[i]), 2000), 'cgroup-frozen devices still frozen after the link broke');
     assert.ok(await eventually(() => !alive(ready.pid as number), 2000), 'the companion kept running');
     assert.ok(tolerant.isRunning() && intolerant.isRunning());
+  });
+});
+
+describe('the elevated companion when things go wrong', () => {
+  let companion: ChildProcess | undefined;
+  afterEach(() => {
+    companion?.kill('SIGKILL');
+    companion = undefined;
+  });
+
+  it('resumes when the host stops reading (its reply hits a closed pipe), not only when its input ends', async () => {
+    const vm = await startFixtureVm({ build: 'default' });
+    companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    companion.stderr?.on('data', (chunk) => (stderr += chunk));
+    const lines = jsonLines(companion);
+    const ready = await lines.next((e) => e.event === 'ready');
+    companion.stdin?.write(JSON.stringify({ op: 'freeze', id: 1, pid: vm.pid, startTime: startTimeOf(vm.pid) }) + '\n');
+    assert.equal((await lines.next((e) => e.id === 1)).ok, true);
+    const still = counters(vm);
+    // A host dying after its request: our end of the reply pipe closes, the next reply fails
+    // with EPIPE. Unhandled, that error would end the companion with the VM still frozen.
+    companion.stdout?.destroy();
+    companion.stdin?.write(JSON.stringify({ op: 'status', id: 2 }) + '\n');
+    assert.ok(await eventually(() => counters(vm).every((c, i) => c > still[i]), 3000), `the VM stayed frozen: ${stderr}`);
+    assert.ok(await eventually(() => !alive(ready.pid as number), 3000), 'the companion kept running');
+    assert.match(stderr, /stopped reading: thawed|stopped reading: resumed|stopped reading/);
+    assert.ok(vm.isRunning());
+  });
+
+  it('never goes idle in the middle of a freeze: a slow freeze that ends after the idle time still resumes and answers', async () => {
+    // stuck-dev never stops (state D), so the signal freeze waits out its whole deadline
+    // (2 s), far past the 300 ms idle time, then rolls back.
+    const vm = await startFixtureVm({ build: 'swap', swapMonitor: true, stuckDevice: true });
+    companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '300'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const lines = jsonLines(companion);
+    const ready = await lines.next((e) => e.event === 'ready');
+    await sleep(200);
+    companion.stdin?.write(JSON.stringify({ op: 'freeze', id: 1, pid: vm.pid, startTime: startTimeOf(vm.pid), method: 'signal' }) + '\n');
+    const answer = await lines.next((e) => e.id === 1, 10_000);
+    assert.equal(answer.ok, false, JSON.stringify(answer));
+    assert.match(String(answer.message), /stuck-dev/);
+    assert.ok(devicePids(vm).every(isRunning), 'a device was left stopped');
+    // Then, with nothing frozen and no request, it does go.
+    assert.ok(await eventually(() => !alive(ready.pid as number), 3000), 'the companion never went idle');
+  });
+
+  it('freezes only VMs of root and of the user who started it', async () => {
+    const vm = await startFixtureVm({ build: 'swap' });
+    // As if sudo had been run by uid 4242: a root VM is fine, a VM of uid 65534 is not.
+    const other = await startFixtureVm({ build: 'swap', uid: 65534, gid: 65534 });
+    companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SUDO_UID: '4242' } });
+    const lines = jsonLines(companion);
+    await lines.next((e) => e.event === 'ready');
+    companion.stdin?.write(JSON.stringify({ op: 'freeze', id: 1, pid: other.pid, startTime: startTimeOf(other.pid) }) + '\n');
+    const refused = await lines.next((e) => e.id === 1);
+    assert.equal(refused.ok, false);
+    assert.match(String(refused.message), /runs as uid 65534: this companion freezes only VMs of root and of the user who started it/);
+    assert.ok(other.devices.every((d) => isRunning(d.pid)));
+    companion.stdin?.write(JSON.stringify({ op: 'freeze', id: 2, pid: vm.pid, startTime: startTimeOf(vm.pid) }) + '\n');
+    assert.equal((await lines.next((e) => e.id === 2)).ok, true);
+    companion.stdin?.end();
+    assert.ok(await eventually(() => devicePids(vm).every(isRunning), 2000));
+  });
+
+  it('refuses to start for executable names that are not crosvm builds', () => {
+    const result = spawnSync(process.execPath, [companionScript, '--elevated', '--names', 'crosvm,sshd'], { encoding: 'utf8', input: '', timeout: 10_000 });
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /invalid --names: only names that start with "crosvm"/);
+    assert.doesNotMatch(result.stdout, /ready/);
   });
 });
 
