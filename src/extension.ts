@@ -5,7 +5,7 @@ import { assertLinux, GuardError, VmRef } from './guard';
 import { CrosvmGuardApi, CrosvmGuardState } from './ui/api';
 import { CommandHandlers } from './ui/commands';
 import { readSettings } from './ui/config';
-import { ContextKeys, OUTPUT_CHANNEL_NAME, Views } from './ui/contributions';
+import { Commands, ContextKeys, OUTPUT_CHANNEL_NAME, Views } from './ui/contributions';
 import { ManagedContextKey } from './ui/contextKey';
 import { GuardController } from './ui/controller';
 import { ProcessTreeProvider } from './ui/processTree';
@@ -62,6 +62,15 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
 
   const follower = new DebugFollower(current, log, () => ({ autoFreeze: settings.debugAutoFreeze, target: settings.debugTarget }));
   context.subscriptions.push(follower, vscode.debug.registerDebugAdapterTrackerFactory('*', follower));
+  // The root companion exits 10 s after its last request with nothing frozen, and starting it
+  // again may cost a password, which is never asked at a stop: while a debug session freezes
+  // at its stops, keep it.
+  let keepAlive: NodeJS.Timeout | undefined;
+  const followSessions = () => {
+    if (follower.automatic) keepAlive ??= setInterval(() => current.keepElevationAlive(), 5000);
+    else if (keepAlive) keepAlive = void clearInterval(keepAlive);
+  };
+  context.subscriptions.push(follower.onDidChange(followSessions), { dispose: () => keepAlive && clearInterval(keepAlive) });
   const statusBar = new GuardStatusBar(current, () => settings.statusBarVisibility, follower);
   const tree = new ProcessTreeProvider(current);
   const views = [Views.Processes, Views.DebugProcesses].map((id) =>
@@ -141,7 +150,9 @@ function activateUnsupported(
   error: GuardError,
 ): CrosvmGuardApi {
   supported.set(false);
+  new ManagedContextKey<boolean>(ContextKeys.Unsupported).set(true);
   log.warn(error.message);
+  context.subscriptions.push(vscode.commands.registerCommand(Commands.ShowLog, () => log.show()));
   const toldKey = 'crosvmGuard.toldUnsupported';
   if (!context.globalState.get<boolean>(toldKey)) {
     void context.globalState.update(toldKey, true);

@@ -7,6 +7,7 @@ import { FreezeReport, FreezeScope, GuardError, startTimeToDate, VmRef } from '.
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
 import { ElevationError } from '../guard/elevated';
+import { maySignal } from '../guard/signalFreezer';
 import { ProcessNode, VmNode } from './processTree';
 import { SettingKeys, SETTINGS_SECTION } from '../common/settings';
 import { methodName } from '../common/format';
@@ -26,7 +27,14 @@ export function vmRefFromArgument(arg: unknown): VmRef | undefined {
 
 const refOf = (vm: VmView): VmRef => ({ pid: vm.snapshot.main.pid, startTime: vm.snapshot.main.startTime });
 
+/** Read-only documents of Show process details. */
+const DETAILS_SCHEME = 'crosvm-guard-details';
+
 export class CommandHandlers {
+  /** Show process details: the text of each document opened, by URI (a few KiB each). */
+  private readonly details = new Map<string, string>();
+  private detailsVersion = 0;
+
   constructor(
     private readonly controller: GuardController,
     private readonly log: vscode.LogOutputChannel,
@@ -37,6 +45,8 @@ export class CommandHandlers {
   register(): vscode.Disposable[] {
     const r = vscode.commands.registerCommand;
     return [
+      vscode.workspace.registerTextDocumentContentProvider(DETAILS_SCHEME, { provideTextDocumentContent: (uri) => this.details.get(uri.toString()) ?? '' }),
+      vscode.workspace.onDidCloseTextDocument((doc) => this.details.delete(doc.uri.toString())),
       r(Commands.Freeze, (arg?: unknown) => this.freeze(arg, 'devices')),
       r(Commands.FreezeVm, (arg?: unknown) => this.freeze(arg, 'vm')),
       r(Commands.Resume, (arg?: unknown) => this.resume(arg)),
@@ -71,7 +81,13 @@ export class CommandHandlers {
     }
     const count = reports.reduce((sum, r) => sum + r.frozen.length, 0);
     const ms = reports.reduce((sum, r) => sum + r.elapsedMs, 0);
-    vscode.window.setStatusBarMessage(`$(debug-pause) crosvm: froze ${count} processes in ${ms.toFixed(1)} ms`, 4000);
+    if (count === 0) {
+      // Not a success: say what was left running, and why.
+      const skipped = reports.flatMap((r) => r.skipped).map((s) => `${s.label} ${s.pid} (${s.detail})`);
+      void vscode.window.showWarningMessage(
+        `Nothing was frozen: ${skipped.length > 0 ? `every process was left alone: ${skipped.join(', ')}` : 'the VM has no device processes'}.`,
+      );
+    } else vscode.window.setStatusBarMessage(`$(debug-pause) crosvm: froze ${count} processes in ${ms.toFixed(1)} ms`, 4000);
     return reports.length === 1 ? reports[0] : reports;
   }
 
@@ -106,10 +122,12 @@ export class CommandHandlers {
 
   async toggle(): Promise<FreezeReport | FreezeReport[] | number[] | undefined> {
     this.onManualToggle();
-    return this.controller.isFrozen ? this.resume() : this.freeze(undefined, 'devices');
+    // A VM another window froze: the click offers to resume it (after asking), not to freeze it again.
+    return this.controller.isFrozen || this.controller.isFrozenElsewhere ? this.resume() : this.freeze(undefined, 'devices');
   }
 
-  private async pickVms(scope: FreezeScope): Promise<VmRef[] | undefined> {
+  /** The VMs to act on: the only one, or the user's pick (`kill`: one VM, never "All VMs"). */
+  private async pickVms(scope: FreezeScope | 'kill'): Promise<VmRef[] | undefined> {
     const vms = this.controller.refresh();
     if (vms.length === 0) {
       const refresh = 'Refresh';
@@ -133,9 +151,9 @@ export class CommandHandlers {
       detail: `${vm.snapshot.devices.length} device processes${vm.frozen ? ' · frozen' : ''} · ${vm.needsElevation ? 'needs admin' : methodName(vm.frozen?.method ?? vm.method.method)}`,
       refs: [refOf(vm)],
     }));
-    items.push({ label: '$(layers) All VMs', description: `${vms.length} VMs`, refs: vms.map(refOf) });
+    if (scope !== 'kill') items.push({ label: '$(layers) All VMs', description: `${vms.length} VMs`, refs: vms.map(refOf) });
     const picked = await vscode.window.showQuickPick(items, {
-      title: scope === 'vm' ? 'Freeze entire crosvm VM (vCPUs too)' : 'Freeze crosvm devices',
+      title: scope === 'kill' ? 'Kill crosvm VM' : scope === 'vm' ? 'Freeze entire crosvm VM (vCPUs too)' : 'Freeze crosvm devices',
       placeHolder: 'Which crosvm VM?',
       matchOnDescription: true,
     });
@@ -159,13 +177,19 @@ export class CommandHandlers {
     if (!node) return undefined;
     const pid = node instanceof VmNode ? node.view.snapshot.main.pid : node.process.pid;
     await vscode.env.clipboard.writeText(String(pid));
+    vscode.window.setStatusBarMessage(`$(copy) Copied pid ${pid}`, 2000);
     return pid;
   }
 
   private async showDetails(arg: unknown): Promise<vscode.TextDocument | undefined> {
     const node = this.nodeFromArgument(arg);
     if (!node) return undefined;
-    const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: detailsMarkdown(node) });
+    // A read-only document of our own scheme: nothing to save when it is closed.
+    const pid = node instanceof VmNode ? node.view.snapshot.main.pid : node.process.pid;
+    const uri = vscode.Uri.from({ scheme: DETAILS_SCHEME, path: `/pid ${pid}.md`, query: String(++this.detailsVersion) });
+    this.details.set(uri.toString(), detailsMarkdown(node));
+    const doc = await vscode.workspace.openTextDocument(uri);
+    await vscode.languages.setTextDocumentLanguage(doc, 'markdown');
     await vscode.window.showTextDocument(doc, { preview: true });
     return doc;
   }
@@ -173,9 +197,16 @@ export class CommandHandlers {
   /** Kills a VM's whole tree with SIGKILL, after asking: a stopped process ignores SIGTERM. */
   private async killVm(arg: unknown): Promise<boolean> {
     try {
-      const ref = vmRefFromArgument(arg) ?? (await this.pickVms('vm'))?.[0];
+      const ref = vmRefFromArgument(arg) ?? (await this.pickVms('kill'))?.[0];
       if (!ref) return false;
       const vm = this.controller.guard.inspectVm(ref);
+      const foreign = [vm.main, ...vm.devices].find((p) => !maySignal(p.pid));
+      if (foreign) {
+        throw new GuardError(
+          'not-permitted',
+          `crosvm VM ${vm.main.pid} runs as uid ${foreign.uid} (${foreign.label} ${foreign.pid}); this window may not kill it. To kill it anyway, run \`sudo kill -KILL ${vm.main.pid}\` in a terminal.`,
+        );
+      }
       const kill = 'Kill VM';
       const choice = await vscode.window.showWarningMessage(
         `Kill crosvm VM ${vm.main.pid} (${vm.name}) and its ${vm.devices.length} device processes?`,
@@ -219,7 +250,9 @@ export class CommandHandlers {
       }
       void retry?.();
     } else if (choice === 'Open Settings') {
-      const setting = code === 'cgroup-unavailable' ? SettingKeys.method : code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.assumeSwapBuild;
+      // For a build that dies on signals the way out is the method (the cgroup freezer), not
+      // assumeSwapBuild, which would crash it if you were wrong.
+      const setting = code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method;
       void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.${setting}`);
     } else if (choice === 'Refresh') this.controller.refresh();
     else if (choice === 'Show Log') this.log.show();

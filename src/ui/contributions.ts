@@ -16,6 +16,8 @@ export const enum Commands {
 export const enum ContextKeys {
   /** The host is Linux: everything else is hidden otherwise. */
   Supported = 'crosvmGuard.supported',
+  /** Activated on a host that is not Linux (unset before activation, unlike !Supported). */
+  Unsupported = 'crosvmGuard.unsupported',
   /** At least one crosvm VM runs. */
   VmRunning = 'crosvmGuard.vmRunning',
   /** This window holds at least one VM frozen. */

@@ -19,10 +19,11 @@ import { FreezeCgroup, freezerHierarchy } from '../guard/cgroupFreezer';
 import { frozenByOthers, thawLeftoverCgroups } from '../guard/journal';
 import { CgroupPlacement, cgroupPlacements, FreezeMethod, MethodChoice } from '../guard/method';
 import { continueProcesses, maySignal } from '../guard/signalFreezer';
-import { ElevatedGuard, ElevationOptions, ElevationTool } from '../guard/elevated';
+import { ElevatedGuard, ElevationError, ElevationOptions, ElevationTool } from '../guard/elevated';
 import { GuardError } from '../guard/errors';
 import { engineSettings, ExtensionSettings } from '../common/settings';
 import { currentIdentity } from '../guard/processTree';
+import { isExitedState, isStoppedState } from '../guard/procfs';
 
 export interface VmView {
   readonly snapshot: VmSnapshot;
@@ -53,6 +54,11 @@ export interface Elevation {
   readonly options: () => Omit<ElevationOptions, 'tool'>;
 }
 
+/** How long a silent `sudo -n` that wanted a password is not tried again (each try spawns sudo). */
+const SILENT_RETRY_MS = 60_000;
+const SILENT_REFUSAL =
+  'Starting the elevated companion needs your password, which is never asked at a debugger stop. Use "Freeze with administrator rights…" once; sudo then remembers it for a while (15 minutes by default).';
+
 /** The tool each setting elevates with. */
 const ELEVATION_TOOLS: Record<'ask' | 'sudo' | 'pkexec', ElevationTool> = { ask: 'auto', sudo: 'sudo', pkexec: 'pkexec' };
 
@@ -74,6 +80,8 @@ export class GuardController implements vscode.Disposable {
   elevation: Elevation | undefined;
   private elevated: ElevatedGuard | undefined;
   private starting: Promise<ElevatedGuard> | undefined;
+  /** When a silent `sudo -n` last failed for want of a password. */
+  private silentRefusedAt: number | undefined;
   private readonly self: ProcessIdentity = { pid: process.pid, startTime: currentIdentity(process.pid)?.startTime ?? 0 };
 
   constructor(
@@ -111,6 +119,11 @@ export class GuardController implements vscode.Disposable {
     return this.frozenVms.length > 0;
   }
 
+  /** Keeps the elevated companion from its idle exit (during debug sessions that freeze at stops). */
+  keepElevationAlive(): void {
+    if (this.elevated?.isRunning) void this.elevated.keepAlive().catch(() => undefined);
+  }
+
   /** The elevated companion's pid while one runs. */
   get elevatedCompanionPid(): number | undefined {
     return this.elevated?.isRunning ? this.elevated.companionPid : undefined;
@@ -118,21 +131,28 @@ export class GuardController implements vscode.Disposable {
 
   /**
    * Starts the elevated companion (sudo or pkexec; the password box if sudo wants one), or
-   * returns the one running. Concurrent callers share one start.
+   * returns the one running. Concurrent callers share one start. `silent`: only what asks
+   * nothing (`sudo -n`), for a debugger stop, where no dialog may appear.
    */
-  startElevation(): Promise<ElevatedGuard> {
+  startElevation(silent = false): Promise<ElevatedGuard> {
     if (this.elevated?.isRunning) return Promise.resolve(this.elevated);
     if (this.starting) return this.starting;
     const elevation = this.elevation;
     if (!elevation || elevation.setting() === 'never') {
       return Promise.reject(new GuardError('needs-elevation', 'Freezing with administrator rights is turned off (setting crosvmGuard.elevation is "never").'));
     }
-    const tool = ELEVATION_TOOLS[elevation.setting() as 'ask' | 'sudo' | 'pkexec'];
-    this.log.info(`Starting the elevated companion with ${tool === 'auto' ? 'sudo (then pkexec or a password if sudo asks for one)' : tool}.`);
-    this.starting = ElevatedGuard.start({ ...elevation.options(), tool }).then(
+    // sudo -n failed for want of a password a moment ago: do not spawn it at every step.
+    if (silent && this.silentRefusedAt !== undefined && Date.now() - this.silentRefusedAt < SILENT_RETRY_MS) {
+      return Promise.reject(new GuardError('needs-elevation', SILENT_REFUSAL));
+    }
+    const tool = silent ? 'sudo' : ELEVATION_TOOLS[elevation.setting() as 'ask' | 'sudo' | 'pkexec'];
+    const options = silent ? { ...elevation.options(), askPassword: undefined } : elevation.options();
+    this.log.info(`Starting the elevated companion with ${silent ? 'sudo -n (nothing is asked at a debugger stop)' : tool === 'auto' ? 'sudo (then pkexec or a password if sudo asks for one)' : tool}.`);
+    this.starting = ElevatedGuard.start({ ...options, tool }).then(
       (elevated) => {
         this.starting = undefined;
         this.elevated = elevated;
+        this.silentRefusedAt = undefined;
         const subscription = elevated.onDidChangeState((event) => {
           this.stateChanged.fire(event);
           if (event.type !== 'freezing') this.refreshSoon();
@@ -148,6 +168,10 @@ export class GuardController implements vscode.Disposable {
       (error: Error) => {
         this.starting = undefined;
         this.log.warn(`Elevation failed: ${error.message}`);
+        if (silent && error instanceof ElevationError && error.reason === 'not-permitted') {
+          this.silentRefusedAt = Date.now();
+          throw new GuardError('needs-elevation', SILENT_REFUSAL);
+        }
         throw error;
       },
     );
@@ -160,12 +184,15 @@ export class GuardController implements vscode.Disposable {
    * `pkexec`; with `ask` the caller offers it first (error code `needs-elevation`). Not
    * logged: the debug follower calls it at every stop.
    */
-  async freezeQuietly(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
+  async freezeQuietly(ref: VmRef, request: FreezeRequest = {}, atDebuggerStop = false): Promise<FreezeReport> {
     const view = this.views.find((v) => v.snapshot.main.pid === ref.pid);
     if (this.guard.frozenVm(ref.pid) || !view?.needsElevation) return this.guard.freeze(ref, request);
     const full = { pid: ref.pid, startTime: ref.startTime ?? view.snapshot.main.startTime };
     if (this.elevated?.isRunning) return this.elevated.freeze(full, request);
     const setting = this.elevation?.setting() ?? 'never';
+    // At a debugger stop nothing may be asked: sudo -n only (sudo's own cache counts), and
+    // the follower offers the rest once, outside the stop.
+    if (atDebuggerStop && setting !== 'never') return (await this.startElevation(true)).freeze(full, request);
     if (setting === 'sudo' || setting === 'pkexec') return (await this.startElevation()).freeze(full, request);
     // Elevation off: for want of cgroup access the engine's own refusal names the ways out.
     if (view.needsElevation === 'cgroups' && setting === 'never') return this.guard.freeze(ref, request);
@@ -279,9 +306,15 @@ export class GuardController implements vscode.Disposable {
       };
     });
     this.logDiscovery();
-    this.changed.fire();
+    // The tree redraws on every event (hovers flicker, selections jump): fire only when what
+    // is shown changed, or while something is frozen (its elapsed time is shown).
+    const signature = viewSignature(this.views);
+    if (signature !== this.lastSignature || this.isFrozen) this.changed.fire();
+    this.lastSignature = signature;
     return this.views;
   }
+
+  private lastSignature = '';
 
   private elevationNeeded(vm: VmSnapshot, method: MethodChoice): VmView['needsElevation'] {
     if (process.geteuid?.() === 0) return undefined;
@@ -342,4 +375,25 @@ export class GuardController implements vscode.Disposable {
     this.elevated?.dispose();
     for (const d of this.disposables) d.dispose();
   }
+}
+
+/** What the tree and the status bar show of the listing, as a string to compare. */
+function viewSignature(views: readonly VmView[]): string {
+  const kind = (state: string) => (isStoppedState(state) ? 'T' : isExitedState(state) ? 'Z' : 'R');
+  return JSON.stringify(
+    views.map((v) => [
+      v.snapshot.main.pid,
+      v.snapshot.main.startTime,
+      v.snapshot.name,
+      [v.snapshot.main, ...v.snapshot.devices].map((p) => [p.pid, p.startTime, p.ppid, p.label, p.uid, p.threads, p.tracerPid, kind(p.state)]),
+      v.swapBuild.tolerant,
+      v.swapBuild.evidence,
+      v.method.method,
+      v.method.why,
+      v.needsElevation,
+      v.frozen?.since,
+      v.frozenElsewhere?.ownerPid,
+      [...v.placements.values()].map((p) => [p.pid, p.dir, p.access]),
+    ]),
+  );
 }

@@ -3,7 +3,8 @@
 // everything it froze resumes. Setting crosvmGuard.debug.autoFreeze turns it on.
 import * as vscode from 'vscode';
 import { FreezeReport, GuardError, VmRef } from '../guard';
-import { DebugTarget } from '../common/settings';
+import { DebugTarget, SettingKeys, SETTINGS_SECTION } from '../common/settings';
+import { ElevationError } from '../guard/elevated';
 import { GuardController, VmView } from './controller';
 
 /** How long the VMs chosen at one stop are reused for the next stops (steps). */
@@ -33,7 +34,19 @@ interface SessionState {
   frozen: VmRef[];
   /** Stop and continue handled one after the other, in the order the debugger sent them. */
   queue: Promise<unknown>;
+  /** VMs whose refusal was already told (log and notification), once per session. */
   warned: Set<number>;
+  /** The debugger is stopped (the last stop has not been followed by a continue or step). */
+  stopped: boolean;
+  /** VMs the last stop could not freeze, and why: they keep running while the debugger is stopped. */
+  notFrozen: Map<number, string>;
+}
+
+/** A VM a stopped debug session could not freeze. */
+export interface NotFrozen {
+  readonly pid: number;
+  readonly session: string;
+  readonly reason: string;
 }
 
 /** A pid in an attach configuration: `pid` (LLDB, js-debug) or `processId` (cppdbg), number or string. */
@@ -52,6 +65,8 @@ export interface DebugSessions {
   readonly debugging: boolean;
   /** A debug session freezes automatically at each stop. */
   readonly automatic: boolean;
+  /** VMs that run on although a session that freezes automatically is stopped. */
+  readonly notFrozen: readonly NotFrozen[];
   /** A session started or ended, or automatic mode changed. */
   readonly onDidChange: vscode.Event<void>;
 }
@@ -75,6 +90,12 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     return [...this.sessions.values()].some((s) => this.isAutomatic(s));
   }
 
+  get notFrozen(): NotFrozen[] {
+    return [...this.sessions.values()]
+      .filter((s) => s.stopped && this.isAutomatic(s))
+      .flatMap((s) => [...s.notFrozen].map(([pid, reason]) => ({ pid, session: s.session.name, reason })));
+  }
+
   /** The user toggled by hand: automatic freezing stops for the running sessions. */
   takeManualControl(): void {
     for (const state of this.sessions.values()) {
@@ -94,6 +115,8 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
       frozen: [],
       queue: Promise.resolve(),
       warned: new Set(),
+      stopped: false,
+      notFrozen: new Map(),
     };
     this.sessions.set(session.id, state);
     this.changed.fire();
@@ -140,20 +163,25 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
       state.chosen = { refs: (await this.targets(state)).map((v) => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime })), at: Date.now() };
     }
     const reports: FreezeReport[] = [];
+    state.stopped = true;
+    state.notFrozen.clear();
     for (const ref of state.chosen.refs) {
       try {
-        reports.push(await this.controller.freezeQuietly(ref, { excludePids: state.debuggeePid ? [state.debuggeePid] : [] }));
+        reports.push(await this.controller.freezeQuietly(ref, { excludePids: state.debuggeePid ? [state.debuggeePid] : [] }, true));
         if (!state.frozen.some((f) => f.pid === ref.pid)) state.frozen.push(ref);
       } catch (error) {
-        // Never crash a VM at a breakpoint, nor ask for a password there; say so once per
-        // session and leave it running.
-        const refused = error instanceof GuardError && (error.code === 'unsafe-build' || error.code === 'needs-elevation');
-        if (refused && state.warned.has(ref.pid)) continue;
-        state.warned.add(ref.pid);
+        // Never crash a VM at a breakpoint, nor ask for a password there: leave it running,
+        // show it in the status bar, and say so once per session with the way out.
+        const refused = error instanceof GuardError && (error.code === 'unsafe-build' || error.code === 'needs-elevation' || error.code === 'cgroup-unavailable');
+        state.notFrozen.set(ref.pid, (error as Error).message);
         if (!refused) state.chosen = undefined; // the VM may have exited: choose again next time
+        if (state.warned.has(ref.pid)) continue;
+        state.warned.add(ref.pid);
         this.log[refused ? 'warn' : 'error'](`Debug session "${state.session.name}": no automatic freeze of VM ${ref.pid} on ${cause}: ${(error as Error).message}`);
+        if (refused) void this.offerWayOut(state, ref, error as GuardError);
       }
     }
+    this.changed.fire();
     if (reports.length > 0) {
       const count = reports.reduce((sum, r) => sum + r.frozen.length, 0);
       this.log.info(
@@ -162,7 +190,44 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     }
   }
 
+  /**
+   * The notification for a VM a stop could not freeze: it keeps writing guest memory while
+   * you look at it. Its button does what the stop may not (ask for a password, open a
+   * setting); a VM frozen that way while still stopped is resumed with the session's next
+   * continue, like the others.
+   */
+  private async offerWayOut(state: SessionState, ref: VmRef, error: GuardError): Promise<void> {
+    const elevate = 'Freeze with administrator rights…';
+    const settings = 'Open Settings';
+    const actions = error.code === 'needs-elevation' && this.controller.elevation?.setting() !== 'never' ? [elevate, 'Show Log'] : [settings, 'Show Log'];
+    const choice = await vscode.window.showWarningMessage(
+      `Debug session "${state.session.name}" is stopped, but crosvm VM ${ref.pid} keeps running: ${error.message}`,
+      ...actions,
+    );
+    if (choice === 'Show Log') this.log.show();
+    else if (choice === settings) {
+      void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.${error.code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method}`);
+    } else if (choice === elevate) {
+      try {
+        await this.controller.startElevation();
+      } catch (failure) {
+        this.log.warn(`Debug session "${state.session.name}": elevation failed: ${(failure as Error).message}`);
+        if (!(failure instanceof ElevationError && failure.reason === 'cancelled')) void vscode.window.showErrorMessage((failure as Error).message);
+        return;
+      }
+      // Still stopped: freeze it now, in the session's order of events.
+      this.enqueue(state, async () => {
+        if (!state.stopped || !this.isAutomatic(state)) return;
+        await this.freeze(state, 'administrator rights granted');
+      });
+    }
+  }
+
   private async resume(state: SessionState, cause: string): Promise<void> {
+    const wasStopped = state.stopped;
+    state.stopped = false;
+    state.notFrozen.clear();
+    if (wasStopped) this.changed.fire();
     if (state.frozen.length === 0) return;
     const started = performance.now();
     const vms = state.frozen;

@@ -18,7 +18,7 @@ export function elevationFor(context: vscode.ExtensionContext, log: vscode.LogOu
       askPassword: async () => {
         const value = await vscode.window.showInputBox({
           title: 'crosvm Guard: administrator rights',
-          prompt: `sudo asks for the password of ${os.userInfo().username} to start the companion that freezes crosvm VMs running as root. It goes to sudo only.`,
+          prompt: `Password for sudo (user ${os.userInfo().username}). crosvm Guard starts a small helper as root to freeze crosvm VMs that run as root or in cgroups you may not write. The password goes to sudo only and is never stored.`,
           password: true,
           ignoreFocusOut: true,
         });

@@ -53,13 +53,18 @@ export class VmNode extends vscode.TreeItem {
       ? `frozen ${formatElapsed(Date.now() - frozen.since)} · ${methodName(frozen.method)}`
       : frozenElsewhere
         ? 'frozen by another window'
-        : view.needsElevation
+        : view.needsElevation === 'signals'
           ? `running · needs admin (uid ${vm.main.uid})`
-          : `running · ${methodName(method)}`;
+          : view.needsElevation === 'cgroups'
+            ? 'running · needs admin (cgroup freezer)'
+            : `running · ${methodName(method)}`;
     this.description = `pid ${vm.main.pid} · ${state}`;
     this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : view.needsElevation ? 'shield' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
-    // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`).
-    this.contextValue = `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${method || view.needsElevation ? 'freezable' : 'unsafe'}`;
+    // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`);
+    // `.admin`: this window may not signal it, so Kill is not offered.
+    this.contextValue =
+      `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${method || view.needsElevation ? 'freezable' : 'unsafe'}` +
+      (view.needsElevation === 'signals' ? '.admin' : '');
     const md = new vscode.MarkdownString('', true);
     md.appendMarkdown(`**crosvm VM ${vm.main.pid}** — ${state}\n\n`);
     md.appendCodeblock(vm.cmdline.join(' '), 'shell');

@@ -43,11 +43,19 @@ export class GuardStatusBar implements vscode.Disposable {
     }
     const devices = vms.reduce((sum, vm) => sum + vm.snapshot.devices.length, 0);
     const auto = this.debug.automatic ? ' auto' : '';
-    if (frozen.length > 0) {
+    const notFrozen = this.debug.notFrozen;
+    if (notFrozen.length > 0 && frozen.length === 0) {
+      // The debugger is stopped and the devices are not: the one state that must not look calm.
+      this.item.text = `$(warning) crosvm auto: not frozen`;
+      this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+      const vmsRunning = notFrozen.length === 1 ? `VM ${notFrozen[0].pid} keeps running` : `${notFrozen.length} VMs keep running`;
+      this.item.accessibilityInformation = { label: `crosvm: the debugger is stopped but ${vmsRunning}. Click to freeze.` };
+      this.stopTicker();
+    } else if (frozen.length > 0) {
       const since = Math.min(...frozen.map((f) => f.since));
       const count = frozen.reduce((sum, f) => sum + f.processes.length, 0);
       const elapsed = formatElapsed(Date.now() - since);
-      this.item.text = `$(debug-continue) crosvm ${count} frozen ${elapsed}${auto}`;
+      this.item.text = `$(debug-continue) crosvm ${count} frozen ${elapsed}${auto}${notFrozen.length > 0 ? ' $(warning)' : ''}`;
       this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
       this.item.accessibilityInformation = { label: `crosvm: ${count} processes frozen for ${elapsed}. Click to resume.` };
       this.startTicker();
@@ -83,16 +91,22 @@ export class GuardStatusBar implements vscode.Disposable {
       const frozen = vm.frozen;
       const state = frozen
         ? `**frozen** ${formatElapsed(Date.now() - frozen.since)} (${frozen.processes.length} processes, ${methodName(frozen.method)})`
-        : vm.needsElevation
-          ? 'running, needs administrator rights'
-          : vm.method.method
-            ? `running (would freeze with ${methodName(vm.method.method)})`
-            : 'running, cannot be frozen (see the tree)';
+        : vm.frozenElsewhere
+          ? `**frozen by another VS Code window** (extension host pid ${vm.frozenElsewhere.ownerPid}); a click offers to resume it here`
+          : vm.needsElevation
+            ? 'running, needs administrator rights'
+            : vm.method.method
+              ? `running (would freeze with ${methodName(vm.method.method)})`
+              : 'running, cannot be frozen (see the tree)';
       md.appendMarkdown(`- VM ${vm.snapshot.main.pid} \`${vm.snapshot.name}\`: ${vm.snapshot.devices.length} device processes, ${state}\n`);
     }
     md.appendMarkdown('\n');
+    for (const vm of this.debug.notFrozen) {
+      md.appendMarkdown(`$(warning) Debug session "${vm.session}" is stopped, but VM ${vm.pid} was not frozen: ${vm.reason}\n\n`);
+    }
     if (this.debug.automatic) md.appendMarkdown('The debug session freezes the devices at every stop; a click takes manual control.\n\n');
     if (this.controller.isFrozen) md.appendMarkdown('Click to resume every frozen VM.');
+    else if (this.controller.isFrozenElsewhere) md.appendMarkdown('Click to resume the VM another window froze (you are asked first).');
     else if (vms.length === 1) md.appendMarkdown(`Click to freeze the device processes of VM ${vms[0].snapshot.main.pid}.`);
     else if (vms.length > 1) md.appendMarkdown('Click to choose a VM to freeze.');
     else md.appendMarkdown('Click to look for VMs again.');

@@ -6,6 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { testWorkspace } from '../runner/paths';
+import { startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { isRunning } from '../engine/procState';
 import { openWorkbench } from './workbench';
 
 function debugWorkspace(): string {
@@ -37,5 +39,37 @@ test('the status bar item appears during a debug session and shows automatic mod
     assert.equal(await crosvmItem(), undefined, 'still visible after the session ended');
   } finally {
     await workbench.close();
+  }
+});
+
+test('at a stop, a VM that may not be frozen shows as not frozen in the status bar, with a notification that says why', { timeout: 180_000 }, async () => {
+  // Signals forced on a build that dies of them: the stop must leave the VM alone, and say so.
+  const vm = await startFixtureVm({ build: 'default', devices: 2 });
+  const workbench = await openWorkbench({
+    folder: debugWorkspace(),
+    settings: { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.method': 'signal' },
+  });
+  try {
+    await workbench.waitForActivation();
+    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
+    await workbench.runCommand('Debug: Start Debugging');
+    // The debuggee stops at its first `debugger;` statement.
+    const warning = await workbench.waitForStatusBarItem(/^\$\(warning\) crosvm auto: not frozen$/, 30_000);
+    assert.match(warning.ariaLabel, new RegExp(`the debugger is stopped but VM ${vm.pid} keeps running`));
+    const told = async () => (await workbench.notifications()).some((n) => /is stopped, but crosvm VM \d+ keeps running/.test(n.message));
+    for (const deadline = Date.now() + 10_000; !(await told()) && Date.now() < deadline; ) await workbench.page.waitForTimeout(200);
+    const notifications = await workbench.notifications();
+    const notification = notifications.find((n) => /keeps running/.test(n.message));
+    assert.equal(notification?.severity, 'warning');
+    assert.match(notification?.message ?? '', /would shut the VM down|without the swap feature|swap/i);
+    assert.deepEqual(notification?.buttons, ['Open Settings', 'Show Log']);
+    assert.ok(vm.isRunning() && vm.devices.every((d) => isRunning(d.pid)), 'a device was stopped at the breakpoint');
+    await workbench.screenshot('debug-not-frozen');
+    await workbench.page.keyboard.press('Shift+F5'); // Debug: Stop: the warning goes with the stop
+    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 20_000);
+    assert.ok(vm.isRunning(), 'the VM shut down');
+  } finally {
+    await workbench.close();
+    await stopAllFixtureVms();
   }
 });

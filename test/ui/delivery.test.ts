@@ -73,7 +73,7 @@ test('the .vsix holds only what users need, installs into code-server and activa
     assert.ok(fs.readdirSync(extensionsDir).some((name) => name.startsWith(`${EXTENSION_ID}-`)), fs.readdirSync(extensionsDir).join(', '));
 
     workbench = await openWorkbench({ extensionDevelopmentPath: null, extensionsDir });
-    await workbench.runCommand('crosvm: Show log');
+    await workbench.runCommand('crosvm: Show Log');
     await workbench.waitForActivation();
     assert.doesNotMatch(workbench.extensionHostLog(), /Activating extension crosvm-guard\.crosvm-guard failed/);
   } finally {
