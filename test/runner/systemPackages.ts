@@ -19,6 +19,11 @@ const REQUIREMENTS: readonly Requirement[] = [
   { file: '/usr/bin/strace', pkg: 'strace', why: 'attaches a real tracer in the "traced by a debugger" tests' },
   { file: '/usr/bin/sudo', pkg: 'sudo', why: 'the unprivileged test users reach root VMs through it (its visudo checks their sudoers rules)' },
   { file: '/usr/sbin/chpasswd', pkg: 'passwd', why: 'useradd and chpasswd make the unprivileged test users (testUsers.ts)' },
+  {
+    file: '/usr/bin/pkexec',
+    pkg: 'pkexec',
+    why: 'the pkexec elevation test runs the real pkexec; it brings polkitd (the daemon and pkttyagent, the stand-in password dialog) and the system D-Bus',
+  },
 ];
 
 export function missingSystemPackages(): Requirement[] {

@@ -1,13 +1,15 @@
-// Unprivileged Linux users with sudo rights, for tests that run VS Code as a person would
-// (not as root) against root-owned VMs: one may run anything through `sudo -n` without a
-// password, the other must give its password (`sudo -S` on stdin). Made on first use by the
-// runner, which runs as root; later calls reuse the users and only refresh what may drift.
+// Unprivileged Linux users with administrator rights, for tests that run VS Code as a person
+// would (not as root) against root-owned VMs: one may run anything through `sudo -n` without a
+// password, one must give its password (`sudo -S` on stdin), and one has no sudo rights at all
+// but is a polkit administrator, so it reaches root only through `pkexec` and a polkit agent
+// that asks for its password. Made on first use by the runner, which runs as root; later calls
+// reuse the users and only refresh what may drift.
 import { spawnSync, SpawnSyncOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export type TestUserKind = 'nopasswd' | 'password';
+export type TestUserKind = 'nopasswd' | 'password' | 'polkit';
 
 export interface TestUser {
   readonly name: string;
@@ -15,29 +17,39 @@ export interface TestUser {
   readonly gid: number;
   /** Under /home, owned by the user. */
   readonly home: string;
-  /** For 'password': what `sudo -S` wants on stdin, fresh on every ensureTestUser() call. Undefined for 'nopasswd'. */
+  /**
+   * For 'password': what `sudo -S` wants on stdin; for 'polkit': what a polkit agent must answer
+   * for pkexec. Fresh on every ensureTestUser() call. Undefined for 'nopasswd'.
+   */
   readonly password: string | undefined;
 }
 
-/** The user names, one per kind; each has a drop-in of the same name in /etc/sudoers.d/. */
+/** The user names, one per kind; the sudo kinds have a drop-in of the same name in /etc/sudoers.d/. */
 export const TEST_USER_NAMES: Readonly<Record<TestUserKind, string>> = {
   nopasswd: 'crosvm-guard-nopw',
   password: 'crosvm-guard-pw',
+  polkit: 'crosvm-guard-pk',
 };
 
 const SUDOERS_DIR = '/etc/sudoers.d';
+/** polkitd reads every `*.rules` file here (0700 polkitd:root, from the polkitd package) and watches the folder. */
+const POLKIT_RULES_DIR = '/etc/polkit-1/rules.d';
+/** Ours, read before 50-default.rules (which makes group sudo the administrators). */
+export const POLKIT_RULE_FILE = join(POLKIT_RULES_DIR, '49-crosvm-guard-test.rules');
 
 /**
- * Makes sure the test user of this kind exists and has its sudo rights, and returns it. Needs
- * root. Idempotent: creates the user (home under /home, shell /bin/bash, its own group) only if
- * missing, rewrites its sudoers drop-in only if it differs, and checks with the real sudo that
- * `sudo -n true` succeeds ('nopasswd') or is refused for want of a password ('password'). For
- * 'password' it sets a new random password each call and forgets the user's sudo time stamps, so
- * no earlier successful `sudo -S` lets a later `sudo -n` through.
+ * Makes sure the test user of this kind exists and has its administrator rights, and returns
+ * it. Needs root. Idempotent: creates the user (home under /home, shell /bin/bash, its own
+ * group) only if missing, rewrites its sudoers drop-in or polkit rule only if it differs, and
+ * checks with the real sudo that `sudo -n true` succeeds ('nopasswd'), is refused for want of
+ * a password ('password'), or that sudo gives the user no rights at all ('polkit'). For
+ * 'password' and 'polkit' it sets a new random password each call; for 'password' it also
+ * forgets the user's sudo time stamps, so no earlier successful `sudo -S` lets a later
+ * `sudo -n` through.
  */
 export function ensureTestUser(kind: TestUserKind): TestUser {
   if (process.getuid?.() !== 0) {
-    throw new Error(`ensureTestUser('${kind}') must run as root (it adds a user and a sudoers rule); this process runs as uid ${process.getuid?.()}`);
+    throw new Error(`ensureTestUser('${kind}') must run as root (it adds a user and a sudoers or polkit rule); this process runs as uid ${process.getuid?.()}`);
   }
   const name = TEST_USER_NAMES[kind];
   const user = lookUpUser(name) ?? createUser(name);
@@ -46,13 +58,19 @@ export function ensureTestUser(kind: TestUserKind): TestUser {
     mkdirSync(user.home, { mode: 0o750 });
     chownSync(user.home, user.uid, user.gid);
   }
+  if (kind === 'polkit') {
+    // pkexec must be the only way up: were sudo to work, a test could pass through sudo.
+    rmSync(join(SUDOERS_DIR, name), { force: true });
+    installPolkitRule(name);
+    const password = setRandomPassword(name);
+    checkNoSudo(user);
+    return { ...user, password };
+  }
   installSudoersDropIn(name, kind === 'nopasswd' ? `${name} ALL=(ALL:ALL) NOPASSWD: ALL` : `${name} ALL=(ALL:ALL) ALL`);
 
   let password: string | undefined;
   if (kind === 'password') {
-    // base64url never holds chpasswd's ':' separator or a newline. Only stdin sees it, never argv.
-    password = randomBytes(18).toString('base64url');
-    run('chpasswd', [], { input: `${name}:${password}\n` });
+    password = setRandomPassword(name);
     // The password works: `sudo -S` reads it as a line on stdin.
     const result = runAs(user, 'sudo', ['-S', '-p', '', '--', 'true'], { input: `${password}\n`, check: false });
     if (result.status !== 0) throw new Error(`\`sudo -S true\` as ${name} with the password just set failed (exit ${result.status}): ${String(result.stderr).trim()}`);
@@ -63,6 +81,13 @@ export function ensureTestUser(kind: TestUserKind): TestUser {
   runAs(user, 'sudo', ['-K']);
   checkSudo(user, kind);
   return { ...user, password };
+}
+
+/** Sets a new random password and returns it. base64url never holds chpasswd's ':' separator or a newline; only stdin sees it, never argv. */
+function setRandomPassword(name: string): string {
+  const password = randomBytes(18).toString('base64url');
+  run('chpasswd', [], { input: `${name}:${password}\n` });
+  return password;
 }
 
 /** The command-line prefix that runs a program as `user` with its supplementary groups, from root (util-linux setpriv, which execs in place). */
@@ -136,6 +161,47 @@ function checkSudo(user: Account, kind: TestUserKind): void {
   }
   if (kind === 'password' && !(result.status !== 0 && /a password is required/.test(stderr))) {
     throw new Error(`\`sudo -n true\` as ${user.name} should be refused for want of a password, but exited ${result.status}: ${stderr.trim()}`);
+  }
+}
+
+/**
+ * Writes POLKIT_RULE_FILE (root, 0644) unless it already holds exactly this rule: `name`, and
+ * only `name`, is its own polkit administrator, so pkexec asks for its own password (one
+ * identity: the agent shows no identity menu). Everyone else falls through to the distribution's
+ * rules. Staged under a name without `.rules`, which polkitd ignores, then renamed: polkitd
+ * watches the folder and never reads a half-written file.
+ */
+function installPolkitRule(name: string): void {
+  if (!existsSync(POLKIT_RULES_DIR)) throw new Error(`${POLKIT_RULES_DIR} is missing: install the Debian package pkexec (it brings polkitd)`);
+  const text = [
+    `// crosvm Guard's test user (test/runner/testUsers.ts); remove with: userdel -r ${name} && rm ${POLKIT_RULE_FILE}`,
+    'polkit.addAdminRule(function (action, subject) {',
+    `  if (subject.user == ${JSON.stringify(name)}) return [${JSON.stringify(`unix-user:${name}`)}];`,
+    '  return null;',
+    '});',
+    '',
+  ].join('\n');
+  if (existsSync(POLKIT_RULE_FILE)) {
+    const stat = lstatSync(POLKIT_RULE_FILE);
+    if (stat.isFile() && stat.uid === 0 && (stat.mode & 0o7777) === 0o644 && readFileSync(POLKIT_RULE_FILE, 'utf8') === text) return;
+  }
+  const staging = join(POLKIT_RULES_DIR, `.crosvm-guard-test.${process.pid}`);
+  rmSync(staging, { force: true }); // left by a killed run that had this pid
+  writeFileSync(staging, text, { mode: 0o644, flag: 'wx' });
+  try {
+    chmodSync(staging, 0o644); // whatever the umask
+    renameSync(staging, POLKIT_RULE_FILE);
+  } finally {
+    rmSync(staging, { force: true });
+  }
+}
+
+/** Proves sudo gives the 'polkit' user nothing, asking sudo itself (as root, so no password is involved). */
+function checkNoSudo(user: Account): void {
+  const result = run('sudo', ['-n', '-l', '-U', user.name], { check: false });
+  const stdout = result.stdout.toString();
+  if (!/is not allowed to run sudo/.test(stdout)) {
+    throw new Error(`${user.name} should have no sudo rights, but \`sudo -l -U ${user.name}\` says (exit ${result.status}): ${stdout.trim()} ${result.stderr.toString().trim()}`);
   }
 }
 
