@@ -27,13 +27,16 @@ function parseProcesses(value: unknown): FrozenProcess[] | undefined {
   return out;
 }
 
+/** The extension host that started this companion: the only process whose freeze cgroups it takes. */
+const HOST_PID = process.ppid;
+
 function parseCgroups(value: unknown): FreezeCgroup[] | undefined {
   if (value === undefined) return [];
   if (!Array.isArray(value) || value.length > 256) return undefined;
   const mounted = mountedHierarchies();
   const out: FreezeCgroup[] = [];
   for (const raw of value) {
-    const group = validateFreezeCgroup(raw, mounted);
+    const group = validateFreezeCgroup(raw, mounted, HOST_PID);
     if (typeof group === 'string') {
       log(`refused a freeze cgroup: ${group}`);
       return undefined;

@@ -108,13 +108,15 @@ export function cgroupAccess(dir: string): CgroupAccess {
  * cgroup it names as the origin, plain absolute paths, inside a cgroup hierarchy of that
  * version mounted on this host. Returns it, or why not.
  */
-export function validateFreezeCgroup(value: unknown, mounted: readonly CgroupHierarchy[]): FreezeCgroup | string {
+export function validateFreezeCgroup(value: unknown, mounted: readonly CgroupHierarchy[], freezerPid?: number): FreezeCgroup | string {
   if (typeof value !== 'object' || value === null) return 'not an object';
   const { version, dir, originalDir } = value as Record<string, unknown>;
   if (version !== 1 && version !== 2) return 'unknown cgroup version';
   if (typeof dir !== 'string' || typeof originalDir !== 'string' || dir.length > 4096) return 'paths are not strings';
   if (!path.isAbsolute(dir) || path.normalize(dir) !== dir || dir.includes('\0')) return 'not a plain absolute path';
   if (!isFreezeCgroupDir(dir)) return 'not named like a freeze cgroup';
+  // Named after the process that made it: a journal or a host names only its own.
+  if (freezerPid !== undefined && !path.basename(dir).startsWith(`${FREEZE_PREFIX}${freezerPid}-`)) return 'made by another process';
   if (path.dirname(dir) !== originalDir) return 'not a child of the cgroup it came from';
   const inside = mounted.some((h) => h.version === version && (originalDir === h.mountPoint || originalDir.startsWith(h.mountPoint + '/')));
   if (!inside) return 'not inside a mounted cgroup hierarchy of that version';

@@ -89,7 +89,7 @@ export function parseJournal(value: unknown): Journal | string {
     if (!Array.isArray(rawCgroups) || rawCgroups.length > MAX_CGROUPS || (method === 'signal' && rawCgroups.length > 0)) return 'invalid cgroups';
     const cgroups: FreezeCgroup[] = [];
     for (const raw of rawCgroups) {
-      const group = validateFreezeCgroup(raw, mounted);
+      const group = validateFreezeCgroup(raw, mounted, owner.pid);
       if (typeof group === 'string') return `invalid freeze cgroup: ${group}`;
       cgroups.push(group);
     }
