@@ -207,8 +207,21 @@ export class ElevatedGuard {
       child.on('exit', (code, signal) => {
         if (!settled) {
           const said = stderr.split(PROMPT).join('').trim().replace(/\s+/g, ' ').slice(0, 400);
-          const notPermitted = /password is required|not in the sudoers|not allowed to execute|may not run sudo|Not authorized|dismissed|No authentication agent/i.test(said);
-          finish(new ElevationError(notPermitted ? 'not-permitted' : 'failed', `${command} could not start the companion (${signal ?? `exit ${code}`})${said ? `: ${said}` : ''}.`));
+          const stop = /[.!?]$/.test(said) ? '' : '.';
+          if (command === 'pkexec' && (code === 126 || /Request dismissed/.test(said))) {
+            // The user closed polkit's dialog: a cancel, not an error to show.
+            finish(new ElevationError('cancelled', 'The polkit dialog was dismissed; nothing was frozen.'));
+          } else if (command === 'pkexec' && /textual authentication agent|No authentication agent/i.test(said)) {
+            finish(
+              new ElevationError(
+                'not-permitted',
+                `No polkit authentication agent answered for this window, so pkexec could not ask for your password (pkexec: ${said}${stop}) Set crosvmGuard.elevation to "sudo", or run a polkit agent in your desktop session.`,
+              ),
+            );
+          } else {
+            const notPermitted = /password is required|not in the sudoers|not allowed to execute|may not run sudo|Not authorized/i.test(said);
+            finish(new ElevationError(notPermitted ? 'not-permitted' : 'failed', `${command} could not start the companion (${signal ?? `exit ${code}`})${said ? `: ${said}${stop}` : '.'}`));
+          }
         }
         guard?.onExit(signal ?? `exit ${code}`);
       });

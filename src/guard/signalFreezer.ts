@@ -284,8 +284,13 @@ export async function stopTree(
     }
     const failures: StopFailure[] = [];
     for (const t of targets) {
-      // The identity was read moments ago; a pid is reused only after its process was
-      // reaped, and a stopped process's parent is crosvm, which reaps only exited ones.
+      // The identity was read before the awaited write-ahead: prove it again right before
+      // the signal, so a pid reused meanwhile (a device exited and was reaped) is never hit.
+      const now = readStat(t.pid);
+      if (now?.startTime !== t.startTime || isExitedState(now.state)) {
+        failures.push({ pid: t.pid, label: t.label, reason: 'it exited while the freeze began' });
+        continue;
+      }
       try {
         process.kill(t.pid, 'SIGSTOP');
         stopped.push(t);

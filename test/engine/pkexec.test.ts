@@ -196,7 +196,7 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     const error = await elevatedOrError(host);
     assert.equal(error.event, 'error', JSON.stringify(host.events.all));
     assert.equal(error.name, 'ElevationError', JSON.stringify(error));
-    // What src/guard/elevated.ts makes of pkexec's exit 127 "Not authorized" today.
+    // pkexec says the same for a wrong password and a vanished agent: not permitted.
     assert.equal(error.reason, 'not-permitted', JSON.stringify(error));
     assert.match(String(error.message), /^pkexec could not start the companion \(exit 127\): Error executing command as another user: Not authorized\b/);
     // The agent was asked and the password refused: this is not the no-agent failure.
@@ -217,9 +217,9 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     const error = await elevatedOrError(host);
     assert.equal(error.event, 'error', JSON.stringify(host.events.all));
     assert.equal(error.name, 'ElevationError', JSON.stringify(error));
-    // What src/guard/elevated.ts makes of it today: pkexec's own words, reason 'failed'.
-    assert.equal(error.reason, 'failed', JSON.stringify(error));
-    assert.match(String(error.message), /^pkexec could not start the companion \(exit 127\): Error creating textual authentication agent\b/);
+    // Told as what it is, with pkexec's own words and the ways out.
+    assert.equal(error.reason, 'not-permitted', JSON.stringify(error));
+    assert.match(String(error.message), /^No polkit authentication agent answered for this window, so pkexec could not ask for your password \(pkexec: Error creating textual authentication agent\b.*\) Set crosvmGuard\.elevation to "sudo"/);
     // pkexec gives up in about 10 ms; the bound leaves room for a loaded machine, and is far
     // below the 15 s start time-out that a hanging pkexec would meet.
     assert.ok((error.ms as number) < 2000, `took ${String(error.ms)} ms`);
