@@ -87,7 +87,7 @@ describe('a root VM from an unprivileged VS Code, with a sudo password', { timeo
     await workbench.clickNotificationButton(/runs as root/, 'Freeze with administrator rights…');
     const box = workbench.page.locator('.quick-input-widget input[type="password"]');
     await box.waitFor({ timeout: 15_000 });
-    assert.match(await workbench.page.locator('.quick-input-widget').innerText(), /sudo asks for the password of crosvm-guard-pw/);
+    assert.match(await workbench.page.locator('.quick-input-widget').innerText(), /Password for sudo \(user crosvm-guard-pw\)\. crosvm Guard starts a small helper as root/);
     await box.fill(user.password as string);
     await workbench.page.keyboard.press('Enter');
     assert.ok(await eventually(() => devices().every(isFullyStopped), 15_000), 'the root VM was not frozen');
