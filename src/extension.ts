@@ -104,7 +104,10 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
     vscode.debug.onDidStartDebugSession(() => current.refresh()),
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (!event.affectsConfiguration(SETTINGS_SECTION)) return;
+      const before = settings;
       settings = readSettings(log);
+      const changed = (Object.keys(settings) as (keyof ExtensionSettings)[]).filter((key) => JSON.stringify(settings[key]) !== JSON.stringify(before[key]));
+      if (changed.length > 0) log.info(`Settings changed: ${changed.map((key) => `${key} ${JSON.stringify(before[key])} → ${JSON.stringify(settings[key])}`).join(', ')}.`);
       current.updateSettings(settings);
       updateTimer();
     }),

@@ -7,6 +7,7 @@ import { homedir, hostname, tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { registerCleanup } from './cleanup';
+import { repoRoot } from './paths';
 import { accessibleBy, asUserCommand, lookUpUser } from './testUsers';
 import { ensureCodeServer, ensureCodeServerFor } from './tools';
 
@@ -133,8 +134,13 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   const [bindHost, port] = options.bindAddr ? parseBindAddr(options.bindAddr) : ['127.0.0.1', await freePort()];
 
   // code-server reads user settings from <user-data-dir>/User/settings.json (and, taking
-  // precedence, machine settings from <user-data-dir>/Machine/settings.json).
+  // precedence, machine settings from <user-data-dir>/Machine/settings.json). A workbench that
+  // counts as remote, as code-server's does, applies `machine` scoped settings from the machine
+  // file only: it drops them from the user file a moment after start (seen: crosvmGuard.method
+  // flipping to its default 1.3 s after activation), so they go to both.
   writeSettings(join(userDataDir, 'User', 'settings.json'), options.settings ?? {});
+  const machine = Object.entries(options.settings ?? {}).filter(([key]) => MACHINE_SCOPED.has(key));
+  if (machine.length > 0) writeSettings(join(userDataDir, 'Machine', 'settings.json'), Object.fromEntries(machine), false);
   // Without CODE_SERVER_CONFIG, code-server writes ~/.config/code-server/config.yaml with a
   // password. The file must not be empty: an empty YAML document is an error.
   const configFile = join(userDataDir, 'code-server.yaml');
@@ -336,12 +342,22 @@ function userEnvironment(user: RunAs, inherited: NodeJS.ProcessEnv, runtimeDir: 
   return changes;
 }
 
-function writeSettings(file: string, settings: Record<string, unknown>): void {
+function writeSettings(file: string, settings: Record<string, unknown>, quiet = true): void {
   // A reused user-data-dir keeps its own settings; ours are only laid over them.
   const existing = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
   mkdirSync(join(file, '..'), { recursive: true });
-  writeFileSync(file, JSON.stringify({ ...quietWorkbenchSettings, ...existing, ...settings }, null, 2));
+  writeFileSync(file, JSON.stringify({ ...(quiet ? quietWorkbenchSettings : {}), ...existing, ...settings }, null, 2));
 }
+
+/** The extension's settings that package.json declares `machine` scoped. */
+const MACHINE_SCOPED: ReadonlySet<string> = new Set(
+  Object.entries(
+    (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { contributes: { configuration: { properties: Record<string, { scope?: string }> } } }).contributes
+      .configuration.properties,
+  )
+    .filter(([, property]) => property.scope === 'machine' || property.scope === 'machine-overridable')
+    .map(([key]) => key),
+);
 
 function parseBindAddr(bindAddr: string): [string, number] {
   const match = /^(.+):(\d+)$/.exec(bindAddr);

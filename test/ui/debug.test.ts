@@ -10,6 +10,20 @@ import { startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { isRunning } from '../engine/procState';
 import { openWorkbench } from './workbench';
 
+/** The extension's own log (Output → crosvm Guard) of a server, for failure messages. */
+function ourLog(logsDir: string): string {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else if (/crosvm Guard\.log$/.test(entry.name)) found.push(fs.readFileSync(file, 'utf8'));
+    }
+  };
+  if (fs.existsSync(logsDir)) walk(logsDir);
+  return found.join('\n');
+}
+
 function debugWorkspace(): string {
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-debug-'));
   fs.copyFileSync(path.join(testWorkspace, 'debuggee.js'), path.join(folder, 'debuggee.js'));
@@ -54,7 +68,9 @@ test('at a stop, a VM that may not be frozen shows as not frozen in the status b
     await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
     await workbench.runCommand('Debug: Start Debugging');
     // The debuggee stops at its first `debugger;` statement.
-    const warning = await workbench.waitForStatusBarItem(/^\$\(warning\) crosvm auto: not frozen$/, 30_000);
+    const warning = await workbench.waitForStatusBarItem(/^\$\(warning\) crosvm auto: not frozen$/, 30_000).catch((error: Error) => {
+      throw new Error(`${error.message}\n--- crosvm Guard log ---\n${ourLog(workbench.server.logsDir)}`);
+    });
     assert.match(warning.ariaLabel, new RegExp(`the debugger is stopped but VM ${vm.pid} keeps running`));
     const told = async () => (await workbench.notifications()).some((n) => /is stopped, but crosvm VM \d+ keeps running/.test(n.message));
     for (const deadline = Date.now() + 10_000; !(await told()) && Date.now() < deadline; ) await workbench.page.waitForTimeout(200);
