@@ -1,37 +1,12 @@
 // During a debug session the status-bar item shows, even with visibility "debugging" and no
-// VM listed yet, and it says when the session freezes automatically.
+// VM listed yet, and it says when the session freezes automatically, or when a stop could not
+// freeze a VM.
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { test } from 'node:test';
-import { testWorkspace } from '../runner/paths';
 import { startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { isRunning } from '../engine/procState';
+import { debugWorkspace } from './debugWorkspace';
 import { openWorkbench } from './workbench';
-
-/** The extension's own log (Output → crosvm Guard) of a server, for failure messages. */
-function ourLog(logsDir: string): string {
-  const found: string[] = [];
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const file = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(file);
-      else if (/crosvm Guard\.log$/.test(entry.name)) found.push(fs.readFileSync(file, 'utf8'));
-    }
-  };
-  if (fs.existsSync(logsDir)) walk(logsDir);
-  return found.join('\n');
-}
-
-function debugWorkspace(): string {
-  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-debug-'));
-  fs.copyFileSync(path.join(testWorkspace, 'debuggee.js'), path.join(folder, 'debuggee.js'));
-  fs.mkdirSync(path.join(folder, '.vscode'));
-  const launch = { version: '0.2.0', configurations: [{ type: 'node', request: 'launch', name: 'debuggee', program: '${workspaceFolder}/debuggee.js' }] };
-  fs.writeFileSync(path.join(folder, '.vscode', 'launch.json'), JSON.stringify(launch));
-  return folder;
-}
 
 test('the status bar item appears during a debug session and shows automatic mode', { timeout: 180_000 }, async () => {
   const workbench = await openWorkbench({
@@ -69,7 +44,7 @@ test('at a stop, a VM that may not be frozen shows as not frozen in the status b
     await workbench.runCommand('Debug: Start Debugging');
     // The debuggee stops at its first `debugger;` statement.
     const warning = await workbench.waitForStatusBarItem(/^\$\(warning\) crosvm auto: not frozen$/, 30_000).catch((error: Error) => {
-      throw new Error(`${error.message}\n--- crosvm Guard log ---\n${ourLog(workbench.server.logsDir)}`);
+      throw new Error(`${error.message}\n--- crosvm Guard log ---\n${workbench.extensionLog()}`);
     });
     assert.match(warning.ariaLabel, new RegExp(`the debugger is stopped but VM ${vm.pid} keeps running`));
     const told = async () => (await workbench.notifications()).some((n) => /is stopped, but crosvm VM \d+ keeps running/.test(n.message));

@@ -12,6 +12,7 @@ import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixture
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
 import { extensionHostPids } from '../runner/codeServer';
 import { ensureTestUser, TestUser } from '../runner/testUsers';
+import { debugWorkspace } from './debugWorkspace';
 import { openWorkbench, Workbench } from './workbench';
 
 const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1]);
@@ -169,5 +170,38 @@ describe('your own VM whose build dies on signals, outside a delegated cgroup, e
     await workbench.clickStatusBarItem(/frozen/);
     assert.ok(await eventually(() => counters().every((c, i) => c > still[i]), 5000), 'still frozen after resume');
     assert.deepEqual(cgroups(), before, 'a device is not back in its cgroup');
+  });
+});
+
+describe('a root VM at a debugger stop, from an unprivileged VS Code with passwordless sudo', { timeout: 300_000 }, () => {
+  let workbench: Workbench;
+  after(async () => {
+    await workbench?.close();
+    await stopAllFixtureVms();
+  });
+
+  test('each stop freezes it through sudo -n with nothing asked, each continue resumes it', async () => {
+    const user = ensureTestUser('nopasswd');
+    const vm = await startFixtureVm({ build: 'swap', devices: 2 });
+    const devices = vm.devices.map((d) => d.pid);
+    // elevation "ask" (the default): at a stop only what asks nothing may run.
+    workbench = await openWorkbench({ runAs: user, folder: debugWorkspace(user), settings: { 'crosvmGuard.debug.autoFreeze': 'onStop' } });
+    await workbench.waitForActivation();
+    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
+    await workbench.runCommand('Debug: Start Debugging');
+    const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
+    // The debuggee stops at its first `debugger;`: the root VM freezes through the root companion.
+    assert.ok(await eventually(() => devices.every(isFullyStopped), 30_000), `not frozen at the first stop${why()}`);
+    assert.equal(await workbench.page.locator('.quick-input-widget input[type="password"]').isVisible(), false, 'a password box at a stop');
+    // Nothing refused, so nothing was told (the log says what a notification would).
+    assert.doesNotMatch(workbench.extensionLog(), /no automatic freeze|Elevation failed/);
+    await workbench.waitForStatusBarItem(/^\$\(debug-continue\) crosvm \d+ frozen \d:\d\d auto$/);
+    assert.ok(isRunning(vm.pid), 'the main process was stopped');
+    await workbench.page.keyboard.press('F5'); // Continue: resumed, then the second `debugger;` freezes it again
+    assert.ok(await eventually(() => devices.every(isFullyStopped), 15_000), `not frozen at the second stop${why()}`);
+    await workbench.page.keyboard.press('Shift+F5'); // Stop: everything runs
+    assert.ok(await eventually(() => devices.every(isRunning), 15_000), `still frozen after the session ended${why()}`);
+    assert.match(workbench.extensionLog(), /Starting the elevated companion with sudo -n \(nothing is asked at a debugger stop\)/);
+    assert.ok(vm.isRunning());
   });
 });
