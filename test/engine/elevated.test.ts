@@ -9,7 +9,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { currentIdentity } from '../../src/guard/processTree';
 import { ensureTestUser, TestUser } from '../runner/testUsers';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
-import { jsonLines } from './hostHarness';
+import { jsonLines, spawnElevatedHost } from './hostHarness';
 import { eventually, isFullyStopped, isRunning, sleep } from './procState';
 
 const companionScript = path.resolve(__dirname, '..', '..', '..', 'dist', 'companion.js');
@@ -187,16 +187,11 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
   });
 
   function startUserHost(user: TestUser, vm: FixtureVm, password: string) {
-    host = spawn(process.execPath, [path.join(__dirname, 'elevatedHost.js'), String(vm.pid), String(startTimeOf(vm.pid))], {
-      uid: user.uid,
-      gid: user.gid,
-      cwd: user.home,
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: user.home, USER: user.name, LOGNAME: user.name },
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    hosts.push(host);
-    host.stdin?.write(password + '\n');
-    return jsonLines(host);
+    const child = spawnElevatedHost(user, vm.pid, startTimeOf(vm.pid));
+    host = child;
+    hosts.push(child);
+    child.stdin?.write(password + '\n');
+    return jsonLines(child);
   }
 
   it('a plain freeze from the user fails with a clear error and stops nothing', async () => {

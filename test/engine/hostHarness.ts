@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FixtureVm } from '../fixture/fixtureVm';
+import type { TestUser } from '../runner/testUsers';
 import { eventually } from './procState';
 
 export const tmpJournalDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-journal-'));
@@ -49,4 +50,18 @@ export function startHost(vm: FixtureVm, journalDir: string, method: 'signal' | 
   const child = spawn(process.execPath, [path.join(__dirname, 'hostProcess.js'), String(vm.pid), journalDir, method], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = jsonLines(child);
   return { child, events: lines.all, next: (event, timeoutMs = 5000) => lines.next((e) => e.event === event, timeoutMs) };
+}
+
+/**
+ * The elevation test host (elevatedHost.js) for VM `vmPid`, run as `user` with a login-like
+ * environment of the user's own (no DISPLAY, nothing of root's); `extra`: method and tool.
+ */
+export function spawnElevatedHost(user: TestUser, vmPid: number, startTime: number, extra: readonly string[] = []): ChildProcess {
+  return spawn(process.execPath, [path.join(__dirname, 'elevatedHost.js'), String(vmPid), String(startTime), ...extra], {
+    uid: user.uid,
+    gid: user.gid,
+    cwd: user.home,
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: user.home, USER: user.name, LOGNAME: user.name },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
 }

@@ -4,7 +4,7 @@
 // rights (test/runner/testUsers.ts), and pkttyagent under a pseudo-terminal standing in for
 // the desktop's password dialog. Needs root, as on CI.
 import { strict as assert } from 'node:assert';
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -12,7 +12,7 @@ import { currentIdentity } from '../../src/guard/processTree';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { ensurePolkit, isAlive, PolkitAgent, startPolkitAgent } from '../runner/polkit';
 import { ensureTestUser, TestUser } from '../runner/testUsers';
-import { jsonLines, JsonLines } from './hostHarness';
+import { jsonLines, JsonLines, spawnElevatedHost } from './hostHarness';
 import { eventually, isRunning, sleep } from './procState';
 
 const devicePids = (vm: FixtureVm) => vm.devices.map((d) => d.pid);
@@ -107,14 +107,8 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
 
   /** The host, as the test user, waiting for "go": its pid is the subject an agent registers for. */
   function startUserHost(vm: FixtureVm): UserHost {
-    const child = spawn(process.execPath, [path.join(__dirname, 'elevatedHost.js'), String(vm.pid), String(startTimeOf(vm.pid)), 'auto', 'pkexec'], {
-      uid: user.uid,
-      gid: user.gid,
-      cwd: user.home,
-      // No DISPLAY and no agent of its own: pkexec can only reach the one registered for it.
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: user.home, USER: user.name, LOGNAME: user.name },
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    // No DISPLAY and no agent of its own: pkexec can only reach the one registered for it.
+    const child = spawnElevatedHost(user, vm.pid, startTimeOf(vm.pid), ['auto', 'pkexec']);
     hosts.push(child);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.stdin?.on('error', () => undefined);
