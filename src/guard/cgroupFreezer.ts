@@ -45,8 +45,32 @@ export function parseMountinfo(text: string): CgroupHierarchy[] {
 /** The hierarchy to use: v2 first, unless `version` asks for one. */
 export function freezerHierarchy(version?: CgroupVersion): CgroupHierarchy | undefined {
   const all = mountedHierarchies();
-  const usable = all.filter((h) => (h.version === 2 ? fs.existsSync(path.join(h.mountPoint, 'cgroup.procs')) : true));
+  const usable = all.filter((h) => (h.version === 2 ? v2CanFreeze(h.mountPoint) : true));
   return version ? usable.find((h) => h.version === version) : (usable.find((h) => h.version === 2) ?? usable.find((h) => h.version === 1));
+}
+
+const v2Freezes = new Map<string, boolean>();
+
+/**
+ * Whether a v2 hierarchy has the freezer (`cgroup.freeze`, Linux 5.2 and later). The root
+ * cgroup never has the file, so a child is asked; with no child to ask, yes. Cached: a
+ * kernel does not gain or lose it.
+ */
+function v2CanFreeze(mountPoint: string): boolean {
+  let known = v2Freezes.get(mountPoint);
+  if (known === undefined) {
+    known = false;
+    try {
+      if (fs.existsSync(path.join(mountPoint, 'cgroup.procs'))) {
+        const child = fs.readdirSync(mountPoint, { withFileTypes: true }).find((entry) => entry.isDirectory());
+        known = child === undefined || fs.existsSync(path.join(mountPoint, child.name, 'cgroup.freeze'));
+      }
+    } catch {
+      // unreadable: not usable
+    }
+    v2Freezes.set(mountPoint, known);
+  }
+  return known;
 }
 
 /** The directory of the cgroup `pid` is in, within `hierarchy`; undefined when it is gone. */
