@@ -57,7 +57,7 @@ export interface Elevation {
 /** How long a silent `sudo -n` that wanted a password is not tried again (each try spawns sudo). */
 const SILENT_RETRY_MS = 60_000;
 const SILENT_REFUSAL =
-  'Starting the elevated companion needs your password, which is never asked at a debugger stop. Use "Freeze with administrator rights…" once; sudo then remembers it for a while (15 minutes by default).';
+  'Starting the elevated companion needs your password, which is never asked at a debugger stop. Use "Freeze with administrator rights…" once: the companion it starts stays for the rest of the debug session.';
 
 /** The tool each setting elevates with. */
 const ELEVATION_TOOLS: Record<'ask' | 'sudo' | 'pkexec', ElevationTool> = { ask: 'auto', sudo: 'sudo', pkexec: 'pkexec' };
@@ -190,8 +190,8 @@ export class GuardController implements vscode.Disposable {
     const full = { pid: ref.pid, startTime: ref.startTime ?? view.snapshot.main.startTime };
     if (this.elevated?.isRunning) return this.elevated.freeze(full, request);
     const setting = this.elevation?.setting() ?? 'never';
-    // At a debugger stop nothing may be asked: sudo -n only (sudo's own cache counts), and
-    // the follower offers the rest once, outside the stop.
+    // At a debugger stop nothing may be asked: sudo -n only (passwordless sudo), and the
+    // follower offers the rest once, outside the stop.
     if (atDebuggerStop && setting !== 'never') return (await this.startElevation(true)).freeze(full, request);
     if (setting === 'sudo' || setting === 'pkexec') return (await this.startElevation()).freeze(full, request);
     // Elevation off: for want of cgroup access the engine's own refusal names the ways out.
