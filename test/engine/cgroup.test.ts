@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
 import { CrosvmGuard, ProcessIdentity } from '../../src/guard';
-import { cgroupDirOf, CgroupVersion, FreezeCgroup, freezeInCgroups, freezerHierarchy, parseMountinfo, thawAndRestore } from '../../src/guard/cgroupFreezer';
+import { cgroupDirOf, CgroupVersion, FreezeCgroup, freezeInCgroups, freezerHierarchy, parseMountinfo, releaseFromFreezeCgroup, thawAndRestore } from '../../src/guard/cgroupFreezer';
 import { readJournals, recoverLeftovers } from '../../src/guard/journal';
 import { currentIdentity } from '../../src/guard/processTree';
 import { FixtureDevice, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
@@ -233,6 +233,39 @@ describe('a child forked while frozen', () => {
     assert.equal(cgroupDirOf(vm.pid, hierarchy), original);
     assert.ok(!fs.existsSync(groups[0].dir), 'the freeze cgroup was left behind');
     assert.ok(await eventually(() => (vm.deviceCounters().get(born.pid) ?? 0n) > (still ?? 0n), 3000), 'the child did not run after the thaw');
+    assert.ok(vm.isRunning());
+  });
+});
+
+describe('a process born in a freeze cgroup that the freeze must leave alone', () => {
+  it('is moved back out, which thaws it, while the rest stays frozen', async () => {
+    const hierarchy = freezerHierarchy(2);
+    assert.ok(hierarchy);
+    const vm = await startFixtureVm({ build: 'default', devices: 1 });
+    const original = cgroupDirOf(vm.pid, hierarchy);
+    const main = new CrosvmGuard().inspectVm({ pid: vm.pid }).main;
+    let child: FixtureDevice | undefined;
+    const groups = await freezeInCgroups([{ pid: main.pid, startTime: main.startTime, label: 'main', ppid: main.ppid }], {
+      hierarchy,
+      stopTimeoutMs: 2000,
+      afterMove: async () => {
+        child = await vm.hotplugNow();
+      },
+    });
+    try {
+      assert.ok(child);
+      const born = child;
+      assert.equal(cgroupDirOf(born.pid, hierarchy), groups[0].dir);
+      // What the guard does for a skipped process (excluded, traced, the debuggee) found there.
+      assert.equal(releaseFromFreezeCgroup(born.pid, groups, hierarchy), true);
+      assert.equal(cgroupDirOf(born.pid, hierarchy), original, 'not moved back to where its group came from');
+      const still = vm.deviceCounters().get(born.pid);
+      assert.ok(await eventually(() => (vm.deviceCounters().get(born.pid) ?? 0n) > (still ?? 0n), 3000), 'it did not run once moved out');
+      assert.equal(cgroupDirOf(vm.pid, hierarchy), groups[0].dir, 'the main process left the frozen group');
+      assert.equal(releaseFromFreezeCgroup(vm.pid, [], hierarchy), false, 'released from a group that is not listed');
+    } finally {
+      assert.deepEqual(thawAndRestore(groups), []);
+    }
     assert.ok(vm.isRunning());
   });
 });
