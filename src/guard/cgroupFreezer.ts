@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StopFailure } from './errors';
-import { isExitedState, PROC_ROOT, readProcFile, readStat } from './procfs';
+import { PROC_ROOT, readProcFile } from './procfs';
+import { ProofFailure, proveIdentity } from './processTree';
 import type { FrozenProcess } from './signalFreezer';
 
 export type CgroupVersion = 1 | 2;
@@ -262,6 +263,13 @@ export interface CgroupFreezeOptions {
    * created, so that whoever cleans up after a crash knows of them.
    */
   readonly beforeCreate?: (groups: readonly FreezeCgroup[]) => void | Promise<void>;
+  /**
+   * Proves a target right before its move (identity, owner, lineage; see LineageProof).
+   * Default: its pid still names the process with its start time, and it has not exited.
+   */
+  readonly prove?: (target: FrozenProcess) => ProofFailure | undefined;
+  /** A target `prove` found outside the VM: not moved, and told here (else it fails the freeze). */
+  readonly onLeftVm?: (target: FrozenProcess, reason: string) => void;
   /** Called before each target is moved (tests use it to make a move fail half-way). */
   readonly beforeMove?: (target: FrozenProcess) => void;
   /** Called once every target is moved, before the groups freeze (tests fork a child here). */
@@ -307,8 +315,12 @@ export async function freezeInCgroups(targets: readonly FrozenProcess[], options
         options.beforeMove?.(target);
         // The pid was read before the awaited write-ahead: prove it still names the target,
         // so that a reused pid never moves a stranger (the same check signals make).
-        const now = readStat(target.pid);
-        if (now?.startTime !== target.startTime || isExitedState(now.state)) throw new Error('it exited (its pid names no process, a zombie, or another process)');
+        const problem = (options.prove ?? proveIdentity)(target);
+        if (problem?.kind === 'left-vm' && options.onLeftVm) {
+          options.onLeftVm(target, problem.reason);
+          continue;
+        }
+        if (problem) throw new Error(problem.reason);
         writeControl(group.dir, 'cgroup.procs', String(target.pid));
       } catch (error) {
         const step = created.includes(group) ? `moving it into ${group.dir}` : `creating ${group.dir}`;

@@ -4,8 +4,8 @@
 import * as fs from 'node:fs';
 import { assertLinux, FreezeError, GuardError } from './errors';
 import { isStoppedState, readStat } from './procfs';
-import { ChildrenSource, defaultChildrenSource, identityKey, ProcessIdentity, selfAndAncestors } from './processTree';
-import { classify, continueProcesses, FreezeScope, FrozenProcess, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
+import { ChildrenSource, defaultChildrenSource, identityKey, LineageProof, ownersPhrase, ProcessIdentity, selfAndAncestors } from './processTree';
+import { classify, continueProcesses, FreezeScope, FrozenProcess, leftVm, ownerRefusal, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
 import { CgroupFreezeFailure, CgroupHierarchy, CgroupVersion, cgroupDirOf, FreezeCgroup, freezeInCgroups, freezerHierarchy, releaseFromFreezeCgroup, remainingCgroups, thawAndRestore } from './cgroupFreezer';
 import { chooseMethod, FreezeMethod, MethodChoice, MethodSetting } from './method';
 import { judgeSwapBuild, SwapBuildVerdict } from './swapBuild';
@@ -28,6 +28,12 @@ export interface GuardSettings {
   readonly childrenSource: ChildrenSource;
   /** How to freeze: `auto` picks signals where the build tolerates them, else the cgroup freezer. */
   readonly method: MethodSetting;
+  /**
+   * Only VMs and processes of these uids are frozen, each checked in the read right before its
+   * signal or move (the root companion: root and the user who ran sudo or pkexec). Unset: the
+   * kernel's own rule (who may signal whom) is the only limit.
+   */
+  readonly allowedOwners?: ReadonlySet<number>;
 }
 
 export const DEFAULT_SETTINGS: GuardSettings = {
@@ -121,6 +127,10 @@ export type GuardEvent =
 
 export interface Disposable {
   dispose(): void;
+}
+
+function notPermittedVm(pid: number, uid: number, owners: ReadonlySet<number>): string {
+  return `crosvm VM ${pid} runs as uid ${uid}: only VMs of ${ownersPhrase(owners)} may be frozen here.`;
 }
 
 /** Compiles label globs (`*` any run, `?` one character) into one full-match test. */
@@ -275,6 +285,10 @@ export class CrosvmGuard {
     try {
       const earlier = this.frozen.get(ref.pid);
       const vm = this.inspectVm({ pid: ref.pid, startTime: ref.startTime ?? earlier?.vm.startTime });
+      const owners = this.settings.allowedOwners;
+      if (owners && !owners.has(vm.main.uid)) {
+        throw new GuardError('not-permitted', notPermittedVm(vm.main.pid, vm.main.uid, owners));
+      }
       const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
       if (earlier && request.method && request.method !== 'auto' && request.method !== earlier.method) {
         throw new GuardError('invalid-argument', `VM ${vm.main.pid} is already frozen with ${earlier.method === 'signal' ? 'signals' : 'the cgroup freezer'}; resume it first.`);
@@ -327,6 +341,7 @@ export class CrosvmGuard {
         alreadyFrozen,
         alreadySkipped,
         knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),
+        allowedOwners: this.settings.allowedOwners,
         // Write-ahead: whoever resumes after a crash knows of a process before it stops.
         beforeStop: net
           ? (targets) => {
@@ -343,6 +358,8 @@ export class CrosvmGuard {
       }
       throw error;
     }
+    // Announced, then found outside the VM right before the signal: nobody may resume them.
+    if (result.released.length > 0) net?.didRelease(result.released);
     if (result.stopped.length > 0 || earlier) {
       this.frozen.set(vm.main.pid, {
         vm: identity,
@@ -386,13 +403,18 @@ export class CrosvmGuard {
     // One deadline for every round, as for signals.
     const deadline = performance.now() + this.settings.stopTimeoutMs;
     const ownCgroups = new Set((earlier?.cgroups ?? []).map((g) => g.dir));
+    const owners = this.settings.allowedOwners;
+    const members = new Map([...(earlier?.processes ?? []), ...(earlier?.skipped ?? [])].map((p) => [p.pid, p.startTime]));
     try {
       for (; rounds < this.settings.maxRounds && candidates.length > 0; rounds++) {
         const targets: FrozenProcess[] = [];
         for (const p of candidates) {
           if (handled.has(identityKey(p))) continue;
           handled.add(identityKey(p));
+          if (p.pid !== vm.main.pid) members.set(p.pid, p.startTime);
           const skip = classify(p, rules);
+          const refusal = skip ? undefined : ownerRefusal(p, owners);
+          if (refusal) throw new CgroupFreezeFailure([refusal]);
           if (skip) {
             skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
             // Born inside a freeze cgroup (forked by a target before its group froze), a
@@ -400,12 +422,19 @@ export class CrosvmGuard {
             releaseFromFreezeCgroup(p.pid, [...(earlier?.cgroups ?? []), ...groups], hierarchy);
           } else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
         }
+        const outside: FrozenProcess[] = [];
         if (targets.length > 0) {
+          const proof = new LineageProof(vm.main, members, owners);
           const created = await freezeInCgroups(targets, {
             hierarchy,
             stopTimeoutMs: this.settings.stopTimeoutMs,
             deadline,
             ownCgroups,
+            prove: (target) => proof.check(target),
+            onLeftVm: (target, reason) => {
+              outside.push(target);
+              skipped.push(leftVm(target, reason));
+            },
             // Write-ahead: a crash from here on leaves cgroups the companion and journal know.
             beforeCreate: net
               ? (planned) => {
@@ -418,7 +447,11 @@ export class CrosvmGuard {
           groups.push(...created);
           for (const g of created) ownCgroups.add(g.dir);
         }
-        frozen.push(...targets);
+        if (outside.length > 0) {
+          net?.didRelease(outside);
+          announced.processes = announced.processes.filter((p) => !outside.includes(p));
+        }
+        frozen.push(...targets.filter((t) => !outside.includes(t)));
         candidates = this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices.filter((d) => !handled.has(identityKey(d)));
       }
       if (candidates.length > 0) {

@@ -6,8 +6,11 @@ import {
   parseChildren,
   readProcFile,
   readStat,
+  readStatAndOwner,
   readStatus,
+  isExitedState,
   PROC_ROOT,
+  StatFields,
 } from './procfs';
 
 /**
@@ -109,6 +112,12 @@ function childrenByParent(): Map<number, number[]> {
 }
 
 /**
+ * Tests only: runs between listing a tree's pids and reading each one's snapshot, the moment
+ * a listed process may exit and its pid be reused. Production code never sets it.
+ */
+export const walkHooks: { afterListing?: (root: number, pids: readonly number[]) => void } = {};
+
+/**
  * All descendants of `root`, parents before their children. A pid is visited once, so a
  * pid that was reused into the tree while walking cannot make the walk loop. `threads`
  * receives each process's thread ids; for pids in `stopped` it also supplies them.
@@ -132,6 +141,7 @@ export function descendantPids(
       queue.push(child);
     }
   }
+  walkHooks.afterListing?.(root, order);
   return order;
 }
 
@@ -144,4 +154,84 @@ export function selfAndAncestors(): Set<number> {
     pid = readStat(pid)?.ppid ?? 0;
   }
   return pids;
+}
+
+/**
+ * Proves, right before a signal or a cgroup move, that a target is still the process the walk
+ * saw (pid and start time), still a descendant of the VM, and, when `owners` is given, owned by
+ * one of them: the walk lists pids first and reads each one later, and a pid freed and reused
+ * in between would otherwise be trusted as the process listed. Each link of the parent chain
+ * up to the VM's main process is checked with its start time, at most once per proof.
+ */
+export class LineageProof {
+  /** pid → start time of the VM's processes proven linked to its main process. */
+  private readonly linked = new Map<number, number>();
+  private rootChecked = false;
+
+  constructor(
+    private readonly root: ProcessIdentity,
+    /** Every process the walks found in the VM (pid → start time): the only possible links. */
+    private readonly members: ReadonlyMap<number, number>,
+    private readonly owners?: ReadonlySet<number>,
+  ) {}
+
+  /** Why `target` may not be touched, or undefined when it is proven. */
+  check(target: ProcessIdentity): ProofFailure | undefined {
+    const read = this.owners ? readStatAndOwner(target.pid) : undefined;
+    const stat = read ? read.stat : this.owners ? undefined : readStat(target.pid);
+    if (!stat || stat.startTime !== target.startTime || isExitedState(stat.state)) return { kind: 'gone', reason: GONE };
+    if (read && !this.owners?.has(read.uid)) return { kind: 'not-owned', reason: notOwnedReason(read.uid, this.owners as ReadonlySet<number>) };
+    // The main process itself (scope "vm"): its identity is the whole proof.
+    if (target.pid === this.root.pid) return target.startTime === this.root.startTime ? undefined : { kind: 'gone', reason: GONE };
+    if (!this.isLinked(stat.ppid, 0)) return { kind: 'left-vm', reason: notDescendantReason(this.root.pid, stat.ppid) };
+    this.linked.set(target.pid, target.startTime);
+    return undefined;
+  }
+
+  private isLinked(pid: number, hops: number): boolean {
+    if (pid === this.root.pid) return this.rootIsAlive();
+    const startTime = this.members.get(pid);
+    if (startTime === undefined || hops > 64) return false;
+    if (this.linked.get(pid) === startTime) return true;
+    const stat: StatFields | undefined = readStat(pid);
+    if (!stat || stat.startTime !== startTime || !this.isLinked(stat.ppid, hops + 1)) return false;
+    this.linked.set(pid, startTime);
+    return true;
+  }
+
+  private rootIsAlive(): boolean {
+    if (!this.rootChecked) {
+      const stat = readStat(this.root.pid);
+      this.rootChecked = stat !== undefined && stat.startTime === this.root.startTime;
+      if (!this.rootChecked) return false;
+    }
+    return true;
+  }
+}
+
+/** `gone` and `not-owned` fail a freeze; `left-vm` is skipped: it is no part of the VM. */
+export interface ProofFailure {
+  readonly kind: 'gone' | 'not-owned' | 'left-vm';
+  readonly reason: string;
+}
+
+const GONE = 'it exited (its pid names no process, a zombie, or another process)';
+
+/** The plainest proof: the pid still names the process with that start time, not exited. */
+export function proveIdentity(target: ProcessIdentity): ProofFailure | undefined {
+  const now = readStat(target.pid);
+  return now?.startTime === target.startTime && !isExitedState(now.state) ? undefined : { kind: 'gone', reason: GONE };
+}
+
+/** `root and uid 1000`: who may have processes frozen by this engine. */
+export function ownersPhrase(owners: ReadonlySet<number>): string {
+  return [...owners].map((o) => (o === 0 ? 'root' : `uid ${o}`)).join(' and ');
+}
+
+export function notOwnedReason(uid: number, owners: ReadonlySet<number>): string {
+  return `it runs as uid ${uid}; only processes of ${ownersPhrase(owners)} may be frozen here`;
+}
+
+export function notDescendantReason(vmPid: number, ppid: number): string {
+  return `it is no longer a descendant of VM ${vmPid} (its parent is pid ${ppid}): its pid was reused, or it was reparented`;
 }

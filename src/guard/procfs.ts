@@ -94,30 +94,63 @@ const readBuffer = Buffer.allocUnsafe(64 * 1024);
  * Returns undefined when the file is gone (the process or thread exited).
  */
 export function readProcFile(path: string): string | undefined {
-  let fd: number;
+  const fd = openProcFile(path);
+  if (fd === undefined) return undefined;
   try {
-    fd = fs.openSync(path, 'r');
+    return readOpenProcFile(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Opens a /proc file for reading; undefined when it is gone. */
+function openProcFile(path: string): number | undefined {
+  try {
+    return fs.openSync(path, 'r');
   } catch (error) {
     if (isGone(error)) return undefined;
     throw error;
   }
-  try {
-    let text = '';
-    for (;;) {
-      let count: number;
-      try {
-        count = fs.readSync(fd, readBuffer, 0, readBuffer.length, null);
-      } catch (error) {
-        if (isGone(error)) return undefined;
-        throw error;
-      }
-      text += readBuffer.toString('latin1', 0, count);
-      // /proc files are generated whole per read call: a read that does not fill the
-      // buffer has reached the end, which saves the second read(2) that would return 0.
-      if (count < readBuffer.length) return text;
+}
+
+/** Reads a /proc file opened by openProcFile; undefined when its process has exited since. */
+function readOpenProcFile(fd: number): string | undefined {
+  let text = '';
+  for (;;) {
+    let count: number;
+    try {
+      count = fs.readSync(fd, readBuffer, 0, readBuffer.length, null);
+    } catch (error) {
+      if (isGone(error)) return undefined;
+      throw error;
     }
+    text += readBuffer.toString('latin1', 0, count);
+    // /proc files are generated whole per read call: a read that does not fill the
+    // buffer has reached the end, which saves the second read(2) that would return 0.
+    if (count < readBuffer.length) return text;
+  }
+}
+
+/**
+ * `stat` and the owner (`status`) of one and the same process. Both files are opened before
+ * either is read: an open /proc file stays bound to its process, and a `stat` that still shows
+ * the expected start time after both opens proves that no reuse of the pid came between them.
+ */
+export function readStatAndOwner(pid: number): { stat: StatFields; uid: number } | undefined {
+  const statFd = openProcFile(`${PROC_ROOT}/${pid}/stat`);
+  if (statFd === undefined) return undefined;
+  let statusFd: number | undefined;
+  try {
+    statusFd = openProcFile(`${PROC_ROOT}/${pid}/status`);
+    if (statusFd === undefined) return undefined;
+    const statText = readOpenProcFile(statFd);
+    const statusText = readOpenProcFile(statusFd);
+    const stat = statText === undefined ? undefined : parseStat(statText);
+    const status = statusText === undefined ? undefined : parseStatus(statusText);
+    return stat && status && { stat, uid: status.uid.real };
   } finally {
-    fs.closeSync(fd);
+    fs.closeSync(statFd);
+    if (statusFd !== undefined) fs.closeSync(statusFd);
   }
 }
 

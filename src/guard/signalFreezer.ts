@@ -7,6 +7,8 @@ import {
   descendantPids,
   ThreadIds,
   identityKey,
+  LineageProof,
+  notOwnedReason,
   ProcessIdentity,
   ProcessSnapshot,
   readSnapshot,
@@ -20,7 +22,7 @@ export interface FrozenProcess extends ProcessIdentity {
   readonly ppid: number;
 }
 
-export type SkipReason = 'zombie' | 'already-stopped' | 'traced' | 'excluded' | 'self' | 'init' | 'debuggee';
+export type SkipReason = 'zombie' | 'already-stopped' | 'traced' | 'excluded' | 'self' | 'init' | 'debuggee' | 'left-vm';
 
 export interface SkippedProcess {
   readonly pid: number;
@@ -51,12 +53,16 @@ export interface StopTreeOptions {
   readonly knownThreads?: ThreadIds;
   /** Write-ahead: told what is about to be stopped, before the first signal is sent. */
   readonly beforeStop?: (targets: readonly FrozenProcess[]) => void | Promise<void>;
+  /** Only processes of these uids may be stopped (the root companion: root and its invoker). */
+  readonly allowedOwners?: ReadonlySet<number>;
 }
 
 export interface StopTreeResult {
   readonly stopped: FrozenProcess[];
   readonly skipped: SkippedProcess[];
   readonly rounds: number;
+  /** Announced to `beforeStop` but found not to be part of the VM any more: never stopped. */
+  readonly released: FrozenProcess[];
 }
 
 /** Thrown by stopTree after it has resumed everything it stopped. */
@@ -88,6 +94,16 @@ export function classify(
     return { reason: 'already-stopped', detail: 'it was stopped before the freeze and will stay stopped after resume' };
   }
   return undefined;
+}
+
+/** Why the owner of `p` rules a freeze out, or undefined when it may be frozen. */
+export function ownerRefusal(p: ProcessSnapshot, owners: ReadonlySet<number> | undefined): StopFailure | undefined {
+  return owners && !owners.has(p.uid) ? { pid: p.pid, label: p.label, reason: notOwnedReason(p.uid, owners) } : undefined;
+}
+
+/** A target announced but not stopped: it is not the VM's any more. */
+export function leftVm(t: FrozenProcess, detail: string): SkippedProcess {
+  return { pid: t.pid, startTime: t.startTime, label: t.label, reason: 'left-vm', detail };
 }
 
 /** May this process signal `pid`? The kernel says (signal 0); only EPERM means no. */
@@ -220,6 +236,9 @@ export async function stopTree(
   const deadline = performance.now() + options.stopTimeoutMs;
   const stopped: FrozenProcess[] = [];
   const skipped: SkippedProcess[] = [];
+  const released: FrozenProcess[] = [];
+  /** Every process the walks found in the tree: the links a lineage proof may use. */
+  const members = new Map<number, number>([...options.alreadyFrozen.values(), ...options.alreadySkipped.values()].map((p) => [p.pid, p.startTime]));
   const handled = new Set<string>([...options.alreadyFrozen.keys(), ...options.alreadySkipped.keys()]);
   const handledPids = new Set<number>([...options.alreadyFrozen.values(), ...options.alreadySkipped.values()].map((p) => p.pid));
   const threads: ThreadIds = options.knownThreads ?? new Map();
@@ -242,17 +261,23 @@ export async function stopTree(
       }
     }
     const targets: FrozenProcess[] = [];
+    const refusedOwners: StopFailure[] = [];
     for (const p of snapshots) {
       const key = identityKey(p);
       if (handled.has(key)) continue;
       handled.add(key);
       handledPids.add(p.pid);
+      if (p.pid !== root.pid) members.set(p.pid, p.startTime);
       const skip = classify(p, options);
+      const refusal = skip ? undefined : ownerRefusal(p, options.allowedOwners);
       if (skip) skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
+      else if (refusal) refusedOwners.push(refusal);
       else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
     }
     snapshots = undefined;
-    if (targets.length === 0) return { stopped, skipped, rounds: round };
+    // A process of another user stops the whole freeze, before any signal of this round.
+    if (refusedOwners.length > 0) return rollback(refusedOwners);
+    if (targets.length === 0) return { stopped, skipped, rounds: round, released };
     if (round > options.maxRounds) {
       return rollback(
         targets.map(({ pid, label }) => ({
@@ -283,14 +308,20 @@ export async function stopTree(
       return rollback(targets.map(({ pid, label }) => ({ pid, label, reason: `it could not be recorded for crash safety (${(error as Error).message})` })));
     }
     const failures: StopFailure[] = [];
+    const signalled: FrozenProcess[] = [];
+    // Listing, reading and the awaited write-ahead all came before this: prove each target
+    // again right before its signal (identity, owner, every link up to the VM) in one pass.
+    const proof = new LineageProof(root, members, options.allowedOwners);
     for (const t of targets) {
-      // The identity was read before the awaited write-ahead: prove it again right before
-      // the signal, so a pid reused meanwhile (a device exited and was reaped) is never hit.
-      const now = readStat(t.pid);
-      if (now?.startTime !== t.startTime || isExitedState(now.state)) {
-        failures.push({ pid: t.pid, label: t.label, reason: 'it exited while the freeze began' });
-        continue;
-      }
+      const problem = proof.check(t);
+      if (problem === undefined) signalled.push(t);
+      else if (problem.kind === 'left-vm') {
+        skipped.push(leftVm(t, problem.reason));
+        released.push(t);
+      } else failures.push({ pid: t.pid, label: t.label, reason: problem.reason });
+    }
+    if (failures.length > 0) return rollback(failures);
+    for (const t of signalled) {
       try {
         process.kill(t.pid, 'SIGSTOP');
         stopped.push(t);
@@ -299,8 +330,8 @@ export async function stopTree(
       }
     }
     if (failures.length > 0) return rollback(failures);
-    const unconfirmed = await confirmStopped(targets, deadline, options.stopTimeoutMs, threads);
+    const unconfirmed = await confirmStopped(signalled, deadline, options.stopTimeoutMs, threads);
     if (unconfirmed.length > 0) return rollback(unconfirmed);
-    for (const t of targets) stoppedPids.add(t.pid);
+    for (const t of signalled) stoppedPids.add(t.pid);
   }
 }
