@@ -4,15 +4,18 @@
 //   {"op":"freeze","id":1,"pid":1234,"startTime":5678,"scope":"devices","method":"auto","excludePids":[]}
 //   {"op":"resume","id":2}                         everything; or with "pid" and "startTime": one VM
 //   {"op":"status","id":3}
+//   {"op":"heartbeat"}                             the host still runs (no reply)
 //   {"op":"exit"}                                  resume everything, exit
 // Replies on stdout, one JSON line each: {"id":1,"ok":true,...} or {"id":1,"ok":false,"code":…,"message":…}.
 // The engine proves by itself, from /proc, that the pid is a crosvm VM with that start time
 // before anything is done, and freezes only that VM's own descendants (and, with scope "vm",
 // its main process): whatever the unprivileged side sends, nothing else is signalled or moved.
 // Settings that widen what is frozen (assumeSwapBuild, includeTracedProcesses) are not
-// accepted over the link. When the link breaks, everything is resumed and the process exits;
+// accepted over the link. Only VMs and processes of root and of the user who started it are
+// frozen; who that is, it reads from /proc itself, never from what the caller could set. When the link breaks, everything is resumed and the process exits;
 // it also exits once nothing has been frozen for a while.
 import { CrosvmGuard, FreezeRequest, GuardError } from '../guard';
+import { readStat, readStatAndOwner } from '../guard/procfs';
 export { ELEVATED_NAME } from '../guard/elevated';
 import { exit, idleTimer, listen, log } from './link';
 
@@ -20,6 +23,7 @@ const REQUEST_KEYS: Record<string, readonly string[]> = {
   freeze: ['op', 'id', 'pid', 'startTime', 'scope', 'method', 'excludePids'],
   resume: ['op', 'id', 'pid', 'startTime'],
   status: ['op', 'id'],
+  heartbeat: ['op'],
   exit: ['op'],
 };
 
@@ -30,6 +34,7 @@ type Parsed =
   | { op: 'freeze'; id: number; pid: number; startTime: number; request: FreezeRequest }
   | { op: 'resume'; id: number; ref: { pid: number; startTime: number } | undefined }
   | { op: 'status'; id: number }
+  | { op: 'heartbeat' }
   | { op: 'exit' };
 
 /** The request, or why it is refused. */
@@ -39,6 +44,7 @@ export function parseElevatedRequest(raw: Record<string, unknown>): Parsed | str
   const unknown = Object.keys(raw).filter((key) => !REQUEST_KEYS[op].includes(key));
   if (unknown.length > 0) return `unexpected field ${unknown[0].slice(0, 32)}`;
   if (op === 'exit') return { op: 'exit' };
+  if (op === 'heartbeat') return { op: 'heartbeat' };
   const id = raw.id;
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) return 'id must be a whole number';
   if (op === 'status') return { op: 'status', id };
@@ -58,18 +64,40 @@ export function parseElevatedRequest(raw: Record<string, unknown>): Parsed | str
 }
 
 /**
- * Who may have their VMs frozen through this companion: root's, and those of the user who
- * started it (sudo and pkexec say who). Run by root directly, anyone's.
+ * Who started this companion, judged from its parent process as root reads it in /proc. sudo
+ * runs the command as its child and keeps the caller's real uid (so does its monitor process
+ * under `use_pty`); pkexec replaces itself with the command, whose parent is then the caller.
+ * Either way the parent's real uid is the caller's, set by the kernel: nothing the caller can
+ * forge, unlike SUDO_UID or PKEXEC_UID (which `env -i` removes anyway). A parent that is init
+ * (this process was orphaned) or younger than this process proves nothing: refused.
  */
-export function allowedOwners(env: NodeJS.ProcessEnv): ReadonlySet<number> | undefined {
-  const invoker = env.SUDO_UID ?? env.PKEXEC_UID;
-  if (invoker === undefined || !/^\d{1,10}$/.test(invoker)) return undefined;
-  return new Set([0, Number(invoker)]);
+export function judgeInvoker(
+  self: { ppid: number; startTime: number },
+  parent: { uid: number; startTime: number } | undefined,
+): { uid: number } | { problem: string } {
+  if (self.ppid <= 1) return { problem: `its parent is pid ${self.ppid}: it was orphaned` };
+  if (!parent) return { problem: `its parent, pid ${self.ppid}, has exited` };
+  if (parent.startTime > self.startTime) return { problem: `pid ${self.ppid} is younger than itself: not its parent` };
+  return { uid: parent.uid };
 }
 
-export function runElevatedMode(processNames: readonly string[], idleMs: number): void {
-  const guard = new CrosvmGuard({ processNames, method: 'auto' });
-  const owners = allowedOwners(process.env);
+/** judgeInvoker for this process, from /proc. */
+export function invoker(): { uid: number } | { problem: string } {
+  const self = readStat(process.pid);
+  if (!self) return { problem: 'its own /proc entry cannot be read' };
+  const parent = readStatAndOwner(self.ppid);
+  return judgeInvoker(self, parent && { uid: parent.uid, startTime: parent.stat.startTime });
+}
+
+/**
+ * `heartbeatMs`: with something frozen, a host silent this long (hung, or stopped) gets
+ * everything resumed: the host's own limits (maxFreezeSeconds, its watchdog) run in the host.
+ */
+export function runElevatedMode(processNames: readonly string[], idleMs: number, heartbeatMs: number): void {
+  const who = invoker();
+  // Fail closed: without a proven invoker there is nobody whose VMs may be frozen.
+  if ('problem' in who) exit(2, `cannot tell which user started it (${who.problem}); start it through sudo or pkexec`);
+  const guard = new CrosvmGuard({ processNames, method: 'auto', allowedOwners: new Set([0, who.uid]) });
   /** Requests received and not yet answered: the companion never goes idle in the middle of one. */
   let pending = 0;
   let exiting = false;
@@ -85,6 +113,13 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number)
     reply({ id, ok: false, code, message: (error as Error).message ?? String(error) });
   };
   let queue: Promise<unknown> = Promise.resolve();
+  let heartbeat: NodeJS.Timeout | undefined;
+  const heard = () => {
+    if (heartbeat) clearTimeout(heartbeat);
+    heartbeat = setTimeout(() => {
+      if (guard.frozenVms.length > 0) resumeAllAndExit(`the extension host sent nothing for ${heartbeatMs} ms`);
+    }, heartbeatMs);
+  };
 
   const resumeAllAndExit = (reason: string): void => {
     if (exiting) return;
@@ -99,16 +134,12 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number)
     );
   };
 
-  const handle = async (parsed: Parsed): Promise<void> => {
+  const handle = async (parsed: Exclude<Parsed, { op: 'heartbeat' }>): Promise<void> => {
     if (parsed.op === 'exit') return resumeAllAndExit('asked to');
     try {
       if (parsed.op === 'status') reply({ id: parsed.id, ok: true, frozen: guard.frozenVms });
       else if (parsed.op === 'resume') reply({ id: parsed.id, ok: true, report: await guard.resume(parsed.ref), frozen: guard.frozenVms });
       else {
-        const vm = guard.inspectVm({ pid: parsed.pid, startTime: parsed.startTime });
-        if (owners && !owners.has(vm.main.uid)) {
-          throw new GuardError('not-permitted', `crosvm VM ${vm.main.pid} runs as uid ${vm.main.uid}: this companion freezes only VMs of root and of the user who started it.`);
-        }
         const report = await guard.freeze({ pid: parsed.pid, startTime: parsed.startTime }, parsed.request);
         log(`froze VM ${report.vm.pid} (${report.method}): ${report.frozen.map((p) => p.pid).join(' ')}`);
         reply({ id: parsed.id, ok: true, report, frozen: guard.frozenVms });
@@ -121,17 +152,20 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number)
 
   listen({
     request(raw) {
+      heard();
       const parsed = parseElevatedRequest(raw);
       if (typeof parsed === 'string') {
         log(`refused a request: ${parsed}`);
         failure(typeof raw.id === 'number' ? raw.id : undefined, new GuardError('invalid-argument', `Refused: ${parsed}.`));
         return;
       }
+      if (parsed.op === 'heartbeat') return;
+      const request = parsed;
       // One at a time, in order, like the guard itself. No idle exit until it is answered;
       // the idle time counts from the last request (the host's status calls keep it alive).
       pending++;
       idle(true);
-      queue = queue.then(() => handle(parsed)).finally(() => {
+      queue = queue.then(() => handle(request)).finally(() => {
         pending--;
         idle(pending > 0 || guard.frozenVms.length > 0);
       });
@@ -142,7 +176,8 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number)
       log(`crashed (${error.message}): resumed ${report.resumed.length}, gone ${report.gone.length}`);
     },
   });
-  log(`started as uid ${process.geteuid?.()} for executables named ${processNames.join(', ')}`);
+  log(`started as uid ${process.geteuid?.()} by uid ${who.uid}, for executables named ${processNames.join(', ')}`);
   reply({ event: 'ready', pid: process.pid, uid: process.geteuid?.() });
   idle(false);
+  heard();
 }

@@ -85,3 +85,6 @@ export function idleTimer(ms: number, onIdle: () => void): (holding: boolean) =>
 
 /** How long an idle companion waits for the next freeze before it exits. */
 export const IDLE_EXIT_MS = Number(process.env.CROSVM_GUARD_COMPANION_IDLE_MS) || 10_000;
+
+/** How long the root companion lets a host holding a freeze stay silent before it resumes. */
+export const HEARTBEAT_TIMEOUT_MS = 15_000;

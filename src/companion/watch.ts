@@ -9,7 +9,7 @@
 //   {"op":"exit"}                      resume nothing, exit (the host resumed everything)
 // It signals nothing but SIGCONT, and only to a process whose start time still matches; it
 // thaws only cgroups named like ours, each a child of the cgroup its processes go back to.
-import * as fs from 'node:fs';
+import { removeJournal } from '../guard/journal';
 import { FreezeCgroup, mountedHierarchies, thawAndRestore, validateFreezeCgroup } from '../guard/cgroupFreezer';
 import { identityKey } from '../guard/processTree';
 import { continueProcesses, FrozenProcess } from '../guard/signalFreezer';
@@ -27,16 +27,14 @@ function parseProcesses(value: unknown): FrozenProcess[] | undefined {
   return out;
 }
 
-/** The extension host that started this companion: the only process whose freeze cgroups it takes. */
-const HOST_PID = process.ppid;
-
-function parseCgroups(value: unknown): FreezeCgroup[] | undefined {
+/** `hostPid`: the only process whose freeze cgroups it takes (see runWatchMode). */
+function parseCgroups(value: unknown, hostPid: number): FreezeCgroup[] | undefined {
   if (value === undefined) return [];
   if (!Array.isArray(value) || value.length > 256) return undefined;
   const mounted = mountedHierarchies();
   const out: FreezeCgroup[] = [];
   for (const raw of value) {
-    const group = validateFreezeCgroup(raw, mounted, HOST_PID);
+    const group = validateFreezeCgroup(raw, mounted, hostPid);
     if (typeof group === 'string') {
       log(`refused a freeze cgroup: ${group}`);
       return undefined;
@@ -46,8 +44,12 @@ function parseCgroups(value: unknown): FreezeCgroup[] | undefined {
   return out;
 }
 
-/** `journal`: the host's journal, removed once this companion resumed it all. */
-export function runWatchMode(journal: string | undefined, idleMs: number): void {
+/**
+ * `journal`: the host's journal, removed once this companion resumed it all. `hostPid`: the
+ * host that started it, as the host said. Not `process.ppid`: a host killed before this
+ * process has even loaded leaves it orphaned, and its parent is then init.
+ */
+export function runWatchMode(journal: string | undefined, idleMs: number, hostPid: number): void {
   const held = new Map<string, FrozenProcess>();
   /** Freeze cgroups by directory. */
   const heldCgroups = new Map<string, FreezeCgroup>();
@@ -62,7 +64,7 @@ export function runWatchMode(journal: string | undefined, idleMs: number): void 
     for (const problem of problems) log(problem);
     log(`${reason}: thawed ${thawed} freeze cgroups, resumed ${resumed.length} (${resumed.map((p) => p.pid).join(' ')}), gone ${gone.length}`);
     // Nothing is left for a later window to resume. Only a file named like a journal.
-    if (journal && /\/window-\d+-\d+\.json$/.test(journal)) fs.rmSync(journal, { force: true });
+    if (journal && /\/window-\d+-\d+\.json$/.test(journal)) removeJournal(journal);
     exit(0, reason);
   };
 
@@ -74,7 +76,7 @@ export function runWatchMode(journal: string | undefined, idleMs: number): void 
         exit(0, 'asked to');
       }
       const processes = parseProcesses(request.processes);
-      const cgroups = parseCgroups(request.cgroups);
+      const cgroups = parseCgroups(request.cgroups, hostPid);
       if (!processes || !cgroups || (request.op !== 'hold' && request.op !== 'release')) {
         log(`ignored an invalid request (${String(request.op).slice(0, 32)})`);
         return;

@@ -29,7 +29,22 @@ export interface ElevationOptions {
   readonly idleMs?: number;
   /** How long elevation may take, the password typed (default 15 s). */
   readonly startTimeoutMs?: number;
+  /**
+   * How long the companion lets this host be silent while it holds a freeze before it resumes
+   * (default 15 s); this side sends a heartbeat five times as often.
+   */
+  readonly heartbeatMs?: number;
 }
+
+/** Where sudo and pkexec are installed; spawned by this path, never looked up in PATH. */
+const ELEVATION_PROGRAMS = ['/usr/bin', '/bin'];
+
+/** The absolute path of `command` in a system folder, or undefined when it is not installed. */
+export function elevationProgram(command: 'sudo' | 'pkexec'): string | undefined {
+  return ELEVATION_PROGRAMS.map((dir) => `${dir}/${command}`).find((file) => fs.existsSync(file));
+}
+
+const DEFAULT_HEARTBEAT_MS = 15_000;
 
 /** What sudo prints when it wants the password: unlikely in any other output. */
 const PROMPT = '[crosvm-guard] sudo password: ';
@@ -81,12 +96,19 @@ export class ElevatedGuard {
   private readonly exitListeners = new Set<(reason: string) => void>();
   private exited: string | undefined;
 
+  private readonly heartbeat: NodeJS.Timeout;
+
   private constructor(
     private readonly child: ChildProcess,
     /** The companion's own pid (below sudo). */
     readonly companionPid: number,
     private readonly log: ElevationOptions['log'],
-  ) {}
+    heartbeatMs: number,
+  ) {
+    // Proof of life for the companion's own bound on a freeze (see ElevationOptions.heartbeatMs).
+    this.heartbeat = setInterval(() => this.child.stdin?.write('{"op":"heartbeat"}\n'), heartbeatMs / 5);
+    this.heartbeat.unref();
+  }
 
   /**
    * Starts the elevated companion: `sudo -n` first; when sudo needs a password, `askPassword`
@@ -109,6 +131,8 @@ export class ElevatedGuard {
       (names.length > 0 ? names : ['crosvm']).join(','),
       '--idle-ms',
       String(options.idleMs ?? 10_000),
+      '--heartbeat-ms',
+      String(options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS),
     ];
     if (options.tool === 'pkexec') return ElevatedGuard.launch('pkexec', companion, options, undefined);
     try {
@@ -126,16 +150,18 @@ export class ElevatedGuard {
     return ElevatedGuard.launch('sudo', ['-k', '-S', '-p', PROMPT, '--', ...companion], options, password);
   }
 
-  private static launch(command: string, args: string[], options: ElevationOptions, password: Buffer | undefined): Promise<ElevatedGuard> {
+  private static launch(command: 'sudo' | 'pkexec', args: string[], options: ElevationOptions, password: Buffer | undefined): Promise<ElevatedGuard> {
     return new Promise((resolve, reject) => {
-      if (!fs.existsSync(`/usr/bin/${command}`) && !fs.existsSync(`/bin/${command}`)) {
+      // By its absolute path: a hostile PATH entry must never receive the password.
+      const program = elevationProgram(command);
+      if (!program) {
         password?.fill(0);
         reject(new ElevationError('failed', `${command} is not installed on this host.`));
         return;
       }
       // Detached: its own session, so a killed process group of the extension host does not
       // take it down; the end of its stdin (this process gone) is what makes it resume.
-      const child = spawn(command, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+      const child = spawn(program, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
       child.unref();
       for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void } | null)?.unref?.();
       child.stdin?.on('error', () => undefined);
@@ -198,7 +224,7 @@ export class ElevatedGuard {
             continue;
           }
           if (!guard && message.event === 'ready' && typeof message.pid === 'number') {
-            guard = new ElevatedGuard(child, message.pid, options.log);
+            guard = new ElevatedGuard(child, message.pid, options.log, options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
             options.log('info', `Elevated companion started with ${command} (pid ${message.pid}, uid ${String(message.uid)}).`);
             finish(undefined, guard);
           } else guard?.onMessage(message);
@@ -290,6 +316,7 @@ export class ElevatedGuard {
 
   /** Ends the link: the companion resumes whatever it still holds, and exits. */
   dispose(): void {
+    clearInterval(this.heartbeat);
     this.listeners.clear();
     this.child.stdin?.end();
   }
@@ -314,6 +341,7 @@ export class ElevatedGuard {
   }
 
   private onExit(reason: string): void {
+    clearInterval(this.heartbeat);
     this.exited = reason;
     const held = this.frozen;
     this.frozen = [];

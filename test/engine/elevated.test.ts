@@ -4,6 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { currentIdentity } from '../../src/guard/processTree';
@@ -17,6 +18,16 @@ const devicePids = (vm: FixtureVm) => vm.devices.map((d) => d.pid);
 const startTimeOf = (pid: number) => (currentIdentity(pid) as { startTime: number }).startTime;
 const alive = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'latin1'));
 const counters = (vm: FixtureVm) => devicePids(vm).map((pid) => vm.deviceCounters().get(pid) ?? 0n);
+/**
+ * Every process of `vm`, read here from /proc: whether its stat shows it stopped (state T or t,
+ * after the last ')'; R and S alternate on their own) and its cgroups.
+ */
+const processFacts = (vm: FixtureVm) =>
+  [vm.pid, ...devicePids(vm)].map((pid) => {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const stopped = /^[Tt]$/.test(stat.charAt(stat.lastIndexOf(')') + 2));
+    return `${pid} ${stopped ? 'stopped' : 'running'} ${fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')}`;
+  });
 
 after(stopAllFixtureVms);
 afterEach(stopAllFixtureVms);
@@ -146,22 +157,35 @@ describe('the elevated companion when things go wrong', () => {
     assert.ok(await eventually(() => !alive(ready.pid as number), 3000), 'the companion never went idle');
   });
 
-  it('freezes only VMs of root and of the user who started it', async () => {
+  it('started by root itself: root is its invoker, so a VM of uid 65534 is refused, naming its owner', async () => {
     const vm = await startFixtureVm({ build: 'swap' });
-    // As if sudo had been run by uid 4242: a root VM is fine, a VM of uid 65534 is not.
     const other = await startFixtureVm({ build: 'swap', uid: 65534, gid: 65534 });
-    companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SUDO_UID: '4242' } });
+    // No SUDO_UID or PKEXEC_UID could change that: the companion asks /proc who its parent is.
+    companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SUDO_UID: '65534', PKEXEC_UID: '65534' } });
     const lines = jsonLines(companion);
     await lines.next((e) => e.event === 'ready');
+    const before = processFacts(other);
     companion.stdin?.write(JSON.stringify({ op: 'freeze', id: 1, pid: other.pid, startTime: startTimeOf(other.pid) }) + '\n');
     const refused = await lines.next((e) => e.id === 1);
     assert.equal(refused.ok, false);
-    assert.match(String(refused.message), /runs as uid 65534: this companion freezes only VMs of root and of the user who started it/);
-    assert.ok(other.devices.every((d) => isRunning(d.pid)));
+    assert.equal(refused.code, 'not-permitted');
+    assert.match(String(refused.message), new RegExp(`crosvm VM ${other.pid} runs as uid 65534: only VMs of root may be frozen here`));
+    await sleep(100);
+    assert.deepEqual(processFacts(other), before, 'a process of uid 65534 changed state or cgroup');
     companion.stdin?.write(JSON.stringify({ op: 'freeze', id: 2, pid: vm.pid, startTime: startTimeOf(vm.pid) }) + '\n');
     assert.equal((await lines.next((e) => e.id === 2)).ok, true);
     companion.stdin?.end();
     assert.ok(await eventually(() => devicePids(vm).every(isRunning), 2000));
+  });
+
+  it('orphaned before it could see who started it: refuses to run at all', async () => {
+    // The shell exits at once; by the time Node has loaded the companion, its parent is init.
+    const shell = spawn('sh', ['-c', `"${process.execPath}" "${companionScript}" --elevated --idle-ms 60000 & exit 0`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    shell.stderr?.on('data', (chunk) => (stderr += chunk));
+    const lines = jsonLines(shell);
+    assert.ok(await eventually(() => /cannot tell which user started it \(its parent is pid 1: it was orphaned\)/.test(stderr), 5000), stderr);
+    assert.equal(lines.all.length, 0, `it answered: ${JSON.stringify(lines.all)}`);
   });
 
   it('refuses to start for executable names that are not crosvm builds', () => {
@@ -186,8 +210,8 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     host = undefined;
   });
 
-  function startUserHost(user: TestUser, vm: FixtureVm, password: string) {
-    const child = spawnElevatedHost(user, vm.pid, startTimeOf(vm.pid));
+  function startUserHost(user: TestUser, vm: FixtureVm, password: string, extra: readonly string[] = [], path_: readonly string[] = []) {
+    const child = spawnElevatedHost(user, vm.pid, startTimeOf(vm.pid), extra, path_);
     host = child;
     hosts.push(child);
     child.stdin?.write(password + '\n');
@@ -268,5 +292,68 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     assert.equal(error.event, 'error');
     assert.equal(error.reason, 'wrong-password', JSON.stringify(error));
     assert.ok(devicePids(vm).every(isRunning));
+  });
+
+  it("asked for another user's VM through a real sudo -n: refuses, naming the owner, and nothing of that user's changes", async () => {
+    const vm = await startFixtureVm({ build: 'default', devices: 2, uid: withPassword.uid, gid: withPassword.gid });
+    const before = processFacts(vm);
+    const events = startUserHost(nopasswd, vm, '');
+    assert.equal((await events.next((e) => e.event === 'elevated' || e.event === 'error')).event, 'elevated', JSON.stringify(events.all));
+    const answer = await events.next((e) => e.event === 'frozen' || e.event === 'error');
+    assert.equal(answer.event, 'error', JSON.stringify(answer));
+    assert.equal(answer.code, 'not-permitted');
+    assert.match(String(answer.message), new RegExp(`crosvm VM ${vm.pid} runs as uid ${withPassword.uid}: only VMs of root and uid ${nopasswd.uid} may be frozen here`));
+    await sleep(150);
+    assert.deepEqual(processFacts(vm), before, "a process of the other user changed state or cgroup");
+    assert.ok(vm.isRunning());
+  });
+
+  it('a root VM with a device that runs as another uid: refused, naming that device and its owner; nothing is frozen', async () => {
+    const vm = await startFixtureVm({ build: 'default', devices: 1, foreignDeviceUid: 65534 });
+    const before = processFacts(vm);
+    const events = startUserHost(nopasswd, vm, '');
+    const answer = await events.next((e) => e.event === 'frozen' || e.event === 'error');
+    assert.equal(answer.event, 'error', JSON.stringify(answer));
+    const foreign = vm.devices.find((d) => d.label === 'foreign-dev')?.pid;
+    assert.match(String(answer.message), new RegExp(`foreign-dev \\(pid ${foreign}\\): it runs as uid 65534; only processes of root and uid ${nopasswd.uid} may be frozen here`));
+    await sleep(150);
+    assert.deepEqual(processFacts(vm), before, 'a process changed state or cgroup');
+    assert.ok(vm.isRunning());
+  });
+
+  it('a host that stops answering while a root VM is frozen: the root companion resumes it after its heartbeat time', async () => {
+    const vm = await startFixtureVm({ build: 'default', devices: 2 });
+    const events = startUserHost(nopasswd, vm, '', ['auto', 'sudo', '1500']);
+    const companion = (await events.next((e) => e.event === 'elevated')).companionPid as number;
+    assert.equal((await events.next((e) => e.event === 'frozen' || e.event === 'error')).event, 'frozen', JSON.stringify(events.all));
+    const still = counters(vm);
+    // Hung, not gone: its end of the pipe stays open, so only the heartbeat can tell.
+    host?.kill('SIGSTOP');
+    try {
+      await sleep(500);
+      assert.deepEqual(counters(vm), still, 'resumed before the heartbeat time');
+      assert.ok(await eventually(() => counters(vm).every((c, i) => c > still[i]), 4000), 'still frozen 4.5 s after the host hung');
+      assert.ok(await eventually(() => !alive(companion), 2000), 'the root companion kept running');
+    } finally {
+      host?.kill('SIGCONT');
+    }
+    assert.ok(vm.isRunning());
+  });
+
+  it('sudo is run by its absolute path: a sudo planted first in PATH never runs and never sees the password', async () => {
+    const vm = await startFixtureVm({ build: 'swap', devices: 1 });
+    const planted = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-path-'));
+    const caught = path.join(planted, 'caught');
+    try {
+      fs.chmodSync(planted, 0o777);
+      fs.writeFileSync(path.join(planted, 'sudo'), `#!/bin/sh\ncat > ${caught}\nexit 1\n`, { mode: 0o755 });
+      const events = startUserHost(withPassword, vm, withPassword.password as string, [], [planted]);
+      const elevated = await events.next((e) => e.event === 'elevated' || e.event === 'error');
+      assert.equal(elevated.event, 'elevated', JSON.stringify(events.all));
+      await events.next((e) => e.event === 'frozen');
+      assert.ok(!fs.existsSync(caught), 'the planted sudo ran');
+    } finally {
+      fs.rmSync(planted, { recursive: true, force: true });
+    }
   });
 });

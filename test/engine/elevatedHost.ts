@@ -4,11 +4,12 @@
 // only says "go": pkexec's polkit agent, which must be registered for this process before,
 // asks for the password, never this process), freezes the root VM given, and prints one JSON
 // line per event. Then it obeys lines on stdin: `resume`, `end`; or it is killed.
+// Arguments: VM pid, its start time, method (default auto), tool (sudo), heartbeat ms.
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { ElevatedGuard } from '../../src/guard/elevated';
 
-const [vmPid, vmStartTime, method = 'auto', tool = 'sudo'] = process.argv.slice(2);
+const [vmPid, vmStartTime, method = 'auto', tool = 'sudo', heartbeatMs] = process.argv.slice(2);
 const print = (event: object) => process.stdout.write(JSON.stringify(event) + '\n');
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const nextLine = async () => ((await lines.next()).value as string | undefined) ?? 'end';
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
       // No person answers pkexec's agent here: a hang ends as ElevatedGuard's own error, well
       // within the pkexec test's wait, rather than after the long time a person is given.
       ...(tool === 'pkexec' ? { startTimeoutMs: 15_000 } : {}),
+      ...(heartbeatMs ? { heartbeatMs: Number(heartbeatMs) } : {}),
     });
   } catch (error) {
     const { name, message } = error as Error;
@@ -38,7 +40,7 @@ async function main(): Promise<void> {
     const report = await elevated.freeze({ pid: Number(vmPid), startTime: Number(vmStartTime) }, { method: method as 'auto' });
     print({ event: 'frozen', method: report.method, pids: report.frozen.map((p) => p.pid) });
   } catch (error) {
-    print({ event: 'error', message: (error as Error).message });
+    print({ event: 'error', code: (error as { code?: string }).code, message: (error as Error).message });
   }
   for (let line = await nextLine(); line !== 'end'; line = await nextLine()) {
     if (line === 'resume') {

@@ -46,22 +46,24 @@ export interface Host {
   next(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
-export function startHost(vm: FixtureVm, journalDir: string, method: 'signal' | 'cgroup' | 'cgroup-v1' = 'signal'): Host {
-  const child = spawn(process.execPath, [path.join(__dirname, 'hostProcess.js'), String(vm.pid), journalDir, method], { stdio: ['ignore', 'pipe', 'inherit'] });
+export function startHost(vm: FixtureVm, journalDir: string, method: 'signal' | 'cgroup' | 'cgroup-v1' = 'signal', slowCompanion = false): Host {
+  const args = [path.join(__dirname, 'hostProcess.js'), String(vm.pid), journalDir, method, ...(slowCompanion ? ['slow-companion'] : [])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = jsonLines(child);
   return { child, events: lines.all, next: (event, timeoutMs = 5000) => lines.next((e) => e.event === event, timeoutMs) };
 }
 
 /**
  * The elevation test host (elevatedHost.js) for VM `vmPid`, run as `user` with a login-like
- * environment of the user's own (no DISPLAY, nothing of root's); `extra`: method and tool.
+ * environment of the user's own (no DISPLAY, nothing of root's); `extra`: method, tool and
+ * heartbeat ms; `path`: folders put before the system's in PATH.
  */
-export function spawnElevatedHost(user: TestUser, vmPid: number, startTime: number, extra: readonly string[] = []): ChildProcess {
+export function spawnElevatedHost(user: TestUser, vmPid: number, startTime: number, extra: readonly string[] = [], path_: readonly string[] = []): ChildProcess {
   return spawn(process.execPath, [path.join(__dirname, 'elevatedHost.js'), String(vmPid), String(startTime), ...extra], {
     uid: user.uid,
     gid: user.gid,
     cwd: user.home,
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: user.home, USER: user.name, LOGNAME: user.name },
+    env: { PATH: [...path_, '/usr/sbin:/usr/bin:/sbin:/bin'].join(':'), HOME: user.home, USER: user.name, LOGNAME: user.name },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
 }

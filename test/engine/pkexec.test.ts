@@ -181,6 +181,32 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     assert.ok(vm.isRunning());
   });
 
+  it("asked for another user's VM: the root companion pkexec started refuses, naming the owner, and nothing of that user's changes", async () => {
+    // uid 65534 plays user B; the polkit test user is A, the one who ran pkexec.
+    const vm = await startFixtureVm({ build: 'default', devices: 2, uid: 65534, gid: 65534 });
+    const facts = () => [vm.pid, ...devicePids(vm)].map((pid) => `${pid} ${isRunning(pid)} ${cgroupFile(pid)}`);
+    const before = facts();
+    const host = startUserHost(vm);
+    const agent = await startAgent(host, user.password as string);
+    host.go();
+    const elevated = await elevatedOrError(host);
+    assert.equal(elevated.event, 'elevated', `${JSON.stringify(host.events.all)}\nagent: ${agent.transcript()}`);
+    const answer = await host.events.next((e) => e.event === 'frozen' || e.event === 'error');
+    assert.equal(answer.event, 'error', JSON.stringify(answer));
+    assert.equal(answer.code, 'not-permitted');
+    assert.match(String(answer.message), new RegExp(`crosvm VM ${vm.pid} runs as uid 65534: only VMs of root and uid ${user.uid} may be frozen here`));
+    await sleep(150);
+    assert.deepEqual(facts(), before, 'a process of uid 65534 changed state or cgroup');
+    assert.ok(devicePids(vm).every((pid) => freezeCgroupOf(pid) === undefined));
+    host.send('end');
+    await host.events.next((e) => e.event === 'ended');
+    host.child.stdin?.end();
+    await host.exited;
+    await agent.stop();
+    await assertNothingLeft();
+    assert.ok(vm.isRunning());
+  });
+
   it('with a wrong password: start rejects, pkexec was not authorized, nothing is frozen and no companion is left', async () => {
     const vm = await startFixtureVm({ build: 'default', devices: 2 });
     const host = startUserHost(vm);
