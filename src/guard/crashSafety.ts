@@ -8,6 +8,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FreezeCgroup } from './cgroupFreezer';
+import { openPrivateLog } from './privateFolder';
 import { Journal, JOURNAL_VERSION, journalFile, removeJournal, writeJournal } from './journal';
 import { currentIdentity, identityKey, ProcessIdentity } from './processTree';
 import type { FrozenProcess } from './signalFreezer';
@@ -112,19 +113,23 @@ export class CrashSafety implements SafetyNet {
 
   private ensureCompanion(): void {
     if (this.companion || this.disposed) return;
-    fs.mkdirSync(this.options.journalDir, { recursive: true, mode: 0o700 });
-    const logFd = fs.openSync(path.join(this.options.journalDir, 'companion.log'), 'a', 0o600);
+    let logFd: number | 'ignore' = 'ignore';
+    try {
+      logFd = openPrivateLog(path.join(this.options.journalDir, 'companion.log'));
+    } catch (error) {
+      this.options.log('warn', `The companion runs without a log: ${(error as Error).message}`);
+    }
     let child: ChildProcess;
     try {
       // Detached: its own session, so neither a killed process group nor a closed terminal
       // takes it down with the extension host it watches.
-      child = spawn(this.options.nodeExecutable ?? process.execPath, [this.options.companionScript, '--journal', this.file], {
+      child = spawn(this.options.nodeExecutable ?? process.execPath, [this.options.companionScript, '--journal', this.file, '--host-pid', String(process.pid)], {
         detached: true,
         stdio: ['pipe', 'ignore', logFd],
         env: { ...process.env, ...this.options.env, ELECTRON_RUN_AS_NODE: '1' },
       });
     } finally {
-      fs.closeSync(logFd);
+      if (logFd !== 'ignore') fs.closeSync(logFd);
     }
     // Neither the process nor its pipe may keep the extension host alive at shutdown.
     child.unref();

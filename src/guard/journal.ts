@@ -7,6 +7,7 @@
 // a cgroup hierarchy mounted here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { ensurePrivateFolder, writePrivateFile } from './privateFolder';
 import { FreezeCgroup, mountedHierarchies, thawAndRestore, validateFreezeCgroup } from './cgroupFreezer';
 import type { FreezeMethod } from './method';
 import { isExitedState, isStoppedState, readCmdline, readExe, readStat } from './procfs';
@@ -48,16 +49,14 @@ export function journalFile(dir: string, owner: ProcessIdentity): string {
   return path.join(dir, `window-${owner.pid}-${owner.startTime}.json`);
 }
 
-/** Writes atomically (temporary file, then rename) with owner-only permissions. */
+/** Writes atomically, owner-only, in a folder proven private, never through a link. */
 export function writeJournal(file: string, journal: Journal): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temporary = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(temporary, JSON.stringify(journal), { mode: 0o600 });
-  fs.renameSync(temporary, file);
+  writePrivateFile(file, JSON.stringify(journal));
 }
 
+/** Removes a journal, only from a folder that is still private (else the path may lead elsewhere). */
 export function removeJournal(file: string): void {
-  fs.rmSync(file, { force: true });
+  if (ensurePrivateFolder(path.dirname(file), undefined, false) === undefined) fs.rmSync(file, { force: true });
 }
 
 const isPid = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 1 && v < 2 ** 22 + 1;
@@ -113,8 +112,12 @@ export interface JournalEntry {
   readonly problem: string | undefined;
 }
 
-/** Every journal in `dir` (none if it does not exist), each validated. */
+/**
+ * Every journal in `dir`, each validated; none when `dir` does not exist or is not private to
+ * this user (files another user could have planted are neither trusted nor acted on).
+ */
 export function readJournals(dir: string): JournalEntry[] {
+  if (ensurePrivateFolder(dir, undefined, false) !== undefined) return [];
   let names: string[];
   try {
     names = fs.readdirSync(dir);

@@ -1,34 +1,26 @@
 // Crash safety in the VS Code layer: where journals live, resuming what dead windows left
 // frozen, and the two safety valves that resume a VM nobody is looking at any more.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { CrashSafety } from '../guard/crashSafety';
 import { recoverLeftovers } from '../guard/journal';
+import { chooseJournalFolder } from '../guard/privateFolder';
 import { currentIdentity } from '../guard/processTree';
 import { ExtensionSettings } from '../common/settings';
 import { GuardController } from './controller';
 
 /**
  * One folder per user that every window of that user on this host shares, so one window
- * sees what another froze: $XDG_RUNTIME_DIR (a per-user tmpfs) when there is one, else a
- * 0700 folder in /tmp that must be ours, else the extension's global storage.
+ * sees what another froze (see chooseJournalFolder: only a folder private to this user).
  */
-export function journalDirectory(context: vscode.ExtensionContext): string {
-  if (process.env.CROSVM_GUARD_JOURNAL_DIR) return process.env.CROSVM_GUARD_JOURNAL_DIR;
-  const runtime = process.env.XDG_RUNTIME_DIR;
-  if (runtime && fs.existsSync(runtime)) return path.join(runtime, 'crosvm-guard');
-  const shared = path.join(os.tmpdir(), `crosvm-guard-${process.getuid?.() ?? 'user'}`);
-  try {
-    fs.mkdirSync(shared, { recursive: true, mode: 0o700 });
-    const st = fs.lstatSync(shared);
-    // Another user could have made it first, to feed us journals: then it is not ours to use.
-    if (st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0) return shared;
-  } catch {
-    // fall through
-  }
-  return path.join(context.globalStorageUri.fsPath, 'journal');
+export function journalDirectory(context: vscode.ExtensionContext, log: vscode.LogOutputChannel): string {
+  const { folder, rejected } = chooseJournalFolder({
+    override: process.env.CROSVM_GUARD_JOURNAL_DIR,
+    runtimeDir: process.env.XDG_RUNTIME_DIR,
+    fallback: path.join(context.globalStorageUri.fsPath, 'journal'),
+  });
+  for (const reason of rejected) log.warn(`Not keeping journals in ${reason}.`);
+  return folder;
 }
 
 /** Turns crash safety on for `controller`'s engine, after resuming leftovers of dead windows. */
@@ -38,7 +30,7 @@ export function enableCrashSafety(
   log: vscode.LogOutputChannel,
   settings: ExtensionSettings,
 ): CrashSafety {
-  const journalDir = journalDirectory(context);
+  const journalDir = journalDirectory(context, log);
   controller.journalDir = journalDir;
   const self = currentIdentity(process.pid) ?? { pid: process.pid, startTime: 0 };
   try {

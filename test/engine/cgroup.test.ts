@@ -295,6 +295,19 @@ describe('crash of the host while frozen by cgroup', () => {
     });
   }
 
+  it('a host killed before its companion has loaded: the companion still thaws what the host froze', async () => {
+    const vm = await startFixtureVm({ build: 'default', devices: 2 });
+    const before = new Map(devicePids(vm).map((pid) => [pid, cgroupFile(pid)]));
+    const host = startHost(vm, tmpJournalDir(), 'cgroup', true);
+    const frozen = await host.next('frozen');
+    const groups = frozen.cgroups as FreezeCgroup[];
+    // The companion sleeps 500 ms before it loads: it wakes up orphaned, its parent is init.
+    host.child.kill('SIGKILL');
+    assert.ok(await eventually(() => groups.every((g) => !fs.existsSync(g.dir)), 3000), 'freeze cgroups still there 3 s after the host died');
+    for (const pid of devicePids(vm)) assert.equal(cgroupFile(pid), before.get(pid), `pid ${pid} is not back in its cgroup`);
+    assert.ok(vm.isRunning(), 'the VM noticed the freeze');
+  });
+
   it('when host and companion die together, the next window thaws from the journal', async () => {
     const hierarchy = freezerHierarchy(2);
     assert.ok(hierarchy);
