@@ -2,9 +2,9 @@
 // and events. Logic lives in the modules it calls; this file only connects them.
 import * as vscode from 'vscode';
 import { assertLinux, GuardError, VmRef } from './guard';
-import { CrosvmGuardApi, CrosvmGuardState } from './ui/api';
+import { apiFreezeRequest, CrosvmGuardApi, CrosvmGuardState } from './ui/api';
 import { CommandHandlers } from './ui/commands';
-import { readSettings } from './ui/config';
+import { debugSettingsFromWorkspace, readSettings } from './ui/config';
 import { Commands, ContextKeys, OUTPUT_CHANNEL_NAME, Views } from './ui/contributions';
 import { ManagedContextKey } from './ui/contextKey';
 import { GuardController } from './ui/controller';
@@ -39,6 +39,7 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   supported.set(true);
 
   let settings: ExtensionSettings = readSettings(log);
+  let debugFromWorkspace = debugSettingsFromWorkspace();
   const current = new GuardController(log, settings);
   current.elevation = elevationFor(context, log, () => settings);
   const safety: CrashSafety = enableCrashSafety(context, current, log, settings);
@@ -60,7 +61,11 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
     new MaxFreezeTimer(current, () => settings.maxFreezeSeconds),
   );
 
-  const follower = new DebugFollower(current, log, () => ({ autoFreeze: settings.debugAutoFreeze, target: settings.debugTarget }));
+  const follower = new DebugFollower(current, log, () => ({
+    autoFreeze: settings.debugAutoFreeze,
+    target: settings.debugTarget,
+    mayElevate: !debugFromWorkspace,
+  }));
   context.subscriptions.push(follower, vscode.debug.registerDebugAdapterTrackerFactory('*', follower));
   // The root companion exits 10 s after its last request with nothing frozen, and starting it
   // again may cost a password, which is never asked at a stop: while a debug session freezes
@@ -106,6 +111,7 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
       if (!event.affectsConfiguration(SETTINGS_SECTION)) return;
       const before = settings;
       settings = readSettings(log);
+      debugFromWorkspace = debugSettingsFromWorkspace();
       const changed = (Object.keys(settings) as (keyof ExtensionSettings)[]).filter((key) => JSON.stringify(settings[key]) !== JSON.stringify(before[key]));
       if (changed.length > 0) log.info(`Settings changed: ${changed.map((key) => `${key} ${JSON.stringify(before[key])} → ${JSON.stringify(settings[key])}`).join(', ')}.`);
       current.updateSettings(settings);
@@ -137,7 +143,7 @@ function createApi(current: GuardController): CrosvmGuardApi {
     frozen: current.frozenVms,
   });
   return {
-    freeze: (vm, options) => current.freeze(toRef(vm) as VmRef, options),
+    freeze: async (vm, options) => current.freeze(toRef(vm) as VmRef, apiFreezeRequest(options)),
     resume: (vm) => current.resume(toRef(vm)),
     refresh: () => (current.refresh(), state()),
     getState: state,

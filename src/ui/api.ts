@@ -1,6 +1,7 @@
 // The API `activate()` returns to other extensions (and to the tests):
 //   const api = vscode.extensions.getExtension('crosvm-guard.crosvm-guard')?.exports;
 import type * as vscode from 'vscode';
+import { GuardError } from '../guard';
 import type { FreezeMethod, FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmIdentity, VmRef } from '../guard';
 
 export interface VmSummary extends VmIdentity {
@@ -20,9 +21,32 @@ export interface CrosvmGuardState {
   readonly frozen: readonly FrozenVm[];
 }
 
+/**
+ * What another extension may ask of a freeze: no more than the settings allow a person. What
+ * only the engine's tests may use (signals on a build not proven to survive them, a forced
+ * cgroup version) is not offered, and dropped if sent anyway.
+ */
+export type ApiFreezeRequest = Pick<FreezeRequest, 'scope' | 'method' | 'excludePids'>;
+
+/** The ApiFreezeRequest in `options`; throws a GuardError for values no setting could give. */
+export function apiFreezeRequest(options: unknown): ApiFreezeRequest {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') throw new GuardError('invalid-argument', 'Freeze options must be an object.');
+  const { scope, method, excludePids } = options as Record<string, unknown>;
+  if (scope !== undefined && scope !== 'devices' && scope !== 'vm') throw new GuardError('invalid-argument', 'scope must be "devices" or "vm".');
+  if (method !== undefined && method !== 'auto' && method !== 'signal' && method !== 'cgroup') {
+    throw new GuardError('invalid-argument', 'method must be "auto", "signal" or "cgroup".');
+  }
+  const isPid = (pid: unknown) => typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 0;
+  if (excludePids !== undefined && !(Array.isArray(excludePids) && excludePids.every(isPid))) {
+    throw new GuardError('invalid-argument', 'excludePids must be a list of process ids.');
+  }
+  return { scope, method, excludePids };
+}
+
 export interface CrosvmGuardApi {
   /** Freezes one VM (its pid, or `{ pid, startTime }`); rejects with a GuardError. */
-  freeze(vm: number | VmRef, options?: FreezeRequest): Promise<FreezeReport>;
+  freeze(vm: number | VmRef, options?: ApiFreezeRequest): Promise<FreezeReport>;
   /** Resumes one VM, or everything this window froze. */
   resume(vm?: number | VmRef): Promise<ResumeReport>;
   /** Re-reads /proc and returns the state. */

@@ -34,3 +34,16 @@ export function readSettings(log: vscode.LogOutputChannel): ExtensionSettings {
   for (const warning of warnings) log.warn(warning);
   return settings;
 }
+
+/**
+ * Whether a workspace (trusted or not) sets crosvmGuard.debug.autoFreeze or debug.target. A
+ * workspace may turn automatic freezing on for VMs this window may freeze by itself, but it
+ * never starts administrator rights (`sudo -n` at a stop): that takes your user settings.
+ */
+export function debugSettingsFromWorkspace(): boolean {
+  const config = vscode.workspace.getConfiguration(SETTINGS_SECTION);
+  return [SettingKeys.debugAutoFreeze, SettingKeys.debugTarget].some((name) => {
+    const inspected = config.inspect(name);
+    return inspected?.workspaceValue !== undefined || inspected?.workspaceFolderValue !== undefined;
+  });
+}

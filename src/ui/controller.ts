@@ -59,6 +59,14 @@ const SILENT_RETRY_MS = 60_000;
 const SILENT_REFUSAL =
   'Starting the elevated companion needs your password, which is never asked at a debugger stop. Use "Freeze with administrator rights…" once: the companion it starts stays for the rest of the debug session.';
 
+function workspaceMayNotElevate(pid: number): string {
+  return (
+    `crosvm VM ${pid} needs administrator rights, and automatic freezing was turned on by this ` +
+    "workspace's settings: a workspace never starts them. Set crosvmGuard.debug.autoFreeze (and " +
+    'debug.target) in your user settings instead, or use "Freeze with administrator rights…".'
+  );
+}
+
 /** The tool each setting elevates with. */
 const ELEVATION_TOOLS: Record<'ask' | 'sudo' | 'pkexec', ElevationTool> = { ask: 'auto', sudo: 'sudo', pkexec: 'pkexec' };
 
@@ -184,15 +192,17 @@ export class GuardController implements vscode.Disposable {
    * `pkexec`; with `ask` the caller offers it first (error code `needs-elevation`). Not
    * logged: the debug follower calls it at every stop.
    */
-  async freezeQuietly(ref: VmRef, request: FreezeRequest = {}, atDebuggerStop = false): Promise<FreezeReport> {
+  async freezeQuietly(ref: VmRef, request: FreezeRequest = {}, at: 'command' | 'stop' | 'stop-from-workspace' = 'command'): Promise<FreezeReport> {
     const view = this.views.find((v) => v.snapshot.main.pid === ref.pid);
     if (this.guard.frozenVm(ref.pid) || !view?.needsElevation) return this.guard.freeze(ref, request);
     const full = { pid: ref.pid, startTime: ref.startTime ?? view.snapshot.main.startTime };
     if (this.elevated?.isRunning) return this.elevated.freeze(full, request);
     const setting = this.elevation?.setting() ?? 'never';
+    // Debug settings from a workspace never start elevation (see debugSettingsFromWorkspace).
+    if (at === 'stop-from-workspace') throw new GuardError('needs-elevation', workspaceMayNotElevate(ref.pid));
     // At a debugger stop nothing may be asked: sudo -n only (passwordless sudo), and the
     // follower offers the rest once, outside the stop.
-    if (atDebuggerStop && setting !== 'never') return (await this.startElevation(true)).freeze(full, request);
+    if (at === 'stop' && setting !== 'never') return (await this.startElevation(true)).freeze(full, request);
     if (setting === 'sudo' || setting === 'pkexec') return (await this.startElevation()).freeze(full, request);
     // Elevation off: for want of cgroup access the engine's own refusal names the ways out.
     if (view.needsElevation === 'cgroups' && setting === 'never') return this.guard.freeze(ref, request);

@@ -79,7 +79,12 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
   constructor(
     private readonly controller: GuardController,
     private readonly log: vscode.LogOutputChannel,
-    private readonly settings: () => { autoFreeze: 'off' | 'onStop'; target: DebugTarget },
+    private readonly settings: () => {
+      autoFreeze: 'off' | 'onStop';
+      target: DebugTarget;
+      /** False when a workspace set the debug settings: then a stop never starts elevation. */
+      mayElevate: boolean;
+    },
   ) {}
 
   get debugging(): boolean {
@@ -167,7 +172,8 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     state.notFrozen.clear();
     for (const ref of state.chosen.refs) {
       try {
-        reports.push(await this.controller.freezeQuietly(ref, { excludePids: state.debuggeePid ? [state.debuggeePid] : [] }, true));
+        const request = { excludePids: state.debuggeePid ? [state.debuggeePid] : [] };
+        reports.push(await this.controller.freezeQuietly(ref, request, this.settings().mayElevate ? 'stop' : 'stop-from-workspace'));
         if (!state.frozen.some((f) => f.pid === ref.pid)) state.frozen.push(ref);
       } catch (error) {
         // Never crash a VM at a breakpoint, nor ask for a password there: leave it running,
@@ -250,7 +256,8 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
       const own = vms.filter((v) => v.snapshot.main.pid === pid || v.snapshot.devices.some((d) => d.pid === pid));
       if (own.length > 0) return own;
     }
-    return [...vms];
+    // auto with a debuggee in no VM: every VM of this user, never another user's.
+    return target === 'auto' ? vms.filter((v) => v.snapshot.main.uid === process.geteuid?.()) : [...vms];
   }
 
   private async ask(state: SessionState, vms: readonly VmView[]): Promise<VmRef[]> {

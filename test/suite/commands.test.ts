@@ -146,6 +146,18 @@ suite('commands', () => {
     assert.equal(await vscode.commands.executeCommand('crosvmGuard.freeze', process.pid), undefined);
   });
 
+  test('the API offers no more than the settings: signals on a build that dies of them are refused even when asked for', async () => {
+    const guard = await api();
+    const vm = await startFixtureVm({ build: 'default' });
+    // allowUnsafeSignals is the engine's own escape hatch (its tests); no setting offers it.
+    const options = { method: 'signal', allowUnsafeSignals: true, cgroupVersion: 1 } as unknown as Parameters<CrosvmGuardApi['freeze']>[1];
+    await assert.rejects(guard.freeze(vm.pid, options), (error: Error & { code?: string }) => error.code === 'unsafe-build');
+    await sleep(200);
+    assert.ok(vm.isRunning(), 'the VM shut down: it was sent SIGSTOP');
+    assert.ok(devicePids(vm).every(isRunning));
+    await assert.rejects(guard.freeze(vm.pid, { scope: 'everything' } as unknown as Parameters<CrosvmGuardApi['freeze']>[1]), /scope must be/);
+  });
+
   test('the API reports every change of state', async () => {
     const guard = await api();
     const vm = await startFixtureVm({ build: 'swap' });

@@ -105,6 +105,23 @@ suite('debug sessions', () => {
     }
   });
 
+  test("target auto, a debuggee in no VM: only this user's VMs freeze, never another user's", async () => {
+    const mine = await startFixtureVm({ build: 'swap', devices: 2 });
+    const others = await startFixtureVm({ build: 'swap', devices: 2, uid: 65534, gid: 65534 });
+    await set('debug.autoFreeze', 'onStop');
+    const stops = new StopCounter();
+    try {
+      await startSession('debuggee.js');
+      await stops.waitFor(1);
+      assert.ok(await eventually(() => devicePids(mine).every(isFullyStopped), 5000), 'this user\'s VM is not frozen at the stop');
+      await sleep(200);
+      assert.ok(devicePids(others).every(isRunning), 'a VM of uid 65534 was frozen by a debug session of uid 0');
+      await vscode.debug.stopDebugging();
+    } finally {
+      stops.dispose();
+    }
+  });
+
   test('target "ask" asks once per session which VMs to freeze', async () => {
     const vm = await startFixtureVm({ build: 'swap' });
     await set('debug.autoFreeze', 'onStop');

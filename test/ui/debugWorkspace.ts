@@ -6,15 +6,20 @@ import * as path from 'node:path';
 import { testWorkspace } from '../runner/paths';
 import type { TestUser } from '../runner/testUsers';
 
-/** A fresh folder; with `owner`, handed to that user (a workbench run as the user opens it). */
-export function debugWorkspace(owner?: TestUser): string {
+/**
+ * A fresh folder; with `owner`, handed to that user (a workbench run as the user opens it);
+ * with `settings`, a `.vscode/settings.json` of the workspace.
+ */
+export function debugWorkspace(owner?: TestUser, settings?: Record<string, unknown>): string {
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-debug-'));
   fs.copyFileSync(path.join(testWorkspace, 'debuggee.js'), path.join(folder, 'debuggee.js'));
   fs.mkdirSync(path.join(folder, '.vscode'));
   const launch = { version: '0.2.0', configurations: [{ type: 'node', request: 'launch', name: 'debuggee', program: '${workspaceFolder}/debuggee.js' }] };
-  fs.writeFileSync(path.join(folder, '.vscode', 'launch.json'), JSON.stringify(launch));
+  const files = { 'launch.json': launch, ...(settings ? { 'settings.json': settings } : {}) };
+  for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(folder, '.vscode', name), JSON.stringify(content));
   if (owner) {
-    for (const file of [folder, path.join(folder, 'debuggee.js'), path.join(folder, '.vscode'), path.join(folder, '.vscode', 'launch.json')]) {
+    const written = Object.keys(files).map((name) => path.join(folder, '.vscode', name));
+    for (const file of [folder, path.join(folder, 'debuggee.js'), path.join(folder, '.vscode'), ...written]) {
       fs.chownSync(file, owner.uid, owner.gid);
     }
   }

@@ -15,7 +15,15 @@ import { ensureTestUser, TestUser } from '../runner/testUsers';
 import { debugWorkspace } from './debugWorkspace';
 import { openWorkbench, Workbench } from './workbench';
 
-const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1]);
+const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(safeRead(`/proc/${pid}/status`))?.[1]);
+
+function safeRead(file: string): string {
+  try {
+    return readFileSync(file, 'latin1');
+  } catch {
+    return ''; // exited meanwhile
+  }
+}
 
 async function waitForNotification(workbench: Workbench, message: RegExp, timeout = 15_000) {
   const deadline = Date.now() + timeout;
@@ -184,8 +192,10 @@ describe('a root VM at a debugger stop, from an unprivileged VS Code with passwo
     const user = ensureTestUser('nopasswd');
     const vm = await startFixtureVm({ build: 'swap', devices: 2 });
     const devices = vm.devices.map((d) => d.pid);
-    // elevation "ask" (the default): at a stop only what asks nothing may run.
-    workbench = await openWorkbench({ runAs: user, folder: debugWorkspace(user), settings: { 'crosvmGuard.debug.autoFreeze': 'onStop' } });
+    // elevation "ask" (the default): at a stop only what asks nothing may run. The debuggee is
+    // in no VM, and target "auto" would then freeze only this user's VMs: "all" takes root's.
+    const settings = { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' };
+    workbench = await openWorkbench({ runAs: user, folder: debugWorkspace(user), settings });
     await workbench.waitForActivation();
     await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
     await workbench.runCommand('Debug: Start Debugging');
@@ -202,6 +212,36 @@ describe('a root VM at a debugger stop, from an unprivileged VS Code with passwo
     await workbench.page.keyboard.press('Shift+F5'); // Stop: everything runs
     assert.ok(await eventually(() => devices.every(isRunning), 15_000), `still frozen after the session ended${why()}`);
     assert.match(workbench.extensionLog(), /Starting the elevated companion with sudo -n \(nothing is asked at a debugger stop\)/);
+    assert.ok(vm.isRunning());
+  });
+});
+
+describe('debug settings from a workspace, from an unprivileged VS Code with passwordless sudo', { timeout: 300_000 }, () => {
+  let workbench: Workbench;
+  after(async () => {
+    await workbench?.close();
+    await stopAllFixtureVms();
+  });
+
+  test('a stop never starts elevation for them: the root VM runs on, the status bar says so, no sudo runs', async () => {
+    const user = ensureTestUser('nopasswd');
+    const vm = await startFixtureVm({ build: 'swap', devices: 2 });
+    const devices = vm.devices.map((d) => d.pid);
+    // The folder's own .vscode/settings.json turns automatic freezing on for every VM.
+    const folder = debugWorkspace(user, { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' });
+    workbench = await openWorkbench({ runAs: user, folder });
+    await workbench.waitForActivation();
+    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
+    await workbench.runCommand('Debug: Start Debugging');
+    const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
+    assert.ok(await eventually(() => /no automatic freeze of VM \d+ on DAP event "stopped"/.test(workbench.extensionLog()), 30_000), `the stop did not try${why()}`);
+    assert.match(workbench.extensionLog(), /automatic freezing was turned on by this workspace's settings: a workspace never starts them/);
+    assert.doesNotMatch(workbench.extensionLog(), /Starting the elevated companion/);
+    await workbench.waitForStatusBarItem(/not frozen/);
+    assert.ok(devices.every(isRunning), 'a device of the root VM was frozen');
+    const sudos = readdirSync('/proc').filter((n) => /^\d+$/.test(n) && uidOf(Number(n)) === user.uid && /^sudo$/m.test(safeRead(`/proc/${n}/comm`)));
+    assert.deepEqual(sudos, [], 'sudo runs for the workspace');
+    await workbench.page.keyboard.press('Shift+F5');
     assert.ok(vm.isRunning());
   });
 });

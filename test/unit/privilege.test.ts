@@ -1,0 +1,73 @@
+// Table-driven tests of the pure functions the privilege model rests on, each with the
+// hostile inputs it must refuse: who started the root companion, which folders are private,
+// what other extensions may ask of a freeze.
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+import { judgeInvoker } from '../../src/companion/elevated';
+import { FolderFacts, privateFolderProblem } from '../../src/guard/privateFolder';
+import { apiFreezeRequest } from '../../src/ui/api';
+
+describe('judgeInvoker: who started the root companion', () => {
+  const self = { ppid: 500, startTime: 1000 };
+  const cases: Array<[string, { ppid: number; startTime: number }, { uid: number; startTime: number } | undefined, { uid: number } | RegExp]> = [
+    ['sudo run by uid 1000 (its real uid)', self, { uid: 1000, startTime: 990 }, { uid: 1000 }],
+    ['sudo run by root', self, { uid: 0, startTime: 990 }, { uid: 0 }],
+    ['started in the same clock tick as its parent', self, { uid: 1000, startTime: 1000 }, { uid: 1000 }],
+    ['orphaned: its parent is init', { ppid: 1, startTime: 1000 }, { uid: 0, startTime: 0 }, /orphaned/],
+    ['no parent pid at all', { ppid: 0, startTime: 1000 }, undefined, /orphaned/],
+    ['its parent has exited', self, undefined, /has exited/],
+    ['the pid of its parent now names a younger process', self, { uid: 1000, startTime: 1001 }, /younger/],
+  ];
+  for (const [name, me, parent, expected] of cases) {
+    it(name, () => {
+      const judged = judgeInvoker(me, parent);
+      if (expected instanceof RegExp) assert.match('problem' in judged ? judged.problem : 'no problem', expected);
+      else assert.deepEqual(judged, expected);
+    });
+  }
+});
+
+describe('privateFolderProblem', () => {
+  const mine: FolderFacts = { isDirectory: true, isSymbolicLink: false, uid: 1000, mode: 0o40700 };
+  const tmp: FolderFacts = { isDirectory: true, isSymbolicLink: false, uid: 0, mode: 0o41777 };
+  const home: FolderFacts = { isDirectory: true, isSymbolicLink: false, uid: 1000, mode: 0o40755 };
+  const cases: Array<[string, FolderFacts, FolderFacts, RegExp | undefined]> = [
+    ['ours, 0700, in /tmp', mine, tmp, undefined],
+    ['ours, 0755, in our runtime folder', { ...mine, mode: 0o40755 }, home, undefined],
+    ['a link to a folder', { ...mine, isSymbolicLink: true }, tmp, /not a folder/],
+    ['a file', { ...mine, isDirectory: false }, tmp, /not a folder/],
+    ['made by another user', { ...mine, uid: 1001 }, tmp, /belongs to uid 1001/],
+    ['made by root, for a user', { ...mine, uid: 0 }, tmp, /belongs to uid 0/],
+    ['ours but group-writable', { ...mine, mode: 0o40770 }, tmp, /others may write to it \(mode 770\)/],
+    ['ours but world-writable', { ...mine, mode: 0o40777 }, tmp, /others may write to it/],
+    ["ours, inside another user's runtime folder", mine, { ...home, uid: 1001 }, /folder it is in belongs to uid 1001/],
+    ['ours, inside a world-writable folder without the sticky bit', mine, { ...tmp, mode: 0o40777 }, /others may write to the folder it is in/],
+  ];
+  for (const [name, folder, parent, expected] of cases) {
+    it(name, () => {
+      const problem = privateFolderProblem(folder, parent, 1000);
+      if (expected) assert.match(problem ?? 'none', expected);
+      else assert.equal(problem, undefined);
+    });
+  }
+});
+
+describe('apiFreezeRequest: what another extension may ask of a freeze', () => {
+  it('keeps what a person could choose', () => {
+    assert.deepEqual(apiFreezeRequest({ scope: 'vm', method: 'cgroup', excludePids: [42] }), { scope: 'vm', method: 'cgroup', excludePids: [42] });
+    assert.deepEqual(apiFreezeRequest(undefined), {});
+  });
+  it('drops what no setting offers: signals on a build not proven safe, a forced cgroup version', () => {
+    assert.deepEqual(apiFreezeRequest({ allowUnsafeSignals: true, cgroupVersion: 1, method: 'signal' }), { scope: undefined, method: 'signal', excludePids: undefined });
+  });
+  const refused: Array<[string, unknown, RegExp]> = [
+    ['not an object', 'signal', /must be an object/],
+    ['an unknown scope', { scope: 'everything' }, /scope must be/],
+    ['an unknown method', { method: 'kill' }, /method must be/],
+    ['pids that are not pids', { excludePids: [1.5] }, /excludePids must be/],
+    ['pids that are not a list', { excludePids: 42 }, /excludePids must be/],
+  ];
+  for (const [name, options, expected] of refused) {
+    it(`refuses ${name}`, () => assert.throws(() => apiFreezeRequest(options), expected));
+  }
+});
