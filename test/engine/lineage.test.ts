@@ -52,9 +52,10 @@ function takePid(pid: number): ChildProcess | undefined {
 
 /**
  * On the `listing`-th walk of `vm` (1: the walk of the freeze call, 2: its first re-scan),
- * kills `ephemeral-dev` and gives its pid to an outsider. Returns that outsider once made.
+ * kills `ephemeral-dev` and gives its pid to an outsider. Returns that outsider once made, or
+ * undefined when another process on the host took the pid first.
  */
-function reuseDevicePidAtListing(vm: FixtureVm, listing: number): () => ChildProcess {
+function reuseDevicePidAtListing(vm: FixtureVm, listing: number): () => ChildProcess | undefined {
   const device = vm.devices.find((d) => d.label === 'ephemeral-dev');
   assert.ok(device, 'the fixture has no ephemeral-dev');
   let walks = 0;
@@ -62,14 +63,38 @@ function reuseDevicePidAtListing(vm: FixtureVm, listing: number): () => ChildPro
   walkHooks.afterListing = (root, pids) => {
     if (root !== vm.pid || ++walks !== listing) return;
     assert.ok(pids.includes(device.pid), `walk ${walks} did not list ephemeral-dev`);
+    const deviceStart = currentIdentity(device.pid)?.startTime;
     process.kill(device.pid, 'SIGKILL');
     assert.ok(waitSync(() => !fs.existsSync(`/proc/${device.pid}`), 3000), 'the VM did not reap ephemeral-dev');
+    // Start times count 10 ms clock ticks: a newcomer in the device's own tick would be the
+    // same (pid, start time), indistinguishable by any reader of /proc. Let the tick pass.
+    waitSync(() => false, 25);
     outsider = takePid(device.pid);
+    assert.notEqual(outsider && currentIdentity(device.pid)?.startTime, deviceStart);
   };
-  return () => {
-    assert.ok(outsider, `pid ${device.pid} could not be handed to an outsider (walks: ${walks})`);
-    return outsider;
-  };
+  return () => outsider;
+}
+
+/**
+ * Starts a VM and freezes it while its ephemeral-dev's pid is reused at the `listing`-th
+ * walk. A busy host may take the freed pid first (nothing to test then): up to 3 attempts.
+ */
+async function freezeWithReusedPid(
+  fixture: Parameters<typeof startFixtureVm>[0],
+  listing: number,
+  method: 'signal' | 'cgroup',
+): Promise<{ vm: FixtureVm; report: FreezeReport; pid: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const vm = await startFixtureVm({ ...fixture, ephemeralDevice: true });
+    const outsider = reuseDevicePidAtListing(vm, listing);
+    guard = new CrosvmGuard({ method });
+    const report = await guard.freeze({ pid: vm.pid }, method === 'cgroup' ? { cgroupVersion: 2 } : {});
+    const pid = outsider()?.pid;
+    if (pid !== undefined) return { vm, report, pid };
+    assert.ok(attempt < 3, 'three times another process took the freed pid first');
+    await guard.resume();
+    await stopAllFixtureVms();
+  }
 }
 
 /** The outsider is in the report as skipped, never as frozen (by identity: in a re-scan round the device it replaced was frozen under the same pid). */
@@ -84,11 +109,7 @@ function assertSkippedAsOutsider(report: FreezeReport, pid: number): void {
 
 describe('a pid reused between listing and reading', () => {
   it('signals: the newcomer listed in the first walk is skipped, never stopped; the VM is frozen', async () => {
-    const vm = await startFixtureVm({ build: 'swap', swapMonitor: true, ephemeralDevice: true, devices: 2 });
-    const outsider = reuseDevicePidAtListing(vm, 1);
-    guard = new CrosvmGuard({ method: 'signal' });
-    const report = await guard.freeze({ pid: vm.pid });
-    const pid = outsider().pid as number;
+    const { vm, report, pid } = await freezeWithReusedPid({ build: 'swap', swapMonitor: true, devices: 2 }, 1, 'signal');
     assertSkippedAsOutsider(report, pid);
     assert.ok(isRunning(pid), `the outsider is stopped: ${threadStates(pid).join('')}`);
     const others = vm.devices.filter((d) => d.label !== 'ephemeral-dev').map((d) => d.pid);
@@ -96,25 +117,17 @@ describe('a pid reused between listing and reading', () => {
   });
 
   it('cgroup freezer: the newcomer listed in the first walk is never moved', async () => {
-    const vm = await startFixtureVm({ build: 'default', ephemeralDevice: true, devices: 2 });
-    const outsider = reuseDevicePidAtListing(vm, 1);
-    guard = new CrosvmGuard({ method: 'cgroup' });
-    const report = await guard.freeze({ pid: vm.pid });
-    const pid = outsider().pid as number;
+    const { report, pid } = await freezeWithReusedPid({ build: 'default', devices: 2 }, 1, 'cgroup');
     assertSkippedAsOutsider(report, pid);
     assert.doesNotMatch(fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1'), /crosvm-guard-/, 'the outsider was moved into a freeze cgroup');
   });
 
   it('cgroup freezer: a newcomer that a re-scan round lists is never moved either', async () => {
-    const vm = await startFixtureVm({ build: 'default', ephemeralDevice: true, devices: 2 });
     const hierarchy = freezerHierarchy(2);
     assert.ok(hierarchy, 'no cgroup v2 freezer on this host');
     const before = cgroupDirOf(process.pid, hierarchy);
     // Walk 2 is the re-scan after round 1 froze every device, ephemeral-dev included.
-    const outsider = reuseDevicePidAtListing(vm, 2);
-    guard = new CrosvmGuard({ method: 'cgroup' });
-    const report = await guard.freeze({ pid: vm.pid }, { cgroupVersion: 2 });
-    const pid = outsider().pid as number;
+    const { report, pid } = await freezeWithReusedPid({ build: 'default', devices: 2 }, 2, 'cgroup');
     assert.ok(report.rounds >= 2, `no re-scan round: ${report.rounds}`);
     assertSkippedAsOutsider(report, pid);
     assert.equal(cgroupDirOf(pid, hierarchy), before, 'the outsider was moved into a freeze cgroup');
