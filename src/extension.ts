@@ -8,11 +8,11 @@ import { debugSettingsFromWorkspace, readSettings } from './ui/config';
 import { Commands, ContextKeys, OUTPUT_CHANNEL_NAME, Views } from './ui/contributions';
 import { ManagedContextKey } from './ui/contextKey';
 import { GuardController } from './ui/controller';
-import { ProcessTreeProvider } from './ui/processTree';
+import { ProcessTreeProvider } from './ui/processTreeView';
 import { GuardStatusBar } from './ui/statusBar';
 import { DebugFollower } from './ui/debugFollower';
-import { enableCrashSafety, MaxFreezeTimer, WindowWatchdog } from './ui/crashSafety';
-import { CrashSafety } from './guard/crashSafety';
+import { enableCrashSafety, MaxFreezeTimer, WindowWatchdog } from './ui/safetyValves';
+import { CrashSafety } from './companion/watchClient';
 import { elevationFor } from './ui/elevation';
 import { ExtensionSettings, SETTINGS_SECTION } from './common/settings';
 

@@ -1,7 +1,7 @@
 // The extension's settings: names, defaults and validation, with no `vscode` import so the
 // rules are unit-tested in plain Node. An invalid value never reaches the engine: it falls
 // back to the default, and the caller logs the warning.
-import { DEFAULT_SETTINGS, GuardSettings } from '../guard/guard';
+import { DEFAULT_SETTINGS, GuardSettings } from '../guard/types';
 
 export type StatusBarVisibility = 'whenVmRunning' | 'debugging' | 'always' | 'never';
 export type DebugAutoFreeze = 'off' | 'onStop';

@@ -1,9 +1,7 @@
 // The companion's link to the extension host: JSON requests, one per line, on standard input;
 // replies (elevated mode) on standard output; a log on standard error. The end of standard
 // input is the end of the host: whoever uses the link resumes everything then.
-
-/** Lines longer than this are not ours: dropped whole. */
-const MAX_LINE = 1 << 20;
+import { readJsonLines } from './jsonLines';
 
 export function log(message: string): void {
   // Never throws: a log that cannot be written must not keep the companion from resuming.
@@ -32,25 +30,7 @@ export interface LinkHandlers {
 }
 
 export function listen(handlers: LinkHandlers): void {
-  let pending = '';
-  process.stdin.setEncoding('utf8');
-  process.stdin.on('data', (chunk: string) => {
-    pending += chunk;
-    for (let newline = pending.indexOf('\n'); newline >= 0; newline = pending.indexOf('\n')) {
-      const line = pending.slice(0, newline);
-      pending = pending.slice(newline + 1);
-      let request: unknown;
-      try {
-        request = JSON.parse(line);
-      } catch {
-        log('ignored a line that is not JSON');
-        continue;
-      }
-      if (typeof request === 'object' && request !== null && !Array.isArray(request)) handlers.request(request as Record<string, unknown>);
-      else log('ignored a line that is not a JSON object');
-    }
-    if (pending.length > MAX_LINE) pending = '';
-  });
+  readJsonLines(process.stdin, handlers.request, (why) => log(`ignored a line: ${why}`));
   let gone = false;
   const hostGone = (reason: string) => {
     if (gone) return;

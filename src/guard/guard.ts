@@ -4,130 +4,30 @@
 import * as fs from 'node:fs';
 import { assertLinux, FreezeError, GuardError } from './errors';
 import { isStoppedState, readStat } from './procfs';
-import { ChildrenSource, defaultChildrenSource, identityKey, LineageProof, ownersPhrase, ProcessIdentity, selfAndAncestors } from './processTree';
-import { classify, continueProcesses, FreezeScope, FrozenProcess, leftVm, ownerRefusal, SkippedProcess, StopTreeFailure, stopTree } from './signalFreezer';
-import { CgroupFreezeFailure, CgroupHierarchy, CgroupVersion, cgroupDirOf, FreezeCgroup, freezeInCgroups, freezerHierarchy, releaseFromFreezeCgroup, remainingCgroups, thawAndRestore } from './cgroupFreezer';
-import { chooseMethod, FreezeMethod, MethodChoice, MethodSetting } from './method';
+import { defaultChildrenSource, identityKey, ownersPhrase, selfAndAncestors } from './processTree';
+import { continueProcesses, StopTreeFailure, stopTree } from './signalFreezer';
+import { CgroupHierarchy, cgroupDirOf, freezerHierarchy, remainingCgroups, thawAndRestore } from './cgroupfs';
+import { CgroupFreezeFailure, freezeTreeWithCgroups } from './cgroupFreezer';
+import { chooseMethod, MethodChoice } from './method';
 import { judgeSwapBuild, SwapBuildVerdict } from './swapBuild';
-import type { SafetyNet } from './crashSafety';
+import { TargetRules } from './targets';
+import {
+  DEFAULT_SETTINGS,
+  Disposable,
+  FreezeEngine,
+  FreezeReport,
+  FreezeRequest,
+  FreezeScope,
+  FrozenProcess,
+  FrozenVm,
+  GuardEvent,
+  GuardSettings,
+  ResumeReport,
+  SafetyNet,
+  VmIdentity,
+  VmRef,
+} from './types';
 import { findVms, ProvenVms, readVm, VmSnapshot } from './vms';
-
-export interface GuardSettings {
-  /** Executable or argv[0] basenames that identify crosvm. */
-  readonly processNames: readonly string[];
-  /** Glob patterns (`*`, `?`) of device labels never to stop, e.g. `swap monitor`. */
-  readonly excludeLabels: readonly string[];
-  /** Deadline for every thread of every target to be confirmed stopped. */
-  readonly stopTimeoutMs: number;
-  /** Also stop processes a debugger is attached to. */
-  readonly includeTracedProcesses: boolean;
-  /** The user vouches that crosvm was built with the `swap` feature. */
-  readonly assumeSwapBuild: boolean;
-  /** Re-scans for processes forked while freezing before giving up. */
-  readonly maxRounds: number;
-  readonly childrenSource: ChildrenSource;
-  /** How to freeze: `auto` picks signals where the build tolerates them, else the cgroup freezer. */
-  readonly method: MethodSetting;
-  /**
-   * Only VMs and processes of these uids are frozen, each checked in the read right before its
-   * signal or move (the root companion: root and the user who ran sudo or pkexec). Unset: the
-   * kernel's own rule (who may signal whom) is the only limit.
-   */
-  readonly allowedOwners?: ReadonlySet<number>;
-}
-
-export const DEFAULT_SETTINGS: GuardSettings = {
-  processNames: ['crosvm'],
-  excludeLabels: [],
-  stopTimeoutMs: 2000,
-  includeTracedProcesses: false,
-  assumeSwapBuild: false,
-  maxRounds: 5,
-  childrenSource: 'children-files',
-  method: 'auto',
-};
-
-/** Which VM: its main pid, and its start time when the caller has seen it before. */
-export interface VmRef {
-  readonly pid: number;
-  readonly startTime?: number;
-}
-
-export interface FreezeRequest {
-  /** `devices` (default): the device processes; `vm`: the main process (vCPUs) as well. */
-  readonly scope?: FreezeScope;
-  /**
-   * Freeze with signals even when the build is not proven to tolerate stopped children.
-   * This shuts down a crosvm built without the swap feature; for tests and the brave.
-   */
-  readonly allowUnsafeSignals?: boolean;
-  /** Processes never to signal, e.g. the debuggee of a debug session. */
-  readonly excludePids?: readonly number[];
-  /**
-   * Overrides the `method` setting. `signal`: SIGSTOP, crosvm's own method. `cgroup`: the
-   * kernel's cgroup freezer, which crosvm does not notice, so any build survives it; needs
-   * write access to the cgroup tree (root, or a subtree delegated to this user).
-   */
-  readonly method?: MethodSetting;
-  /** With `cgroup`: force a hierarchy version (default: v2 if usable, else the v1 freezer). */
-  readonly cgroupVersion?: CgroupVersion;
-}
-
-export { FreezeMethod, MethodChoice, MethodSetting };
-
-export interface VmIdentity extends ProcessIdentity {
-  readonly name: string;
-}
-
-export interface FreezeReport {
-  readonly vm: VmIdentity;
-  readonly scope: FreezeScope;
-  readonly method: FreezeMethod;
-  /** Why this method, in a user's words (the build's evidence, the cgroup and who may write it). */
-  readonly methodReason: string;
-  /** With the cgroup method: the freeze cgroups created by this call. */
-  readonly cgroups?: readonly FreezeCgroup[];
-  /** Stopped by this call. */
-  readonly frozen: readonly FrozenProcess[];
-  /** Left alone by this call, each with its reason. */
-  readonly skipped: readonly SkippedProcess[];
-  readonly swapBuild: SwapBuildVerdict;
-  readonly rounds: number;
-  readonly elapsedMs: number;
-}
-
-export interface ResumeReport {
-  readonly resumed: readonly FrozenProcess[];
-  /** Exited while frozen, or their pid now belongs to another process: not signalled. */
-  readonly gone: readonly FrozenProcess[];
-  /** With the cgroup method: steps that failed (a thaw, a move back, a removal), each with its path and error. */
-  readonly problems?: readonly string[];
-  readonly elapsedMs: number;
-}
-
-/** What the guard holds frozen for one VM. */
-export interface FrozenVm {
-  readonly vm: VmIdentity;
-  readonly scope: FreezeScope;
-  readonly method: FreezeMethod;
-  /** With the cgroup method: the freeze cgroups and where their processes came from. */
-  readonly cgroups?: readonly FreezeCgroup[];
-  readonly cgroupVersion?: CgroupVersion;
-  /** Date.now() of the first freeze. */
-  readonly since: number;
-  readonly processes: readonly FrozenProcess[];
-  readonly skipped: readonly SkippedProcess[];
-}
-
-export type GuardEvent =
-  | { readonly type: 'freezing'; readonly vmPid: number }
-  | { readonly type: 'frozen'; readonly report: FreezeReport }
-  | { readonly type: 'freeze-failed'; readonly vmPid: number; readonly error: Error }
-  | { readonly type: 'resumed'; readonly report: ResumeReport };
-
-export interface Disposable {
-  dispose(): void;
-}
 
 function notPermittedVm(pid: number, uid: number, owners: ReadonlySet<number>): string {
   return `crosvm VM ${pid} runs as uid ${uid}: only VMs of ${ownersPhrase(owners)} may be frozen here.`;
@@ -143,7 +43,7 @@ export function labelMatcher(patterns: readonly string[]): (label: string) => bo
   return (label) => regex.test(label);
 }
 
-export class CrosvmGuard {
+export class CrosvmGuard implements FreezeEngine {
   private settings: GuardSettings;
   private isExcludedLabel: (label: string) => boolean;
   private readonly frozen = new Map<number, FrozenVm>();
@@ -330,18 +230,14 @@ export class CrosvmGuard {
     let result;
     try {
       result = await stopTree(vm.main, vm.devices, {
+        ...this.targetRules(request),
         scope,
-        isExcludedLabel: this.isExcludedLabel,
-        includeTraced: this.settings.includeTracedProcesses,
         stopTimeoutMs: this.settings.stopTimeoutMs,
         maxRounds: this.settings.maxRounds,
         childrenSource: this.settings.childrenSource,
-        protectedPids: selfAndAncestors(),
-        debuggeePids: new Set(request.excludePids ?? []),
         alreadyFrozen,
         alreadySkipped,
         knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),
-        allowedOwners: this.settings.allowedOwners,
         // Write-ahead: whoever resumes after a crash knows of a process before it stops.
         beforeStop: net
           ? (targets) => {
@@ -373,11 +269,7 @@ export class CrosvmGuard {
     return { method: 'signal', frozen: result.stopped, skipped: result.skipped, rounds: result.rounds };
   }
 
-  /**
-   * The cgroup method: the same targets as for signals (the same skip rules), moved into
-   * freeze cgroups and frozen. Re-scans catch devices the main process forked meanwhile; a
-   * child forked inside a freeze cgroup is born frozen and stays there. All or nothing.
-   */
+  /** The cgroup method (freezeTreeWithCgroups), with the safety net and this guard's records. */
   private async freezeWithCgroups(
     vm: VmSnapshot,
     identity: VmIdentity,
@@ -386,102 +278,44 @@ export class CrosvmGuard {
     request: FreezeRequest,
     earlier: FrozenVm | undefined,
   ): Promise<Pick<FreezeReport, 'method' | 'frozen' | 'skipped' | 'rounds' | 'cgroups'>> {
-    const rules = {
-      protectedPids: selfAndAncestors(),
-      debuggeePids: new Set(request.excludePids ?? []),
-      isExcludedLabel: this.isExcludedLabel,
-      includeTraced: this.settings.includeTracedProcesses,
-    };
-    const handled = new Set([...(earlier?.processes ?? []), ...(earlier?.skipped ?? [])].map(identityKey));
-    const frozen: FrozenProcess[] = [];
-    const skipped: SkippedProcess[] = [];
-    const groups: FreezeCgroup[] = [];
     const net = this.safetyNet;
-    const announced: { processes: FrozenProcess[]; cgroups: FreezeCgroup[] } = { processes: [], cgroups: [] };
-    let candidates = scope === 'vm' ? [vm.main, ...vm.devices] : [...vm.devices];
-    let rounds = 0;
-    // One deadline for every round, as for signals.
-    const deadline = performance.now() + this.settings.stopTimeoutMs;
-    const ownCgroups = new Set((earlier?.cgroups ?? []).map((g) => g.dir));
-    const owners = this.settings.allowedOwners;
-    const members = new Map([...(earlier?.processes ?? []), ...(earlier?.skipped ?? [])].map((p) => [p.pid, p.startTime]));
-    try {
-      for (; rounds < this.settings.maxRounds && candidates.length > 0; rounds++) {
-        const targets: FrozenProcess[] = [];
-        for (const p of candidates) {
-          if (handled.has(identityKey(p))) continue;
-          handled.add(identityKey(p));
-          if (p.pid !== vm.main.pid) members.set(p.pid, p.startTime);
-          const skip = classify(p, rules);
-          const refusal = skip ? undefined : ownerRefusal(p, owners);
-          if (refusal) throw new CgroupFreezeFailure([refusal]);
-          if (skip) {
-            skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
-            // Born inside a freeze cgroup (forked by a target before its group froze), a
-            // process the freeze must leave alone would stay frozen: it goes back, thawed.
-            releaseFromFreezeCgroup(p.pid, [...(earlier?.cgroups ?? []), ...groups], hierarchy);
-          } else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
-        }
-        const outside: FrozenProcess[] = [];
-        if (targets.length > 0) {
-          const proof = new LineageProof(vm.main, members, owners);
-          const created = await freezeInCgroups(targets, {
-            hierarchy,
-            stopTimeoutMs: this.settings.stopTimeoutMs,
-            deadline,
-            ownCgroups,
-            prove: (target) => proof.check(target),
-            onLeftVm: (target, reason) => {
-              outside.push(target);
-              skipped.push(leftVm(target, reason));
-            },
-            // Write-ahead: a crash from here on leaves cgroups the companion and journal know.
-            beforeCreate: net
-              ? (planned) => {
-                  announced.processes.push(...targets);
-                  announced.cgroups.push(...planned);
-                  return net.willStop(identity, targets, planned);
-                }
-              : undefined,
-          });
-          groups.push(...created);
-          for (const g of created) ownCgroups.add(g.dir);
-        }
-        if (outside.length > 0) {
-          net?.didRelease(outside);
-          announced.processes = announced.processes.filter((p) => !outside.includes(p));
-        }
-        frozen.push(...targets.filter((t) => !outside.includes(t)));
-        candidates = this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices.filter((d) => !handled.has(identityKey(d)));
-      }
-      if (candidates.length > 0) {
-        // As for signals: a VM that forks faster than it can be frozen is not frozen at all.
-        throw new CgroupFreezeFailure(
-          candidates.map((p) => ({ pid: p.pid, label: p.label, reason: `new processes kept being forked while freezing (${this.settings.maxRounds} rounds); try again` })),
-        );
-      }
-    } catch (error) {
-      const problems = thawAndRestore(groups);
-      if (announced.processes.length > 0) net?.didRelease(announced.processes, announced.cgroups);
-      if (error instanceof CgroupFreezeFailure) {
-        const failures = [...error.failures, ...problems.map((reason) => ({ pid: 0, label: 'rollback', reason }))];
-        throw new FreezeError(vm.main.pid, failures, frozen.map((p) => p.pid));
-      }
-      throw error;
-    }
-    if (frozen.length > 0 || earlier) {
+    const result = await freezeTreeWithCgroups(vm.main, scope === 'vm' ? [vm.main, ...vm.devices] : [...vm.devices], {
+      ...this.targetRules(request),
+      hierarchy,
+      stopTimeoutMs: this.settings.stopTimeoutMs,
+      maxRounds: this.settings.maxRounds,
+      earlier,
+      rescan: () => this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices,
+      beforeCreate: net && ((targets, planned) => net.willStop(identity, targets, planned)),
+      release: net && ((processes, cgroups) => net.didRelease(processes, cgroups)),
+    }).catch((error: unknown) => {
+      if (!(error instanceof CgroupFreezeFailure)) throw error;
+      throw new FreezeError(vm.main.pid, error.failures, error.undone.map((p) => p.pid));
+    });
+    if (result.frozen.length > 0 || earlier) {
       this.frozen.set(vm.main.pid, {
         vm: identity,
         scope,
         method: 'cgroup',
         cgroupVersion: hierarchy.version,
-        cgroups: [...(earlier?.cgroups ?? []), ...groups],
+        cgroups: [...(earlier?.cgroups ?? []), ...result.cgroups],
         since: earlier?.since ?? Date.now(),
-        processes: [...(earlier?.processes ?? []), ...frozen],
-        skipped: [...(earlier?.skipped ?? []), ...skipped],
+        processes: [...(earlier?.processes ?? []), ...result.frozen],
+        skipped: [...(earlier?.skipped ?? []), ...result.skipped],
       });
     }
-    return { method: 'cgroup', frozen, skipped, rounds, cgroups: groups };
+    return { method: 'cgroup', ...result };
+  }
+
+  /** The rules both methods apply to every process of a VM (see targets.ts). */
+  private targetRules(request: FreezeRequest): TargetRules {
+    return {
+      protectedPids: selfAndAncestors(),
+      debuggeePids: new Set(request.excludePids ?? []),
+      isExcludedLabel: this.isExcludedLabel,
+      includeTraced: this.settings.includeTracedProcesses,
+      allowedOwners: this.settings.allowedOwners,
+    };
   }
 
   private resumeNow(ref?: VmRef): ResumeReport {

@@ -1,8 +1,15 @@
-// The freezing engine's public surface, for the extension, tests and the benchmark.
+// The freezing engine's public surface: the only module the VS Code layer imports (an ESLint
+// rule keeps it so); the companion, tests and the benchmark may reach deeper.
 export * from './errors';
-export * from './guard';
+export * from './types';
+export { CrosvmGuard, labelMatcher } from './guard';
+export { FreezeCgroup, freezerHierarchy } from './cgroupfs';
+export { CgroupPlacement, cgroupPlacements } from './method';
+export { frozenByOthers, recoverLeftovers, thawLeftoverCgroups } from './journal';
+export { chooseJournalFolder } from './privateFolder';
 export { ProcessIdentity, ProcessSnapshot, sameProcess, currentIdentity, readSnapshot } from './processTree';
-export { startTimeToDate } from './procfs';
-export { FreezeScope, FrozenProcess, SkippedProcess, SkipReason } from './signalFreezer';
+export { isExitedState, isStoppedState, startTimeToDate } from './procfs';
+export { continueProcesses } from './signalFreezer';
+export { maySignal } from './targets';
 export { SwapBuildVerdict, SWAP_MARKERS } from './swapBuild';
 export { VmSnapshot, shortVmName } from './vms';

@@ -7,8 +7,9 @@
 // a cgroup hierarchy mounted here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { identityOf, isObject, isTicks } from '../common/validate';
 import { ensurePrivateFolder, writePrivateFile } from './privateFolder';
-import { FreezeCgroup, mountedHierarchies, thawAndRestore, validateFreezeCgroup } from './cgroupFreezer';
+import { FreezeCgroup, mountedHierarchies, thawAndRestore, validateFreezeCgroup } from './cgroupfs';
 import type { FreezeMethod } from './method';
 import { isExitedState, isStoppedState, readCmdline, readExe, readStat } from './procfs';
 import { ProcessIdentity, sameProcess } from './processTree';
@@ -59,16 +60,8 @@ export function removeJournal(file: string): void {
   if (ensurePrivateFolder(path.dirname(file), undefined, false) === undefined) fs.rmSync(file, { force: true });
 }
 
-const isPid = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 1 && v < 2 ** 22 + 1;
-const isTicks = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function identityOf(v: unknown): ProcessIdentity | undefined {
-  return isObject(v) && isPid(v.pid) && isTicks(v.startTime) ? { pid: v.pid, startTime: v.startTime } : undefined;
-}
-
 /** Validates a parsed journal strictly; returns why not when it is not one. */
-export function parseJournal(value: unknown): Journal | string {
+export function parseJournal(value: unknown, mounted = mountedHierarchies()): Journal | string {
   if (!isObject(value)) return 'not an object';
   if (value.version !== JOURNAL_VERSION) return `unknown version ${JSON.stringify(value.version)}`;
   const owner = identityOf(value.owner);
@@ -78,7 +71,6 @@ export function parseJournal(value: unknown): Journal | string {
   if (!Array.isArray(value.vms) || value.vms.length > MAX_VMS) return 'vms is not a short list';
   const vms: JournalVm[] = [];
   let total = 0;
-  const mounted = mountedHierarchies();
   for (const vm of value.vms) {
     const id = identityOf(vm);
     if (!id || !isObject(vm) || typeof vm.name !== 'string' || !isTicks(vm.since) || !Array.isArray(vm.processes)) return 'invalid VM entry';

@@ -1,9 +1,9 @@
 // Which of the two methods freezes a VM: SIGSTOP (crosvm's own, cheapest, and visible to
 // `ps` and debuggers as stopped) where the build tolerates stopped children, else the cgroup
 // freezer where this process may write the cgroup tree, else neither, with the ways out.
-import { CgroupAccess, cgroupAccess, cgroupDirOf, CgroupHierarchy, CgroupVersion, freezerHierarchy } from './cgroupFreezer';
+import { CgroupAccess, cgroupAccess, cgroupDirOf, CgroupHierarchy, CgroupVersion, freezerHierarchy } from './cgroupfs';
 import { GuardError } from './errors';
-import type { FreezeScope } from './signalFreezer';
+import type { FreezeScope } from './types';
 import { SwapBuildVerdict, UNSAFE_BUILD_WAY_OUT } from './swapBuild';
 import type { VmSnapshot } from './vms';
 
@@ -54,23 +54,41 @@ export function cgroupPlacements(vm: VmSnapshot, scope: FreezeScope, hierarchy: 
   });
 }
 
-/** Decides; never throws (a refusal carries the error to throw). */
+/** Decides from /proc and the mounted cgroups; never throws (a refusal carries the error to throw). */
 export function chooseMethod(question: MethodQuestion): MethodChoice {
+  const signalsChosen = question.setting === 'signal' || (question.setting === 'auto' && isSignalSafe(question));
+  // Signals need no cgroup facts: the common case reads nothing more.
+  if (signalsChosen) return decideMethod(question, undefined, process.geteuid?.() ?? -1);
+  const hierarchy = freezerHierarchy(question.cgroupVersion);
+  const placements = hierarchy ? cgroupPlacements(question.vm, question.scope, hierarchy) : [];
+  return decideMethod(question, hierarchy && { hierarchy, placements }, process.geteuid?.() ?? -1);
+}
+
+const isSignalSafe = (question: MethodQuestion) => question.swapBuild.tolerant === true || question.allowUnsafeSignals === true;
+
+/**
+ * chooseMethod's decision, from the facts it read: the freezer hierarchy and where each
+ * target lives (undefined: none mounted), and this process's uid.
+ */
+export function decideMethod(
+  question: MethodQuestion,
+  cgroups: { hierarchy: CgroupHierarchy; placements: readonly CgroupPlacement[] } | undefined,
+  uid: number,
+): MethodChoice {
   const { vm, swapBuild, setting } = question;
-  const signalsSafe = swapBuild.tolerant === true || question.allowUnsafeSignals === true;
+  const signalsSafe = isSignalSafe(question);
   if (setting === 'signal' || (setting === 'auto' && signalsSafe)) {
     if (signalsSafe) return { method: 'signal', why: `signals: ${swapBuild.evidence}` };
     const message = `Not freezing crosvm VM ${vm.main.pid}: ${swapBuild.evidence}. Stopping its device processes would make crosvm shut the VM down. ${UNSAFE_BUILD_WAY_OUT} Or set crosvmGuard.method to "auto" or "cgroup" to use the cgroup freezer, which crosvm does not notice.`;
     return { method: undefined, why: `signals would shut it down: ${swapBuild.evidence}`, error: new GuardError('unsafe-build', message), refusal: 'unsafe-signals' };
   }
-  const hierarchy = freezerHierarchy(question.cgroupVersion);
-  const uid = process.geteuid?.() ?? -1;
+  const hierarchy = cgroups?.hierarchy;
   let problem: string;
   let refusal: 'no-freezer' | 'cgroup-denied' = 'no-freezer';
   if (!hierarchy) {
     problem = `no cgroup ${question.cgroupVersion ? `v${question.cgroupVersion} ` : ''}freezer hierarchy is mounted (see /proc/self/mountinfo)`;
   } else {
-    const placements = cgroupPlacements(vm, question.scope, hierarchy);
+    const placements = cgroups?.placements ?? [];
     const denied = placements.find((p) => p.access === 'denied');
     if (!denied) {
       const access = uid === 0 ? 'root' : 'delegated';

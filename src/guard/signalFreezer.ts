@@ -2,49 +2,17 @@
 // ProcessesGuard algorithm, without its weak points (see README, "Design").
 import { describeBlockingState, describeSignalError, StopFailure } from './errors';
 import { isExitedState, isStoppedState, listThreads, readStat } from './procfs';
-import {
-  ChildrenSource,
-  descendantPids,
-  ThreadIds,
-  identityKey,
-  LineageProof,
-  notOwnedReason,
-  ProcessIdentity,
-  ProcessSnapshot,
-  readSnapshot,
-} from './processTree';
+import { ChildrenSource, descendantPids, ThreadIds, LineageProof, ProcessSnapshot, readSnapshot } from './processTree';
+import { leftVm, sortRound, TargetRules } from './targets';
+import type { FreezeScope, FrozenProcess, SkippedProcess } from './types';
 
-export type FreezeScope = 'devices' | 'vm';
-
-/** A process this engine stopped, remembered by identity so resume never hits a stranger. */
-export interface FrozenProcess extends ProcessIdentity {
-  readonly label: string;
-  readonly ppid: number;
-}
-
-export type SkipReason = 'zombie' | 'already-stopped' | 'traced' | 'excluded' | 'self' | 'init' | 'debuggee' | 'left-vm';
-
-export interface SkippedProcess {
-  readonly pid: number;
-  readonly startTime: number;
-  readonly label: string;
-  readonly reason: SkipReason;
-  readonly detail: string;
-}
-
-export interface StopTreeOptions {
+export interface StopTreeOptions extends TargetRules {
   readonly scope: FreezeScope;
-  readonly isExcludedLabel: (label: string) => boolean;
-  readonly includeTraced: boolean;
   /** One deadline for confirming every thread of every target stopped. */
   readonly stopTimeoutMs: number;
   /** Re-scans after stopping, to catch processes forked meanwhile. */
   readonly maxRounds: number;
   readonly childrenSource: ChildrenSource;
-  /** Never signalled: this process and its ancestors. */
-  readonly protectedPids: ReadonlySet<number>;
-  /** Never signalled either: the process a debugger is debugging (the debugger owns it). */
-  readonly debuggeePids?: ReadonlySet<number>;
   /** Processes an earlier call already stopped: neither new targets nor "already stopped". */
   readonly alreadyFrozen: ReadonlyMap<string, FrozenProcess>;
   /** Processes an earlier call found stopped by someone else. */
@@ -53,8 +21,6 @@ export interface StopTreeOptions {
   readonly knownThreads?: ThreadIds;
   /** Write-ahead: told what is about to be stopped, before the first signal is sent. */
   readonly beforeStop?: (targets: readonly FrozenProcess[]) => void | Promise<void>;
-  /** Only processes of these uids may be stopped (the root companion: root and its invoker). */
-  readonly allowedOwners?: ReadonlySet<number>;
 }
 
 export interface StopTreeResult {
@@ -72,47 +38,6 @@ export class StopTreeFailure extends Error {
     readonly resumed: FrozenProcess[],
   ) {
     super('stop failed');
-  }
-}
-
-/** Why `p` is left alone, or undefined when it is a target (shared by both methods). */
-export function classify(
-  p: ProcessSnapshot,
-  options: Pick<StopTreeOptions, 'protectedPids' | 'debuggeePids' | 'isExcludedLabel' | 'includeTraced'>,
-): Omit<SkippedProcess, 'pid' | 'startTime' | 'label'> | undefined {
-  if (p.pid <= 1) return { reason: 'init', detail: 'pid 1 and the kernel are never stopped' };
-  if (options.protectedPids.has(p.pid)) {
-    return { reason: 'self', detail: 'it is this extension or one of its ancestors' };
-  }
-  if (options.debuggeePids?.has(p.pid)) return { reason: 'debuggee', detail: 'it is the debuggee: the debugger owns it' };
-  if (isExitedState(p.state)) return { reason: 'zombie', detail: 'it has exited and waits to be reaped' };
-  if (options.isExcludedLabel(p.label)) return { reason: 'excluded', detail: 'its label matches crosvmGuard.excludeLabels' };
-  if (p.tracerPid !== 0 && !options.includeTraced) {
-    return { reason: 'traced', detail: `a debugger (pid ${p.tracerPid}) is attached; it owns this process` };
-  }
-  if (isStoppedState(p.state)) {
-    return { reason: 'already-stopped', detail: 'it was stopped before the freeze and will stay stopped after resume' };
-  }
-  return undefined;
-}
-
-/** Why the owner of `p` rules a freeze out, or undefined when it may be frozen. */
-export function ownerRefusal(p: ProcessSnapshot, owners: ReadonlySet<number> | undefined): StopFailure | undefined {
-  return owners && !owners.has(p.uid) ? { pid: p.pid, label: p.label, reason: notOwnedReason(p.uid, owners) } : undefined;
-}
-
-/** A target announced but not stopped: it is not the VM's any more. */
-export function leftVm(t: FrozenProcess, detail: string): SkippedProcess {
-  return { pid: t.pid, startTime: t.startTime, label: t.label, reason: 'left-vm', detail };
-}
-
-/** May this process signal `pid`? The kernel says (signal 0); only EPERM means no. */
-export function maySignal(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'EPERM';
   }
 }
 
@@ -260,23 +185,13 @@ export async function stopTree(
         if (snapshot) snapshots.push(snapshot);
       }
     }
-    const targets: FrozenProcess[] = [];
-    const refusedOwners: StopFailure[] = [];
-    for (const p of snapshots) {
-      const key = identityKey(p);
-      if (handled.has(key)) continue;
-      handled.add(key);
-      handledPids.add(p.pid);
-      if (p.pid !== root.pid) members.set(p.pid, p.startTime);
-      const skip = classify(p, options);
-      const refusal = skip ? undefined : ownerRefusal(p, options.allowedOwners);
-      if (skip) skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
-      else if (refusal) refusedOwners.push(refusal);
-      else targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
-    }
+    const sorted = sortRound(snapshots, handled, members, root.pid, options);
+    for (const p of snapshots) handledPids.add(p.pid);
+    const targets = sorted.targets;
+    skipped.push(...sorted.skipped);
     snapshots = undefined;
     // A process of another user stops the whole freeze, before any signal of this round.
-    if (refusedOwners.length > 0) return rollback(refusedOwners);
+    if (sorted.refused.length > 0) return rollback(sorted.refused);
     if (targets.length === 0) return { stopped, skipped, rounds: round, released };
     if (round > options.maxRounds) {
       return rollback(

@@ -3,12 +3,11 @@
 // its result so tests and other extensions can script it.
 import * as vscode from 'vscode';
 import treeKill from 'tree-kill';
-import { FreezeReport, FreezeScope, GuardError, startTimeToDate, VmRef } from '../guard';
+import { FreezeReport, FreezeScope, GuardError, maySignal, startTimeToDate, VmRef } from '../guard';
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
-import { ElevationError } from '../guard/elevated';
-import { maySignal } from '../guard/signalFreezer';
-import { ProcessNode, VmNode } from './processTree';
+import { ElevationError } from '../companion/elevatedClient';
+import { ProcessNode, VmNode } from './processTreeView';
 import { SettingKeys, SETTINGS_SECTION } from '../common/settings';
 import { methodName } from '../common/format';
 

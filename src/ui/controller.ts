@@ -2,28 +2,9 @@
 // event that the status bar, the tree and the context keys follow. Logging of discovery,
 // freezes and resumes happens here so every path (command, API, status bar) is logged alike.
 import * as vscode from 'vscode';
-import {
-  CrosvmGuard,
-  FreezeReport,
-  FreezeRequest,
-  FrozenVm,
-  GuardEvent,
-  ResumeReport,
-  SwapBuildVerdict,
-  VmRef,
-  VmSnapshot,
-  ProcessIdentity,
-  sameProcess,
-} from '../guard';
-import { FreezeCgroup, freezerHierarchy } from '../guard/cgroupFreezer';
-import { frozenByOthers, thawLeftoverCgroups } from '../guard/journal';
-import { CgroupPlacement, cgroupPlacements, FreezeMethod, MethodChoice } from '../guard/method';
-import { continueProcesses, maySignal } from '../guard/signalFreezer';
-import { ElevatedGuard, ElevationError, ElevationOptions, ElevationTool } from '../guard/elevated';
-import { GuardError } from '../guard/errors';
+import { CgroupPlacement, cgroupPlacements, continueProcesses, CrosvmGuard, currentIdentity, FreezeCgroup, FreezeMethod, FreezeReport, FreezeRequest, freezerHierarchy, frozenByOthers, FrozenVm, GuardError, GuardEvent, isExitedState, isStoppedState, maySignal, MethodChoice, ProcessIdentity, ResumeReport, sameProcess, SwapBuildVerdict, thawLeftoverCgroups, VmRef, VmSnapshot } from '../guard';
+import { ElevatedGuard, ElevationError, ElevationOptions, ElevationTool } from '../companion/elevatedClient';
 import { engineSettings, ExtensionSettings } from '../common/settings';
-import { currentIdentity } from '../guard/processTree';
-import { isExitedState, isStoppedState } from '../guard/procfs';
 
 export interface VmView {
   readonly snapshot: VmSnapshot;

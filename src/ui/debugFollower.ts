@@ -4,7 +4,7 @@
 import * as vscode from 'vscode';
 import { FreezeReport, GuardError, VmRef } from '../guard';
 import { DebugTarget, SettingKeys, SETTINGS_SECTION } from '../common/settings';
-import { ElevationError } from '../guard/elevated';
+import { ElevationError } from '../companion/elevatedClient';
 import { GuardController, VmView } from './controller';
 
 /** How long the VMs chosen at one stop are reused for the next stops (steps). */

@@ -7,7 +7,7 @@
 // Arguments: VM pid, its start time, method (default auto), tool (sudo), heartbeat ms.
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { ElevatedGuard } from '../../src/guard/elevated';
+import { ElevatedGuard } from '../../src/companion/elevatedClient';
 
 const [vmPid, vmStartTime, method = 'auto', tool = 'sudo', heartbeatMs] = process.argv.slice(2);
 const print = (event: object) => process.stdout.write(JSON.stringify(event) + '\n');

@@ -3,7 +3,8 @@
 // message and failures.
 import { spawn } from 'node:child_process';
 import { CrosvmGuard, FreezeRequest, FrozenProcess, GuardError } from '../../src/guard';
-import { CgroupVersion, freezeInCgroups, freezerHierarchy, thawAndRestore } from '../../src/guard/cgroupFreezer';
+import { CgroupVersion, freezerHierarchy, thawAndRestore } from '../../src/guard/cgroupfs';
+import { freezeInCgroups } from '../../src/guard/cgroupFreezer';
 
 const print = (value: object) => process.stdout.write(JSON.stringify(value) + '\n');
 const printError = (error: unknown) => {

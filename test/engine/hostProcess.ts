@@ -6,7 +6,7 @@
 // this host before its companion has run a single line of its own.
 import * as path from 'node:path';
 import { CrosvmGuard } from '../../src/guard';
-import { CrashSafety } from '../../src/guard/crashSafety';
+import { CrashSafety } from '../../src/companion/watchClient';
 
 const [vmPid, journalDir, method = 'signal', slowCompanion] = process.argv.slice(2);
 const print = (event: object) => process.stdout.write(JSON.stringify(event) + '\n');

@@ -8,7 +8,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
 import { CrosvmGuard, FreezeReport } from '../../src/guard';
-import { cgroupDirOf, freezerHierarchy } from '../../src/guard/cgroupFreezer';
+import { cgroupDirOf, freezerHierarchy } from '../../src/guard/cgroupfs';
 import { currentIdentity, walkHooks } from '../../src/guard/processTree';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { isRunning, threadStates } from './procState';

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
-import { CrashSafety } from '../../src/guard/crashSafety';
+import { CrashSafety } from '../../src/companion/watchClient';
 import { Journal, journalFile, readJournals, recoverLeftovers, writeJournal } from '../../src/guard/journal';
 import { chooseJournalFolder } from '../../src/guard/privateFolder';
 import { currentIdentity } from '../../src/guard/processTree';

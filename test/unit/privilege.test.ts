@@ -3,7 +3,7 @@
 // what other extensions may ask of a freeze.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { judgeInvoker } from '../../src/companion/elevated';
+import { judgeInvoker } from '../../src/companion/elevatedServer';
 import { FolderFacts, privateFolderProblem } from '../../src/guard/privateFolder';
 import { apiFreezeRequest } from '../../src/ui/api';
 

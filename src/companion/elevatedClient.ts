@@ -1,12 +1,15 @@
 // Freezing VMs that run as root from an unprivileged extension host: the companion process
-// (src/companion/elevated.ts) is started as root through `sudo` or `pkexec` and runs the
-// engine itself; this class is its client. Nothing passes through a shell: the command is an
+// (elevatedServer.ts) is started as root through `sudo` or `pkexec` and runs the engine
+// itself; this class is its client, and a FreezeEngine like the host's own. Nothing passes through a shell: the command is an
 // argument vector, and a password goes only to `sudo -S` on its standard input, after sudo
 // has asked for it, and is zeroed right after.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import { GuardError } from './errors';
-import type { FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmRef } from './guard';
+import { GuardError } from '../guard';
+import type { FreezeEngine, FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmRef } from '../guard';
+import { readJsonLines, writeJsonLine } from './jsonLines';
+import { companionArgv, ELEVATED_NAME, ElevatedReply, ElevatedRequest, elevatedWireFormat, parseElevatedLine } from './protocol';
+import { spawnDetached } from './spawnDetached';
 
 /** `auto`: sudo without a password if it allows, else pkexec where a polkit agent runs (a local desktop session), else sudo with the password. */
 export type ElevationTool = 'sudo' | 'pkexec' | 'auto';
@@ -59,12 +62,6 @@ export class ElevationError extends GuardError {
   }
 }
 
-/**
- * Executable names the root companion accepts as crosvm (`crosvm`, `crosvm-dev`, …): the names
- * come from the unprivileged side, and no setting may point root at another program.
- */
-export const ELEVATED_NAME = /^crosvm[A-Za-z0-9._+-]{0,58}$/;
-
 /** Names (`comm`) of polkit authentication agents, GNOME Shell's built-in one included. */
 const POLKIT_AGENTS = /^(polkit-gnome-au|polkit-kde-auth|polkit-mate-aut|lxpolkit|lxqt-policykit|xfce-polkit|gnome-shell|polkit-agent-he)/;
 
@@ -83,12 +80,17 @@ export function polkitAgentRuns(): boolean {
   return false;
 }
 
+type OkReply = Extract<ElevatedReply, { ok: true }>;
+
 interface Pending {
-  resolve(value: Record<string, unknown>): void;
+  resolve(value: OkReply): void;
   reject(error: Error): void;
 }
 
-export class ElevatedGuard {
+/** A request without its id: `request()` numbers it. */
+type Unnumbered<R> = R extends { id: number } ? Omit<R, 'id'> : never;
+
+export class ElevatedGuard implements FreezeEngine {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private frozen: FrozenVm[] = [];
@@ -106,7 +108,7 @@ export class ElevatedGuard {
     heartbeatMs: number,
   ) {
     // Proof of life for the companion's own bound on a freeze (see ElevationOptions.heartbeatMs).
-    this.heartbeat = setInterval(() => this.child.stdin?.write('{"op":"heartbeat"}\n'), heartbeatMs / 5);
+    this.heartbeat = setInterval(() => void writeJsonLine(this.child.stdin, { op: 'heartbeat' }).catch(() => undefined), heartbeatMs / 5);
     this.heartbeat.unref();
   }
 
@@ -126,13 +128,12 @@ export class ElevatedGuard {
       'ELECTRON_RUN_AS_NODE=1',
       node,
       options.companionScript,
-      '--elevated',
-      '--names',
-      (names.length > 0 ? names : ['crosvm']).join(','),
-      '--idle-ms',
-      String(options.idleMs ?? 10_000),
-      '--heartbeat-ms',
-      String(options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS),
+      ...companionArgv({
+        mode: 'elevated',
+        names: names.length > 0 ? names : ['crosvm'],
+        idleMs: options.idleMs ?? 10_000,
+        heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      }),
     ];
     if (options.tool === 'pkexec') return ElevatedGuard.launch('pkexec', companion, options, undefined);
     try {
@@ -161,10 +162,7 @@ export class ElevatedGuard {
       }
       // Detached: its own session, so a killed process group of the extension host does not
       // take it down; the end of its stdin (this process gone) is what makes it resume.
-      const child = spawn(program, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
-      child.unref();
-      for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void } | null)?.unref?.();
-      child.stdin?.on('error', () => undefined);
+      const child = spawnDetached(program, args, ['pipe', 'pipe', 'pipe'], { ...process.env, LC_ALL: 'C' });
       let stderr = '';
       let prompts = 0;
       let settled = false;
@@ -209,27 +207,19 @@ export class ElevatedGuard {
         }
         for (const line of chunk.split('\n').filter(Boolean)) options.log('info', `elevated companion: ${line}`);
       });
-      let buffer = '';
       let guard: ElevatedGuard | undefined;
-      child.stdout?.setEncoding('utf8');
-      child.stdout?.on('data', (chunk: string) => {
-        buffer += chunk;
-        for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-          const line = buffer.slice(0, i);
-          buffer = buffer.slice(i + 1);
-          let message: Record<string, unknown>;
-          try {
-            message = JSON.parse(line) as Record<string, unknown>;
-          } catch {
-            continue;
-          }
-          if (!guard && message.event === 'ready' && typeof message.pid === 'number') {
+      if (child.stdout) {
+        readJsonLines(child.stdout, (value) => {
+          const message = parseElevatedLine(value);
+          if (!message) return;
+          if ('event' in message) {
+            if (guard) return;
             guard = new ElevatedGuard(child, message.pid, options.log, options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
-            options.log('info', `Elevated companion started with ${command} (pid ${message.pid}, uid ${String(message.uid)}).`);
+            options.log('info', `Elevated companion started with ${command} (pid ${message.pid}, uid ${message.uid}).`);
             finish(undefined, guard);
-          } else guard?.onMessage(message);
-        }
-      });
+          } else guard?.onReply(message);
+        });
+      }
       child.on('exit', (code, signal) => {
         if (!settled) {
           const said = stderr.split(PROMPT).join('').trim().replace(/\s+/g, ' ').slice(0, 400);
@@ -278,9 +268,11 @@ export class ElevatedGuard {
     return { dispose: () => this.exitListeners.delete(listener) };
   }
 
-  async freeze(ref: Required<VmRef>, request: FreezeRequest = {}): Promise<FreezeReport> {
+  /** `ref` with its start time: the companion proves the VM is that very process. */
+  async freeze(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
     this.emit({ type: 'freezing', vmPid: ref.pid });
     try {
+      if (ref.startTime === undefined) throw new GuardError('invalid-argument', `VM ${ref.pid}: the root companion needs its start time.`);
       const answer = await this.request({
         op: 'freeze',
         pid: ref.pid,
@@ -298,9 +290,11 @@ export class ElevatedGuard {
     }
   }
 
-  async resume(ref?: Required<VmRef>): Promise<ResumeReport> {
+  async resume(ref?: VmRef): Promise<ResumeReport> {
     if (!this.isRunning) return { resumed: [], gone: [], elapsedMs: 0 };
-    const answer = await this.request(ref ? { op: 'resume', pid: ref.pid, startTime: ref.startTime } : { op: 'resume' });
+    const startTime = ref && (ref.startTime ?? this.frozenVm(ref.pid)?.vm.startTime);
+    if (ref && startTime === undefined) return { resumed: [], gone: [], elapsedMs: 0 }; // not ours
+    const answer = await this.request(ref ? { op: 'resume', vm: { pid: ref.pid, startTime: startTime as number } } : { op: 'resume' });
     const report = answer.report as ResumeReport;
     if (report.resumed.length > 0 || report.gone.length > 0) this.emit({ type: 'resumed', report });
     return report;
@@ -321,23 +315,22 @@ export class ElevatedGuard {
     this.child.stdin?.end();
   }
 
-  private request(message: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private request(message: Unnumbered<ElevatedRequest>): Promise<OkReply> {
     if (this.exited !== undefined) return Promise.reject(new GuardError('elevation-failed', `The elevated companion has ended (${this.exited}).`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.child.stdin?.write(JSON.stringify({ ...message, id }) + '\n');
+      void writeJsonLine(this.child.stdin, elevatedWireFormat({ ...message, id } as ElevatedRequest)).catch(() => undefined);
     });
   }
 
-  private onMessage(message: Record<string, unknown>): void {
-    if (Array.isArray(message.frozen)) this.frozen = message.frozen as FrozenVm[];
-    const id = typeof message.id === 'number' ? message.id : undefined;
-    const pending = id === undefined ? undefined : this.pending.get(id);
-    if (!pending || id === undefined) return;
-    this.pending.delete(id);
-    if (message.ok === true) pending.resolve(message);
-    else pending.reject(new GuardError((message.code as GuardError['code']) ?? 'freeze-failed', String(message.message ?? 'the elevated companion refused')));
+  private onReply(reply: ElevatedReply): void {
+    if (reply.ok) this.frozen = [...reply.frozen];
+    const pending = reply.id === undefined ? undefined : this.pending.get(reply.id);
+    if (!pending || reply.id === undefined) return;
+    this.pending.delete(reply.id);
+    if (reply.ok) pending.resolve(reply);
+    else pending.reject(new GuardError(reply.code as GuardError['code'], reply.message));
   }
 
   private onExit(reason: string): void {

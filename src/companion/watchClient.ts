@@ -1,31 +1,23 @@
 // Crash safety: nothing stays frozen because VS Code died. Before every SIGSTOP, and before
 // every freeze cgroup is created, the guard tells this class what is about to freeze
-// (write-ahead); it hands that to the companion process (src/companion/main.ts), which
+// (write-ahead); it hands that to the watch companion (watchServer.ts), which
 // resumes it all (SIGCONT, or thaw and move back) when the extension host's end of its stdin
 // closes, and records it in the journal, from which the next window resumes what a crash of
 // both host and companion left behind.
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { FreezeCgroup } from './cgroupFreezer';
-import { openPrivateLog } from './privateFolder';
-import { Journal, JOURNAL_VERSION, journalFile, removeJournal, writeJournal } from './journal';
-import { currentIdentity, identityKey, ProcessIdentity } from './processTree';
-import type { FrozenProcess } from './signalFreezer';
-
-/** What the guard calls around every stop and resume. */
-export interface SafetyNet {
-  /**
-   * Makes `processes` recoverable; resolves before the first of them gets SIGSTOP or, when
-   * `cgroups` are given (the cgroup method), before the first of those is created.
-   */
-  willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): Promise<void>;
-  /** They run again, or are gone (and the cgroups thawed and removed): nobody needs to resume them any more. */
-  didRelease(processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): void;
-}
+import type { FreezeCgroup } from '../guard/cgroupfs';
+import { openPrivateLog } from '../guard/privateFolder';
+import { Journal, JOURNAL_VERSION, journalFile, removeJournal, writeJournal } from '../guard/journal';
+import { currentIdentity, identityKey, ProcessIdentity } from '../guard/processTree';
+import type { FrozenProcess, SafetyNet } from '../guard/types';
+import { writeJsonLine } from './jsonLines';
+import { companionArgv, HeldProcess, WatchRequest } from './protocol';
+import { spawnDetached } from './spawnDetached';
 
 /** What the companion is told: the processes it would SIGCONT, the cgroups it would thaw. */
-const signalled = (processes: Iterable<FrozenProcess>) => [...processes].map(({ pid, startTime, label }) => ({ pid, startTime, label }));
+const signalled = (processes: Iterable<FrozenProcess>): HeldProcess[] => [...processes].map(({ pid, startTime, label }) => ({ pid, startTime, label }));
 
 export interface CrashSafetyOptions {
   /** Where journals live: $XDG_RUNTIME_DIR/crosvm-guard, or the extension's storage. */
@@ -106,7 +98,8 @@ export class CrashSafety implements SafetyNet {
     if (this.held.size === 0) removeJournal(this.file);
     const companion = this.companion;
     this.companion = undefined;
-    if (companion && this.held.size === 0) companion.child.stdin?.end(JSON.stringify({ op: 'exit' }) + '\n');
+    const exit: WatchRequest = { op: 'exit' };
+    if (companion && this.held.size === 0) companion.child.stdin?.end(JSON.stringify(exit) + '\n');
     // With processes still held, the companion keeps them: closing our end resumes them.
     else companion?.child.stdin?.end();
   }
@@ -121,20 +114,12 @@ export class CrashSafety implements SafetyNet {
     }
     let child: ChildProcess;
     try {
-      // Detached: its own session, so neither a killed process group nor a closed terminal
-      // takes it down with the extension host it watches.
-      child = spawn(this.options.nodeExecutable ?? process.execPath, [this.options.companionScript, '--journal', this.file, '--host-pid', String(process.pid)], {
-        detached: true,
-        stdio: ['pipe', 'ignore', logFd],
-        env: { ...process.env, ...this.options.env, ELECTRON_RUN_AS_NODE: '1' },
-      });
+      const args = [this.options.companionScript, ...companionArgv({ mode: 'watch', journal: this.file, hostPid: process.pid })];
+      const env = { ...process.env, ...this.options.env, ELECTRON_RUN_AS_NODE: '1' };
+      child = spawnDetached(this.options.nodeExecutable ?? process.execPath, args, ['pipe', 'ignore', logFd], env);
     } finally {
       if (logFd !== 'ignore') fs.closeSync(logFd);
     }
-    // Neither the process nor its pipe may keep the extension host alive at shutdown.
-    child.unref();
-    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
-    child.stdin?.on('error', () => undefined);
     const companion = { child, identity: child.pid ? currentIdentity(child.pid) : undefined };
     this.companion = companion;
     this.options.log('info', `Started the companion (pid ${child.pid}) that resumes the VM if this window dies.`);
@@ -153,12 +138,9 @@ export class CrashSafety implements SafetyNet {
     });
   }
 
-  private send(message: object): Promise<void> {
-    const stdin = this.companion?.child.stdin;
-    if (!stdin || stdin.destroyed) return Promise.resolve();
-    // Resolved once the line is handed to the kernel: from then on it reaches the companion
-    // even if this process dies the next instant.
-    return new Promise((resolve, reject) => stdin.write(JSON.stringify(message) + '\n', (error) => (error ? reject(error) : resolve())));
+  /** Resolved once handed to the kernel: from then on it reaches the companion even if we die. */
+  private send(message: WatchRequest): Promise<void> {
+    return writeJsonLine(this.companion?.child.stdin, message);
   }
 
   private writeJournal(): void {

@@ -1,67 +1,18 @@
 // Elevated mode: the companion started through sudo or pkexec to freeze VMs that run as
-// root. It runs the engine itself, as root, and takes only these requests (strictly
-// validated; anything else is refused):
-//   {"op":"freeze","id":1,"pid":1234,"startTime":5678,"scope":"devices","method":"auto","excludePids":[]}
-//   {"op":"resume","id":2}                         everything; or with "pid" and "startTime": one VM
-//   {"op":"status","id":3}
-//   {"op":"heartbeat"}                             the host still runs (no reply)
-//   {"op":"exit"}                                  resume everything, exit
-// Replies on stdout, one JSON line each: {"id":1,"ok":true,...} or {"id":1,"ok":false,"code":…,"message":…}.
-// The engine proves by itself, from /proc, that the pid is a crosvm VM with that start time
+// root. It runs the engine itself, as root, and takes only the requests of protocol.ts
+// (ElevatedRequest: freeze, resume, status, heartbeat, exit; strictly validated, anything
+// else refused), answering each on stdout (ElevatedReply). The engine proves by itself, from /proc, that the pid is a crosvm VM with that start time
 // before anything is done, and freezes only that VM's own descendants (and, with scope "vm",
 // its main process): whatever the unprivileged side sends, nothing else is signalled or moved.
 // Settings that widen what is frozen (assumeSwapBuild, includeTracedProcesses) are not
 // accepted over the link. Only VMs and processes of root and of the user who started it are
-// frozen; who that is, it reads from /proc itself, never from what the caller could set. When the link breaks, everything is resumed and the process exits;
-// it also exits once nothing has been frozen for a while.
-import { CrosvmGuard, FreezeRequest, GuardError } from '../guard';
+// frozen; who that is, it reads from /proc itself, never from what the caller could set.
+// When the link breaks, everything is resumed and the process exits; it also exits once
+// nothing has been frozen for a while.
+import { CrosvmGuard, GuardError } from '../guard';
 import { readStat, readStatAndOwner } from '../guard/procfs';
-export { ELEVATED_NAME } from '../guard/elevated';
 import { exit, idleTimer, listen, log } from './link';
-
-const REQUEST_KEYS: Record<string, readonly string[]> = {
-  freeze: ['op', 'id', 'pid', 'startTime', 'scope', 'method', 'excludePids'],
-  resume: ['op', 'id', 'pid', 'startTime'],
-  status: ['op', 'id'],
-  heartbeat: ['op'],
-  exit: ['op'],
-};
-
-const isPid = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 1 && v <= 4_194_304;
-const isTicks = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-
-type Parsed =
-  | { op: 'freeze'; id: number; pid: number; startTime: number; request: FreezeRequest }
-  | { op: 'resume'; id: number; ref: { pid: number; startTime: number } | undefined }
-  | { op: 'status'; id: number }
-  | { op: 'heartbeat' }
-  | { op: 'exit' };
-
-/** The request, or why it is refused. */
-export function parseElevatedRequest(raw: Record<string, unknown>): Parsed | string {
-  const op = raw.op;
-  if (typeof op !== 'string' || !Object.hasOwn(REQUEST_KEYS, op)) return 'unknown op';
-  const unknown = Object.keys(raw).filter((key) => !REQUEST_KEYS[op].includes(key));
-  if (unknown.length > 0) return `unexpected field ${unknown[0].slice(0, 32)}`;
-  if (op === 'exit') return { op: 'exit' };
-  if (op === 'heartbeat') return { op: 'heartbeat' };
-  const id = raw.id;
-  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) return 'id must be a whole number';
-  if (op === 'status') return { op: 'status', id };
-  if (op === 'resume') {
-    if (raw.pid === undefined && raw.startTime === undefined) return { op: 'resume', id, ref: undefined };
-    if (!isPid(raw.pid) || !isTicks(raw.startTime)) return 'resume takes a pid and its start time, or neither';
-    return { op: 'resume', id, ref: { pid: raw.pid, startTime: raw.startTime } };
-  }
-  if (!isPid(raw.pid) || !isTicks(raw.startTime)) return 'freeze takes the VM main pid and its start time';
-  const scope = raw.scope ?? 'devices';
-  if (scope !== 'devices' && scope !== 'vm') return 'scope must be "devices" or "vm"';
-  const method = raw.method ?? 'auto';
-  if (method !== 'auto' && method !== 'signal' && method !== 'cgroup') return 'method must be "auto", "signal" or "cgroup"';
-  const excludePids = raw.excludePids ?? [];
-  if (!Array.isArray(excludePids) || excludePids.length > 64 || !excludePids.every(isPid)) return 'excludePids must be a short list of pids';
-  return { op: 'freeze', id, pid: raw.pid, startTime: raw.startTime, request: { scope, method, excludePids } };
-}
+import { ElevatedReply, ElevatedRequest, parseElevatedRequest, ReadyEvent } from './protocol';
 
 /**
  * Who started this companion, judged from its parent process as root reads it in /proc. sudo
@@ -104,7 +55,7 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number,
   const idle = idleTimer(idleMs, () => {
     if (pending === 0 && guard.frozenVms.length === 0) resumeAllAndExit('idle: nothing frozen');
   });
-  const reply = (message: object) => {
+  const reply = (message: ElevatedReply | ReadyEvent) => {
     // A host that died meanwhile makes this fail (EPIPE): listen() turns that into hostGone.
     if (process.stdout.writable) process.stdout.write(JSON.stringify(message) + '\n');
   };
@@ -134,13 +85,14 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number,
     );
   };
 
-  const handle = async (parsed: Exclude<Parsed, { op: 'heartbeat' }>): Promise<void> => {
+  const handle = async (parsed: Exclude<ElevatedRequest, { op: 'heartbeat' }>): Promise<void> => {
     if (parsed.op === 'exit') return resumeAllAndExit('asked to');
     try {
       if (parsed.op === 'status') reply({ id: parsed.id, ok: true, frozen: guard.frozenVms });
-      else if (parsed.op === 'resume') reply({ id: parsed.id, ok: true, report: await guard.resume(parsed.ref), frozen: guard.frozenVms });
+      else if (parsed.op === 'resume') reply({ id: parsed.id, ok: true, report: await guard.resume(parsed.vm), frozen: guard.frozenVms });
       else {
-        const report = await guard.freeze({ pid: parsed.pid, startTime: parsed.startTime }, parsed.request);
+        const { pid, startTime, scope, method, excludePids } = parsed;
+        const report = await guard.freeze({ pid, startTime }, { scope, method, excludePids });
         log(`froze VM ${report.vm.pid} (${report.method}): ${report.frozen.map((p) => p.pid).join(' ')}`);
         reply({ id: parsed.id, ok: true, report, frozen: guard.frozenVms });
       }
@@ -177,7 +129,7 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number,
     },
   });
   log(`started as uid ${process.geteuid?.()} by uid ${who.uid}, for executables named ${processNames.join(', ')}`);
-  reply({ event: 'ready', pid: process.pid, uid: process.geteuid?.() });
+  reply({ event: 'ready', pid: process.pid, uid: process.geteuid?.() ?? -1 });
   idle(false);
   heard();
 }

@@ -1,8 +1,7 @@
 // The tree view: one node per VM, its device processes below in their real parent/child
 // shape. It renders the controller's last listing and never reads /proc itself.
 import * as vscode from 'vscode';
-import { ProcessIdentity, ProcessSnapshot, sameProcess } from '../guard';
-import { isExitedState, isStoppedState } from '../guard/procfs';
+import { isExitedState, isStoppedState, ProcessIdentity, ProcessSnapshot, sameProcess } from '../guard';
 import { GuardController, VmView } from './controller';
 import { formatElapsed, methodName } from '../common/format';
 

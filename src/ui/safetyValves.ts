@@ -2,10 +2,8 @@
 // frozen, and the two safety valves that resume a VM nobody is looking at any more.
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { CrashSafety } from '../guard/crashSafety';
-import { recoverLeftovers } from '../guard/journal';
-import { chooseJournalFolder } from '../guard/privateFolder';
-import { currentIdentity } from '../guard/processTree';
+import { CrashSafety } from '../companion/watchClient';
+import { chooseJournalFolder, currentIdentity, recoverLeftovers } from '../guard';
 import { ExtensionSettings } from '../common/settings';
 import { GuardController } from './controller';
 

@@ -1,0 +1,91 @@
+// Which processes of a VM a freeze takes, for both methods: the rules that leave a process
+// alone (with the reason shown to the user), the owner check of the root companion, and the
+// one classification step every round of either method runs.
+import { StopFailure } from './errors';
+import { isExitedState, isStoppedState } from './procfs';
+import { identityKey, notOwnedReason, ProcessSnapshot } from './processTree';
+import type { FrozenProcess, SkippedProcess } from './types';
+
+/** What decides, for every process of a VM, whether a freeze takes it. */
+export interface TargetRules {
+  readonly isExcludedLabel: (label: string) => boolean;
+  readonly includeTraced: boolean;
+  /** Never touched: this process and its ancestors. */
+  readonly protectedPids: ReadonlySet<number>;
+  /** Never touched either: the process a debugger is debugging (the debugger owns it). */
+  readonly debuggeePids?: ReadonlySet<number>;
+  /** Only processes of these uids may be frozen (the root companion: root and its invoker). */
+  readonly allowedOwners?: ReadonlySet<number>;
+}
+
+/** Why `p` is left alone, or undefined when it is a target. */
+export function classify(p: ProcessSnapshot, rules: TargetRules): Omit<SkippedProcess, 'pid' | 'startTime' | 'label'> | undefined {
+  if (p.pid <= 1) return { reason: 'init', detail: 'pid 1 and the kernel are never stopped' };
+  if (rules.protectedPids.has(p.pid)) {
+    return { reason: 'self', detail: 'it is this extension or one of its ancestors' };
+  }
+  if (rules.debuggeePids?.has(p.pid)) return { reason: 'debuggee', detail: 'it is the debuggee: the debugger owns it' };
+  if (isExitedState(p.state)) return { reason: 'zombie', detail: 'it has exited and waits to be reaped' };
+  if (rules.isExcludedLabel(p.label)) return { reason: 'excluded', detail: 'its label matches crosvmGuard.excludeLabels' };
+  if (p.tracerPid !== 0 && !rules.includeTraced) {
+    return { reason: 'traced', detail: `a debugger (pid ${p.tracerPid}) is attached; it owns this process` };
+  }
+  if (isStoppedState(p.state)) {
+    return { reason: 'already-stopped', detail: 'it was stopped before the freeze and will stay stopped after resume' };
+  }
+  return undefined;
+}
+
+/** Why the owner of `p` rules a freeze out, or undefined when it may be frozen. */
+export function ownerRefusal(p: ProcessSnapshot, owners: ReadonlySet<number> | undefined): StopFailure | undefined {
+  return owners && !owners.has(p.uid) ? { pid: p.pid, label: p.label, reason: notOwnedReason(p.uid, owners) } : undefined;
+}
+
+/** A target found, right before it was touched, to be no part of the VM any more. */
+export function leftVm(t: FrozenProcess, detail: string): SkippedProcess {
+  return { pid: t.pid, startTime: t.startTime, label: t.label, reason: 'left-vm', detail };
+}
+
+/** May this process signal `pid`? The kernel says (signal 0); only EPERM means no. */
+export function maySignal(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+}
+
+export interface SortedRound {
+  readonly targets: FrozenProcess[];
+  readonly skipped: SkippedProcess[];
+  /** Processes of another owner: they fail the whole freeze. */
+  readonly refused: StopFailure[];
+}
+
+/**
+ * One round of either method: each snapshot not `handled` before becomes a target, a skipped
+ * process, or a refusal. Marks each handled, and records each but the VM's main process
+ * (`rootPid`) among the `members` a lineage proof may link through.
+ */
+export function sortRound(
+  snapshots: readonly ProcessSnapshot[],
+  handled: Set<string>,
+  members: Map<number, number>,
+  rootPid: number,
+  rules: TargetRules,
+): SortedRound {
+  const sorted: SortedRound = { targets: [], skipped: [], refused: [] };
+  for (const p of snapshots) {
+    const key = identityKey(p);
+    if (handled.has(key)) continue;
+    handled.add(key);
+    if (p.pid !== rootPid) members.set(p.pid, p.startTime);
+    const skip = classify(p, rules);
+    const refusal = skip ? undefined : ownerRefusal(p, rules.allowedOwners);
+    if (skip) sorted.skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
+    else if (refusal) sorted.refused.push(refusal);
+    else sorted.targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });
+  }
+  return sorted;
+}
