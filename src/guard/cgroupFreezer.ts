@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { StopFailure } from './errors';
 import { CgroupHierarchy, cgroupDirOf, FREEZE_PREFIX, FreezeCgroup, isFreezeCgroupDir, isFrozen, releaseFromFreezeCgroup, thawAndRestore, writeControl } from './cgroupfs';
 import { identityKey, LineageProof, ProcessSnapshot, ProofFailure, proveIdentity } from './processTree';
+import { Poller } from './poller';
 import { leftVm, sortRound, TargetRules } from './targets';
 import type { FrozenProcess, FrozenVm, SkippedProcess } from './types';
 
@@ -114,13 +115,14 @@ export async function freezeInCgroups(targets: readonly FrozenProcess[], options
       }
     }
     const deadline = options.deadline ?? performance.now() + options.stopTimeoutMs;
-    for (let poll = 0; ; poll++) {
+    const poller = new Poller();
+    for (;;) {
       const pending = created.filter((g) => !isFrozen(g));
       if (pending.length === 0) return created;
       if (performance.now() >= deadline) {
         return fail(pending.map((g) => ({ pid: 0, label: g.dir, reason: `it was not frozen within ${options.stopTimeoutMs} ms` })));
       }
-      await new Promise((resolve) => (poll < 20 ? setImmediate(resolve) : setTimeout(resolve, 2)));
+      await poller.next();
     }
   } catch (error) {
     if (error instanceof CgroupFreezeFailure) throw error;

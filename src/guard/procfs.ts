@@ -91,9 +91,11 @@ const readBuffer = Buffer.allocUnsafe(64 * 1024);
 /**
  * Reads a small /proc file with one open/read/close and a shared buffer: this runs hundreds
  * of times per freeze, and `fs.readFileSync` costs an extra fstat and allocation each time.
- * Returns undefined when the file is gone (the process or thread exited).
+ * Inside withOpenProcFiles, a file read before is read again with one pread(2) on the file
+ * kept open. Returns undefined when the file is gone (the process or thread exited).
  */
 export function readProcFile(path: string): string | undefined {
+  if (openFiles) return readKeptOpen(openFiles, path);
   const fd = openProcFile(path);
   if (fd === undefined) return undefined;
   try {
@@ -101,6 +103,52 @@ export function readProcFile(path: string): string | undefined {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Files kept open during withOpenProcFiles, by path. */
+let openFiles: Map<string, number> | undefined;
+/** Beyond this many, files are opened and closed per read again (the host's fd limit). */
+const MAX_OPEN_FILES = 2048;
+
+/**
+ * Runs `work` with every /proc file it reads kept open until it ends, so that each later read
+ * of the same file costs one pread(2) instead of open, read and close. An open /proc file
+ * stays bound to its process: once that process is gone, the read fails (ESRCH) even if its
+ * pid was reused, so a file kept open never describes another process.
+ */
+export async function withOpenProcFiles<T>(work: () => Promise<T>): Promise<T> {
+  if (openFiles) return work(); // nested: the outer call owns the files
+  const files = new Map<string, number>();
+  openFiles = files;
+  try {
+    return await work();
+  } finally {
+    openFiles = undefined;
+    for (const fd of files.values()) fs.closeSync(fd);
+  }
+}
+
+function readKeptOpen(files: Map<string, number>, path: string): string | undefined {
+  let fd = files.get(path);
+  if (fd === undefined) {
+    fd = openProcFile(path);
+    if (fd === undefined) return undefined;
+    if (files.size >= MAX_OPEN_FILES) {
+      try {
+        return readOpenProcFile(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    files.set(path, fd);
+  }
+  const text = readOpenProcFile(fd, 0);
+  if (text !== undefined) return text;
+  // Its process is gone. The pid may name a new process by now, as a fresh open would find:
+  // read it the way a read outside withOpenProcFiles would (proofs decide what it is).
+  files.delete(path);
+  fs.closeSync(fd);
+  return readProcFile(path);
 }
 
 /** Opens a /proc file for reading; undefined when it is gone. */
@@ -113,13 +161,16 @@ function openProcFile(path: string): number | undefined {
   }
 }
 
-/** Reads a /proc file opened by openProcFile; undefined when its process has exited since. */
-function readOpenProcFile(fd: number): string | undefined {
+/**
+ * Reads a /proc file opened by openProcFile, from the start when `position` is 0 (pread: the
+ * kernel generates the text anew); undefined when its process has exited since.
+ */
+function readOpenProcFile(fd: number, position: number | null = null): string | undefined {
   let text = '';
   for (;;) {
     let count: number;
     try {
-      count = fs.readSync(fd, readBuffer, 0, readBuffer.length, null);
+      count = fs.readSync(fd, readBuffer, 0, readBuffer.length, position === null ? null : position + text.length);
     } catch (error) {
       if (isGone(error)) return undefined;
       throw error;

@@ -3,6 +3,7 @@
 import { describeBlockingState, describeSignalError, StopFailure } from './errors';
 import { isExitedState, isStoppedState, listThreads, readStat } from './procfs';
 import { ChildrenSource, descendantPids, ThreadIds, LineageProof, ProcessSnapshot, readSnapshot } from './processTree';
+import { Poller } from './poller';
 import { leftVm, sortRound, TargetRules } from './targets';
 import type { FreezeScope, FrozenProcess, SkippedProcess } from './types';
 
@@ -17,6 +18,11 @@ export interface StopTreeOptions extends TargetRules {
   readonly alreadyFrozen: ReadonlyMap<string, FrozenProcess>;
   /** Processes an earlier call found stopped by someone else. */
   readonly alreadySkipped: ReadonlyMap<string, SkippedProcess>;
+  /**
+   * `knownDevices` come from an earlier walk, not one made for this freeze: round 1 then
+   * always ends in a re-scan, even when it found nothing new to stop.
+   */
+  readonly knownDevicesFromEarlierWalk?: boolean;
   /** Thread ids read during discovery; the freezer keeps them current for what it stops. */
   readonly knownThreads?: ThreadIds;
   /** Write-ahead: told what is about to be stopped, before the first signal is sent. */
@@ -41,8 +47,6 @@ export class StopTreeFailure extends Error {
   }
 }
 
-const pause = (ms: number) => new Promise<void>((resolve) => (ms <= 0 ? setImmediate(resolve) : setTimeout(resolve, ms)));
-
 interface PendingTarget {
   readonly process: FrozenProcess;
   /** Every thread id known for the process. */
@@ -53,8 +57,7 @@ interface PendingTarget {
 
 /**
  * Waits until every thread of every target is stopped (`T`, or `t` under a tracer), polling
- * all targets together against one deadline. The first polls only yield to the event loop
- * (64 devices normally stop within a millisecond or two); later ones back off to 10 ms.
+ * all targets together against one deadline, without yielding at first (see Poller).
  * `knownThreads` are the thread lists read during discovery, to save listing them again.
  */
 export async function confirmStopped(
@@ -69,7 +72,8 @@ export async function confirmStopped(
     const tids = knownThreads?.get(process.pid) ?? listThreads(process.pid);
     return { process, known: new Set(tids), unconfirmed: [...tids] };
   });
-  for (let poll = 0; ; poll++) {
+  const poller = new Poller();
+  for (;;) {
     const still: PendingTarget[] = [];
     const late = performance.now() >= deadline;
     for (const target of pending) {
@@ -119,7 +123,7 @@ export async function confirmStopped(
     }
     pending = still;
     if (pending.length === 0) return failures;
-    await pause(poll < 20 ? 0 : Math.min(10, poll - 19));
+    await poller.next();
   }
 }
 
@@ -192,7 +196,11 @@ export async function stopTree(
     snapshots = undefined;
     // A process of another user stops the whole freeze, before any signal of this round.
     if (sorted.refused.length > 0) return rollback(sorted.refused);
-    if (targets.length === 0) return { stopped, skipped, rounds: round, released };
+    if (targets.length === 0) {
+      // Nothing new: done, unless the round came from an earlier walk (re-scan it first).
+      if (round > 1 || !options.knownDevicesFromEarlierWalk) return { stopped, skipped, rounds: round, released };
+      continue;
+    }
     if (round > options.maxRounds) {
       return rollback(
         targets.map(({ pid, label }) => ({

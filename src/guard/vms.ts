@@ -101,6 +101,21 @@ export function readVm(
   return vm;
 }
 
+/**
+ * `known` read again: its main process, which must be the same process, and each device that
+ * still is (same start time). Undefined when the main process is gone or another one.
+ */
+export function rereadVm(known: VmSnapshot): VmSnapshot | undefined {
+  const main = readSnapshot(known.main.pid);
+  if (!main || main.startTime !== known.main.startTime) return undefined;
+  const devices: ProcessSnapshot[] = [];
+  for (const device of known.devices) {
+    const now = readSnapshot(device.pid);
+    if (now && now.startTime === device.startTime) devices.push(now);
+  }
+  return { ...known, main, devices };
+}
+
 function readDevices(pid: number, source: ChildrenSource): Pick<VmSnapshot, 'devices' | 'threadIds'> {
   const devices: ProcessSnapshot[] = [];
   const threadIds: ThreadIds = new Map();
