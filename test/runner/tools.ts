@@ -55,12 +55,13 @@ const SHARED_TOOLS_PREFIX = 'crosvm-guard-tools-';
  * ensureCodeServer() for a run as another user (see CodeServerOptions.runAs), from root. The
  * cache usually sits in root's home, which is 0700, so that user cannot reach it; rather than
  * open up /root, this returns the same Node 24 and code-server in a root-owned, world-readable
- * copy, `/var/tmp/crosvm-guard-tools-<hash>/`, made of hard links (`cp -al`: about 0.2-0.5 s for
- * the 12,000 files, against about 3 s for a real copy, which is the fallback when /var/tmp is
- * another file system). The hash names the cache's installs (path, inode and mtime of each
- * prefix, which installIntoCache's rename replaces), so a reinstall makes a new copy and the
- * old ones are removed. Returns the cache itself when the user can already reach it (e.g. with
- * CROSVM_GUARD_CACHE in a world-readable place).
+ * copy, `/var/tmp/crosvm-guard-tools-<cache>-<installs>/`, made of hard links (`cp -al`: about
+ * 0.2-0.5 s for the 12,000 files, against about 3 s for a real copy, which is the fallback when
+ * /var/tmp is another file system). `<cache>` names the cache (sharedCopiesKey), `<installs>` its
+ * installs (inode and mtime of each prefix, which installIntoCache's rename replaces), so a
+ * reinstall makes a new copy and removes that cache's old ones, and only those: runs with another
+ * cache (CI's fresh one, another checkout's) may be using theirs. Returns the cache itself when
+ * the user can already reach it (e.g. with CROSVM_GUARD_CACHE in a world-readable place).
  */
 export function ensureCodeServerFor(user: { uid: number; gid: number }): { node: string; entry: string } {
   const tools = ensureCodeServer();
@@ -73,7 +74,8 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
     }).join('\n'))
     .digest('hex')
     .slice(0, 12);
-  const shared = join(SHARED_TOOLS_PARENT, `${SHARED_TOOLS_PREFIX}${key}`);
+  const ownCopies = `${SHARED_TOOLS_PREFIX}${sharedCopiesKey()}-`;
+  const shared = join(SHARED_TOOLS_PARENT, `${ownCopies}${key}`);
   const inShared = (path: string): string => join(shared, relative(cacheDir(), path));
   const result = { node: inShared(tools.node), entry: inShared(tools.entry) };
 
@@ -99,9 +101,9 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
     } finally {
       rmSync(staging, { recursive: true, force: true });
     }
-    // Copies of earlier installs (only complete ones: a `.partial-` may be another run's, in progress).
+    // This cache's copies of earlier installs (only complete ones: a `.partial-` may be another run's, in progress).
     for (const name of readdirSync(SHARED_TOOLS_PARENT)) {
-      if (new RegExp(`^${SHARED_TOOLS_PREFIX}[0-9a-f]{12}$`).test(name) && name !== `${SHARED_TOOLS_PREFIX}${key}`) {
+      if (new RegExp(`^${ownCopies}[0-9a-f]{12}$`).test(name) && name !== `${ownCopies}${key}`) {
         const old = join(SHARED_TOOLS_PARENT, name);
         if (lstatSync(old).uid === 0) rmSync(old, { recursive: true, force: true });
       }
@@ -116,6 +118,15 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
     throw new Error(`uid ${user.uid} cannot run ${result.node} ${result.entry} (is ${SHARED_TOOLS_PARENT} or a parent not searchable?)`);
   }
   return result;
+}
+
+/**
+ * The first 8 hex digits of the SHA-256 of the cache's real path: the part of a shared copy's
+ * name that says whose it is. `.ci/run` computes the same (`realpath | sha256sum`) to remove
+ * the copies of the fresh cache it deletes.
+ */
+export function sharedCopiesKey(): string {
+  return createHash('sha256').update(realpathSync(cacheDir())).digest('hex').slice(0, 8);
 }
 
 /** Debian's Chromium (`CROSVM_GUARD_CHROMIUM` overrides). Never Playwright's downloaded browsers. */
