@@ -36,10 +36,10 @@ export function installIntoCache(prefix: string, pkg: string, env: NodeJS.Proces
     throw new Error(cacheNotWritable(pkg, staging, error));
   }
   console.error(`Installing ${pkg} into ${prefix} (first run only; code-server takes a few minutes)...`);
-  const result = npmInstall(pkg, staging, env);
-  if (result.failure !== undefined) {
+  const run = npmInstall(pkg, staging, env);
+  if (run.error || run.signal || run.status !== 0) {
     rmSync(staging, { recursive: true, force: true });
-    throw new Error(installFailed(pkg, result.failure, result.output));
+    throw new Error(installFailed(pkg, run));
   }
   if (existsSync(installed)) {
     // Another run finished the same install first; its copy is as good as ours.
@@ -55,54 +55,60 @@ export function installIntoCache(prefix: string, pkg: string, env: NodeJS.Proces
   }
 }
 
+interface NpmRun {
+  readonly status: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly error?: Error;
+  /** stdout and stderr together, as the user saw them. */
+  readonly output: string;
+}
+
 /**
  * Runs npm with its output going to our stderr as it comes (a code-server install takes
- * minutes) and to a log file, through `tee`; returns the output and, if npm failed, how.
+ * minutes) and to a log file, through `tee`, so that a failure can quote it.
  */
-function npmInstall(pkg: string, staging: string, env: NodeJS.ProcessEnv): { failure?: string; output: string } {
+function npmInstall(pkg: string, staging: string, env: NodeJS.ProcessEnv): NpmRun {
   const logDir = mkdtempSync(join(tmpdir(), 'crosvm-guard-install-'));
   const log = join(logDir, 'npm.log');
   try {
     const npm = ['npm', 'install', '--no-save', '--no-audit', '--no-fund', '--prefix', staging, pkg];
     // pipefail: the exit status is npm's, not tee's.
     const script = 'log=$1; shift; "$@" 2>&1 | tee "$log" >&2';
-    const result = spawnSync('bash', ['-o', 'pipefail', '-c', script, 'install', log, ...npm], {
+    const { status, signal, error } = spawnSync('bash', ['-o', 'pipefail', '-c', script, 'install', log, ...npm], {
       env,
       stdio: ['ignore', 'inherit', 'inherit'],
     });
-    const output = existsSync(log) ? readFileSync(log, 'utf8') : '';
-    if (result.error) return { failure: `could not start (${result.error.message})`, output };
-    if (result.signal) return { failure: `was interrupted (${result.signal})`, output };
-    if (result.status !== 0) return { failure: `failed (exit code ${result.status})`, output };
-    return { output };
+    return { status, signal, error, output: existsSync(log) ? readFileSync(log, 'utf8') : '' };
   } finally {
     rmSync(logDir, { recursive: true, force: true });
   }
 }
 
-/** Error codes with which npm reports that it could not talk to the registry. */
-const NETWORK_ERROR = /^npm error (code|errno) (ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ERR_SOCKET_TIMEOUT|FETCH_ERROR)$/m;
+/** The `npm error code …` with which npm says that it could not talk to the registry. */
+const NETWORK_CODES = [
+  'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_SOCKET_TIMEOUT', 'FETCH_ERROR',
+];
+const NETWORK_ERROR = new RegExp(`^npm error (code|errno) (${NETWORK_CODES.join('|')})$`, 'm');
 
-/** The message for a failed install: one line where the cause is known, else npm's last errors quoted. */
-export function installFailed(pkg: string, failure: string, output: string): string {
-  const lines = output.split('\n').map((line) => line.trimEnd()).filter(Boolean);
-  const npmLog = /complete log of this run can be found in:?\s*(\S+)/.exec(output)?.[1];
+/** One line where the cause is known (interrupted, no registry), else npm's last errors quoted. */
+function installFailed(pkg: string, run: NpmRun): string {
+  if (run.error) return `npm install ${pkg} could not start (${run.error.message}): is npm on PATH?`;
+  if (run.signal) return `npm install ${pkg} was interrupted (${run.signal}): nothing was kept, the next run installs it again.`;
+  const lines = run.output.split('\n').map((line) => line.trimEnd()).filter(Boolean);
+  const npmLog = /complete log of this run can be found in:?\s*(\S+)/.exec(run.output)?.[1];
   const seeLog = npmLog ? ` (npm's log: ${npmLog})` : '';
-  if (/interrupted/.test(failure)) {
-    return `npm install ${pkg} ${failure}: nothing was kept, the next run installs it again.`;
-  }
-  if (NETWORK_ERROR.test(output)) {
-    const request = (lines.find((line) => /^npm error .*(request to|network)/i.test(line)) ?? NETWORK_ERROR.exec(output)?.[0])
-      ?.replace(/^npm error (FetchError: )?/, '');
+  const networkCode = NETWORK_ERROR.exec(run.output)?.[2];
+  if (networkCode) {
+    const request = lines.find((line) => /^npm error .*request to/i.test(line))?.replace(/^npm error (FetchError: )?/, '');
     return (
-      `npm install ${pkg} could not reach the npm registry (${request}): check the network and the registry npm uses ` +
-      `(\`npm config get registry\`; set it in ~/.npmrc), then run again${seeLog}.`
+      `npm install ${pkg} could not reach the npm registry (${request ?? networkCode}): check the network and ` +
+      `the registry npm uses (\`npm config get registry\`; set it in ~/.npmrc), then run again${seeLog}.`
     );
   }
+  const failed = `npm install ${pkg} failed (exit code ${run.status})${seeLog}`;
   const errors = lines.filter((line) => /^npm error /.test(line) && !/complete log of this run/.test(line));
   const quoted = (errors.length > 0 ? errors : lines).slice(-8).map((line) => `  ${line}`);
-  if (quoted.length === 0) return `npm install ${pkg} ${failure} and printed nothing${seeLog}.`;
-  return [`npm install ${pkg} ${failure}${seeLog}; its last lines:`, ...quoted].join('\n');
+  return quoted.length === 0 ? `${failed} and printed nothing.` : [`${failed}; its last lines:`, ...quoted].join('\n');
 }
 
 function cacheNotWritable(pkg: string, path: string, error: unknown): string {

