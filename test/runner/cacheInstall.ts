@@ -3,8 +3,7 @@
 // user and, when it fails, one message that says what failed and what to do, quoting npm's own
 // last error lines rather than guessing a cause.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -41,6 +40,7 @@ export function installIntoCache(prefix: string, pkg: string, env: NodeJS.Proces
     rmSync(staging, { recursive: true, force: true });
     throw new Error(installFailed(pkg, run));
   }
+  rmSync(run.log, { force: true });
   if (existsSync(installed)) {
     // Another run finished the same install first; its copy is as good as ours.
     rmSync(staging, { recursive: true, force: true });
@@ -59,29 +59,27 @@ interface NpmRun {
   readonly status: number | null;
   readonly signal: NodeJS.Signals | null;
   readonly error?: Error;
-  /** stdout and stderr together, as the user saw them. */
+  /** stdout and stderr together, as the user saw them... */
   readonly output: string;
+  /** ...and the file they were kept in. */
+  readonly log: string;
 }
 
 /**
  * Runs npm with its output going to our stderr as it comes (a code-server install takes
- * minutes) and to a log file, through `tee`, so that a failure can quote it.
+ * minutes) and, through `tee`, to a log file so that a failure can quote it. The log is in the
+ * staging folder: whatever ends the run, it goes with that folder.
  */
 function npmInstall(pkg: string, staging: string, env: NodeJS.ProcessEnv): NpmRun {
-  const logDir = mkdtempSync(join(tmpdir(), 'crosvm-guard-install-'));
-  const log = join(logDir, 'npm.log');
-  try {
-    const npm = ['npm', 'install', '--no-save', '--no-audit', '--no-fund', '--prefix', staging, pkg];
-    // pipefail: the exit status is npm's, not tee's.
-    const script = 'log=$1; shift; "$@" 2>&1 | tee "$log" >&2';
-    const { status, signal, error } = spawnSync('bash', ['-o', 'pipefail', '-c', script, 'install', log, ...npm], {
-      env,
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    return { status, signal, error, output: existsSync(log) ? readFileSync(log, 'utf8') : '' };
-  } finally {
-    rmSync(logDir, { recursive: true, force: true });
-  }
+  const log = join(staging, 'crosvm-guard-install.log');
+  const npm = ['npm', 'install', '--no-save', '--no-audit', '--no-fund', '--prefix', staging, pkg];
+  // pipefail: the exit status is npm's, not tee's.
+  const script = 'log=$1; shift; "$@" 2>&1 | tee "$log" >&2';
+  const { status, signal, error } = spawnSync('bash', ['-o', 'pipefail', '-c', script, 'install', log, ...npm], {
+    env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return { status, signal, error, log, output: existsSync(log) ? readFileSync(log, 'utf8') : '' };
 }
 
 /** The `npm error code …` with which npm says that it could not talk to the registry. */

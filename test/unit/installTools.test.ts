@@ -112,6 +112,7 @@ describe('the nested npm install that fills the tools cache', () => {
     assert.match(seen.node, /^v24\./);
     assert.match(seen.agent, /node\/v24\./, `the install script saw the outer npm's user agent: ${seen.agent}`);
     assert.deepEqual(leftovers(prefix), []);
+    assert.deepEqual(fs.readdirSync(prefix).filter((name) => name.endsWith('.log')), [], 'the install log stayed in the cache');
   });
 
   it('that fails quotes the last error lines of the install script, and keeps nothing', () => {
