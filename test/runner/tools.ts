@@ -131,7 +131,7 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
  * name that says whose it is. `.ci/run` computes the same (`realpath | sha256sum`) to remove
  * the copies of the fresh cache it deletes.
  */
-export function sharedCopiesKey(): string {
+function sharedCopiesKey(): string {
   return createHash('sha256').update(realpathSync(cacheDir())).digest('hex').slice(0, 8);
 }
 
