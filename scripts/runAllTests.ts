@@ -107,4 +107,8 @@ async function main(): Promise<void> {
   process.exitCode = ok ? 0 : 1;
 }
 
-void main();
+main().catch((error: unknown) => {
+  // A tool that could not be installed says what failed and what to do: that, not a stack trace.
+  console.error(error instanceof Error ? error.message : error);
+  process.exitCode = 1;
+});

