@@ -7,8 +7,12 @@ import { DebugTarget, SettingKeys, SETTINGS_SECTION } from '../common/settings';
 import { ElevationError } from '../companion/elevatedClient';
 import { GuardController, VmView } from './controller';
 
-/** How long the VMs chosen at one stop are reused for the next stops (steps). */
-const CHOICE_LIFETIME_MS = 5000;
+/**
+ * After the debuggee runs again, how long to wait before choosing the VMs for the next stop
+ * anew (listing every process on the host): a step stops again sooner than that, and then
+ * the last choice serves. Nothing is listed at a stop when a choice is ready.
+ */
+const RECHOOSE_AFTER_MS = 300;
 
 /** Client requests after which the debuggee runs again. */
 const RESUMING_REQUESTS = new Set(['continue', 'next', 'stepIn', 'stepOut', 'stepBack', 'reverseContinue']);
@@ -28,8 +32,10 @@ interface SessionState {
   manual: boolean;
   /** VMs chosen once per session with `ask`. */
   asked: VmRef[] | undefined;
-  /** The VMs the last stop froze, and when they were chosen: a step reuses them. */
+  /** The VMs the next stop freezes, chosen before it comes (see prepare). */
   chosen: { refs: VmRef[]; at: number } | undefined;
+  /** A choice scheduled after the debuggee ran again. */
+  rechoose: NodeJS.Timeout | undefined;
   /** VMs this session froze and has not resumed. */
   frozen: VmRef[];
   /** Stop and continue handled one after the other, in the order the debugger sent them. */
@@ -122,10 +128,14 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
       warned: new Set(),
       stopped: false,
       notFrozen: new Map(),
+      rechoose: undefined,
     };
     this.sessions.set(session.id, state);
     this.changed.fire();
+    // Before the first stop comes: it then only proves and freezes what was chosen.
+    this.prepare(state);
     const end = (cause: string) => {
+      clearTimeout(state.rechoose);
       this.enqueue(state, () => this.resume(state, cause));
       this.sessions.delete(session.id);
       this.changed.fire();
@@ -135,6 +145,7 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
         if (message.type !== 'event') return;
         if (message.event === 'process' && typeof message.body?.systemProcessId === 'number') {
           state.debuggeePid = message.body.systemProcessId;
+          this.prepare(state); // the debuggee decides which VM (debug.target auto)
         } else if (message.event === 'stopped') {
           this.enqueue(state, () => this.freeze(state, 'DAP event "stopped"'));
         } else if (message.event === 'continued') {
@@ -151,6 +162,23 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     };
   }
 
+  /**
+   * Chooses the VMs the next stop freezes, now (a listing of the host, a few milliseconds,
+   * while the debuggee runs): at session start, when the debuggee is known, and a moment
+   * after it runs again. Not for debug.target `ask`, which asks at the first stop.
+   */
+  private prepare(state: SessionState): void {
+    clearTimeout(state.rechoose);
+    state.rechoose = undefined;
+    if (!this.isAutomatic(state) || this.settings().target === 'ask' || state.stopped) return;
+    try {
+      state.chosen = { refs: this.chooseNow(state), at: Date.now() };
+    } catch (error) {
+      state.chosen = undefined; // chosen at the stop instead
+      this.log.warn(`Debug follower: could not list the VMs ahead of a stop: ${(error as Error).message}`);
+    }
+  }
+
   private isAutomatic(state: SessionState): boolean {
     return this.settings().autoFreeze === 'onStop' && !state.manual;
   }
@@ -162,9 +190,9 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
   private async freeze(state: SessionState, cause: string): Promise<void> {
     if (!this.isAutomatic(state)) return;
     const started = performance.now();
-    // Stepping stops many times a second: reuse the VMs chosen for the last stop for a few
-    // seconds rather than list every process on the host at each step.
-    if (!state.chosen || Date.now() - state.chosen.at > CHOICE_LIFETIME_MS) {
+    clearTimeout(state.rechoose); // it is stopped: the choice made before serves
+    state.rechoose = undefined;
+    if (!state.chosen) {
       state.chosen = { refs: (await this.targets(state)).map((v) => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime })), at: Date.now() };
     }
     const reports: FreezeReport[] = [];
@@ -234,6 +262,11 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     state.stopped = false;
     state.notFrozen.clear();
     if (wasStopped) this.changed.fire();
+    // VMs may come and go while it runs: choose again, unless it stops first (a step).
+    if (this.sessions.has(state.session.id)) {
+      clearTimeout(state.rechoose);
+      state.rechoose = setTimeout(() => this.prepare(state), RECHOOSE_AFTER_MS);
+    }
     if (state.frozen.length === 0) return;
     const started = performance.now();
     const vms = state.frozen;
@@ -245,12 +278,20 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
 
   /** Which VMs a stop freezes, per crosvmGuard.debug.target. Waits on a dialog only for `ask`. */
   private async targets(state: SessionState): Promise<VmView[]> {
+    if (this.settings().target !== 'ask') return this.targetViews(state, this.controller.refresh());
     const vms = this.controller.refresh();
+    state.asked ??= await this.ask(state, vms);
+    return vms.filter((v) => state.asked?.some((a) => a.pid === v.snapshot.main.pid && a.startTime === v.snapshot.main.startTime));
+  }
+
+  /** targets() without a dialog: for `auto` and `all`, from a fresh listing. */
+  private chooseNow(state: SessionState): VmRef[] {
+    return this.targetViews(state, this.controller.refresh()).map((v) => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime }));
+  }
+
+  /** The VMs of `vms` that debug.target `auto` or `all` picks for this session. */
+  private targetViews(state: SessionState, vms: readonly VmView[]): VmView[] {
     const target = this.settings().target;
-    if (target === 'ask') {
-      state.asked ??= await this.ask(state, vms);
-      return vms.filter((v) => state.asked?.some((a) => a.pid === v.snapshot.main.pid && a.startTime === v.snapshot.main.startTime));
-    }
     if (target === 'auto' && state.debuggeePid !== undefined) {
       const pid = state.debuggeePid;
       const own = vms.filter((v) => v.snapshot.main.pid === pid || v.snapshot.devices.some((d) => d.pid === pid));
