@@ -11,7 +11,7 @@ import { GuardController } from './ui/controller';
 import { ProcessTreeProvider } from './ui/processTreeView';
 import { GuardStatusBar } from './ui/statusBar';
 import { DebugFollower } from './ui/debugFollower';
-import { enableCrashSafety, MaxFreezeTimer, WindowWatchdog } from './ui/safetyValves';
+import { enableCrashSafety, journalDirectory, MaxFreezeTimer, WindowWatchdog } from './ui/safetyValves';
 import { CrashSafety } from './companion/watchClient';
 import { elevationFor } from './ui/elevation';
 import { ExtensionSettings, SETTINGS_SECTION } from './common/settings';
@@ -40,9 +40,10 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
 
   let settings: ExtensionSettings = readSettings(log);
   let debugFromWorkspace = debugSettingsFromWorkspace();
-  const current = new GuardController(log, settings);
-  current.elevation = elevationFor(context, log, () => settings);
-  const safety: CrashSafety = enableCrashSafety(context, current, log, settings);
+  const journalDir = journalDirectory(context, log);
+  const elevation = elevationFor(context, log, () => settings);
+  const current = new GuardController({ log, settings, journalDir, elevation });
+  const safety: CrashSafety = enableCrashSafety(context, current, log, settings, journalDir);
   let stopping: Promise<void> | undefined;
   const stop = (shutDown = () =>
     (stopping ??= (async () => {
@@ -72,7 +73,7 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   // at its stops, keep it.
   let keepAlive: NodeJS.Timeout | undefined;
   const followSessions = () => {
-    if (follower.automatic) keepAlive ??= setInterval(() => current.keepElevationAlive(), 5000);
+    if (follower.automatic) keepAlive ??= setInterval(() => current.elevation.keepAlive(), 5000);
     else if (keepAlive) keepAlive = void clearInterval(keepAlive);
   };
   context.subscriptions.push(follower.onDidChange(followSessions), { dispose: () => keepAlive && clearInterval(keepAlive) });

@@ -36,6 +36,17 @@ function notPermittedVm(pid: number, uid: number, owners: ReadonlySet<number>): 
   return `crosvm VM ${pid} runs as uid ${uid}: only VMs of ${ownersPhrase(owners)} may be frozen here.`;
 }
 
+/** Resume reports of several engines as one. */
+export function mergeResumeReports(reports: readonly ResumeReport[]): ResumeReport {
+  const problems = reports.flatMap((r) => r.problems ?? []);
+  return {
+    resumed: reports.flatMap((r) => r.resumed),
+    gone: reports.flatMap((r) => r.gone),
+    ...(problems.length > 0 ? { problems } : {}),
+    elapsedMs: reports.reduce((sum, r) => sum + r.elapsedMs, 0),
+  };
+}
+
 /** Compiles label globs (`*` any run, `?` one character) into one full-match test. */
 export function labelMatcher(patterns: readonly string[]): (label: string) => boolean {
   if (patterns.length === 0) return () => false;

@@ -2,14 +2,13 @@
 // rule keeps it so); the companion, tests and the benchmark may reach deeper.
 export * from './errors';
 export * from './types';
-export { CrosvmGuard, labelMatcher } from './guard';
+export { CrosvmGuard, labelMatcher, mergeResumeReports } from './guard';
 export { FreezeCgroup, freezerHierarchy } from './cgroupfs';
 export { CgroupPlacement, cgroupPlacements } from './method';
-export { frozenByOthers, recoverLeftovers, thawLeftoverCgroups } from './journal';
+export { frozenByOthers, JournalVm, recoverLeftovers, takeOverFrozenVm } from './journal';
 export { chooseJournalFolder } from './privateFolder';
 export { ProcessIdentity, ProcessSnapshot, sameProcess, currentIdentity, readSnapshot } from './processTree';
 export { isExitedState, isStoppedState, startTimeToDate } from './procfs';
-export { continueProcesses } from './signalFreezer';
 export { maySignal } from './targets';
 export { SwapBuildVerdict, SWAP_MARKERS } from './swapBuild';
 export { VmSnapshot, shortVmName } from './vms';

@@ -13,7 +13,8 @@ import { FreezeCgroup, mountedHierarchies, thawAndRestore, validateFreezeCgroup 
 import type { FreezeMethod } from './method';
 import { isExitedState, isStoppedState, readCmdline, readExe, readStat } from './procfs';
 import { ProcessIdentity, sameProcess } from './processTree';
-import { matchesProcessNames } from './vms';
+import { continueProcesses } from './signalFreezer';
+import { matchesProcessNames, VmSnapshot } from './vms';
 
 export const JOURNAL_VERSION = 1;
 /** Larger files are not ours: the biggest real journal is a few KiB. */
@@ -225,6 +226,25 @@ export function thawLeftoverCgroups(vm: Pick<JournalVm, 'cgroups' | 'processes'>
   if (present.length === 0) return [];
   for (const problem of thawAndRestore(present)) notes.push(problem);
   return vm.processes.filter(isAlive);
+}
+
+/**
+ * Resumes what another window holds frozen of `vm`, after the user agreed to take over: its
+ * freeze cgroups thawed, moved back and removed; or SIGCONT for each process it recorded that
+ * is still that process (start time) and still part of `vm` as read now. Nothing else.
+ */
+export function takeOverFrozenVm(
+  record: Pick<JournalVm, 'method' | 'processes' | 'cgroups'>,
+  vm: VmSnapshot,
+): { resumed: ProcessIdentity[]; notes: string[] } {
+  const notes: string[] = [];
+  if (record.method === 'cgroup') return { resumed: thawLeftoverCgroups(record, notes), notes };
+  const current = new Map([vm.main, ...vm.devices].map((p) => [p.pid, p]));
+  const mine = record.processes
+    .map((r) => current.get(r.pid))
+    .filter((p): p is NonNullable<typeof p> => p !== undefined && record.processes.some((r) => sameProcess(r, p)))
+    .map((p) => ({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid }));
+  return { resumed: continueProcesses(mine).resumed, notes };
 }
 
 /** VMs frozen by other windows that still run: pid → processes, for the tree and resume. */

@@ -233,7 +233,7 @@ export class CommandHandlers {
     const actions: string[] = [];
     if (code === 'freeze-failed' && retry) actions.push('Retry');
     const elevate = 'Freeze with administrator rights…';
-    if (code === 'needs-elevation' && retry && this.controller.elevation?.setting() !== 'never') actions.push(elevate);
+    if (code === 'needs-elevation' && retry && this.controller.elevation.setting !== 'never') actions.push(elevate);
     if (code === 'unsafe-build' || code === 'cgroup-unavailable' || code === 'needs-elevation') actions.push('Open Settings');
     if (code === 'vm-gone' || code === 'not-crosvm') actions.push('Refresh');
     actions.push('Show Log');
@@ -242,7 +242,7 @@ export class CommandHandlers {
     if (choice === 'Retry') void retry?.();
     else if (choice === elevate) {
       try {
-        await this.controller.startElevation();
+        await this.controller.elevation.start();
       } catch (failure) {
         if (failure instanceof ElevationError && failure.reason === 'cancelled') return;
         return this.showError(failure);

@@ -1,58 +1,46 @@
-// The one place the VS Code layer keeps state: the engine, the last listing of VMs, and an
-// event that the status bar, the tree and the context keys follow. Logging of discovery,
-// freezes and resumes happens here so every path (command, API, status bar) is logged alike.
+// The one place the VS Code layer keeps state: its engines (its own, and the root companion
+// through ElevationSession), the last listing of VMs (viewModel.ts), and an event that the
+// status bar, the tree and the context keys follow. It routes a freeze to the engine that
+// may, and logs every freeze and resume, whatever path (command, API, status bar) asked.
 import * as vscode from 'vscode';
-import { CgroupPlacement, cgroupPlacements, continueProcesses, CrosvmGuard, currentIdentity, FreezeCgroup, FreezeMethod, FreezeReport, FreezeRequest, freezerHierarchy, frozenByOthers, FrozenVm, GuardError, GuardEvent, isExitedState, isStoppedState, maySignal, MethodChoice, ProcessIdentity, ResumeReport, sameProcess, SwapBuildVerdict, thawLeftoverCgroups, VmRef, VmSnapshot } from '../guard';
-import { ElevatedGuard, ElevationError, ElevationOptions, ElevationTool } from '../companion/elevatedClient';
+import {
+  cgroupPlacements,
+  CrosvmGuard,
+  currentIdentity,
+  FreezeEngine,
+  FreezeReport,
+  FreezeRequest,
+  freezerHierarchy,
+  frozenByOthers,
+  FrozenVm,
+  GuardEvent,
+  maySignal,
+  mergeResumeReports,
+  ProcessIdentity,
+  ResumeReport,
+  takeOverFrozenVm,
+  VmRef,
+  VmSnapshot,
+} from '../guard';
+import { ElevationNeed, ElevationSession, ElevationSessionOptions } from '../companion/elevationSession';
 import { engineSettings, ExtensionSettings } from '../common/settings';
+import { buildVmView, viewSignature, VmView } from './viewModel';
 
-export interface VmView {
-  readonly snapshot: VmSnapshot;
-  readonly swapBuild: SwapBuildVerdict;
-  /** What this window holds frozen of this VM, if anything. */
-  readonly frozen: FrozenVm | undefined;
-  /** What another VS Code window holds frozen of it (from that window's journal). */
-  readonly frozenElsewhere:
-    | { readonly ownerPid: number; readonly method: FreezeMethod; readonly processes: readonly ProcessIdentity[]; readonly cgroups: readonly FreezeCgroup[] }
-    | undefined;
-  /** The method a freeze would use now, and why (or why it would be refused). */
-  readonly method: MethodChoice;
-  /** Per pid: its cgroup in the freezer hierarchy and who may move it. */
-  readonly placements: ReadonlyMap<number, CgroupPlacement>;
-  /**
-   * Why only the elevated companion can freeze it: `signals`, some of its processes may not be
-   * signalled from here (crosvm runs as root); `cgroups`, its build dies on signals and its
-   * cgroups are not writable from here (root's cgroup freezer is the way). Else undefined.
-   */
-  readonly needsElevation: 'signals' | 'cgroups' | undefined;
+export type { VmView } from './viewModel';
+
+export interface ControllerOptions {
+  readonly log: vscode.LogOutputChannel;
+  readonly settings: ExtensionSettings;
+  /** Where windows keep their journals: this window sees what others froze. */
+  readonly journalDir: string;
+  /** How administrator rights are had (the setting, the password box). */
+  readonly elevation: Pick<ElevationSessionOptions, 'setting' | 'options'>;
 }
-
-/** How the controller gets administrator rights, set up by the VS Code layer (password box, setting). */
-export interface Elevation {
-  /** crosvmGuard.elevation. */
-  readonly setting: () => 'ask' | 'sudo' | 'pkexec' | 'never';
-  /** Everything ElevatedGuard.start needs but the tool. */
-  readonly options: () => Omit<ElevationOptions, 'tool'>;
-}
-
-/** How long a silent `sudo -n` that wanted a password is not tried again (each try spawns sudo). */
-const SILENT_RETRY_MS = 60_000;
-const SILENT_REFUSAL =
-  'Starting the elevated companion needs your password, which is never asked at a debugger stop. Use "Freeze with administrator rights…" once: the companion it starts stays for the rest of the debug session.';
-
-function workspaceMayNotElevate(pid: number): string {
-  return (
-    `crosvm VM ${pid} needs administrator rights, and automatic freezing was turned on by this ` +
-    "workspace's settings: a workspace never starts them. Set crosvmGuard.debug.autoFreeze (and " +
-    'debug.target) in your user settings instead, or use "Freeze with administrator rights…".'
-  );
-}
-
-/** The tool each setting elevates with. */
-const ELEVATION_TOOLS: Record<'ask' | 'sudo' | 'pkexec', ElevationTool> = { ask: 'auto', sudo: 'sudo', pkexec: 'pkexec' };
 
 export class GuardController implements vscode.Disposable {
   readonly guard: CrosvmGuard;
+  /** The root companion, for VMs this window may not freeze itself. */
+  readonly elevation: ElevationSession;
   private views: VmView[] = [];
   private lastDiscovery = '';
   private readonly changed = new vscode.EventEmitter<void>();
@@ -60,29 +48,28 @@ export class GuardController implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [this.changed, this.stateChanged];
   /** The listing or the frozen state changed. */
   readonly onDidChange = this.changed.event;
-  /** The engine's own events, re-published for the API. */
+  /** The engines' own events, re-published for the API. */
   readonly onDidChangeState = this.stateChanged.event;
-
-  /** Where windows keep their journals; set once crash safety is on. */
-  journalDir: string | undefined;
-  /** Set by the VS Code layer; without it VMs that need elevation cannot be frozen. */
-  elevation: Elevation | undefined;
-  private elevated: ElevatedGuard | undefined;
-  private starting: Promise<ElevatedGuard> | undefined;
-  /** When a silent `sudo -n` last failed for want of a password. */
-  private silentRefusedAt: number | undefined;
+  private readonly log: vscode.LogOutputChannel;
+  private readonly journalDir: string;
   private readonly self: ProcessIdentity = { pid: process.pid, startTime: currentIdentity(process.pid)?.startTime ?? 0 };
 
-  constructor(
-    private readonly log: vscode.LogOutputChannel,
-    settings: ExtensionSettings,
-  ) {
-    this.guard = new CrosvmGuard(engineSettings(settings));
-    const subscription = this.guard.onDidChangeState((event) => {
+  constructor(options: ControllerOptions) {
+    this.log = options.log;
+    this.journalDir = options.journalDir;
+    this.guard = new CrosvmGuard(engineSettings(options.settings));
+    const onEvent = (event: GuardEvent) => {
       this.stateChanged.fire(event);
       // After the freeze or resume has returned, not inside it: a debugger step waits on it.
       if (event.type !== 'freezing') this.refreshSoon();
+    };
+    this.elevation = new ElevationSession({
+      ...options.elevation,
+      log: (level, message) => this.log[level](message),
+      onEvent,
+      onChange: () => this.refreshSoon(),
     });
+    const subscription = this.guard.onDidChangeState(onEvent);
     this.disposables.push({ dispose: () => subscription.dispose() });
   }
 
@@ -95,120 +82,52 @@ export class GuardController implements vscode.Disposable {
     return this.views;
   }
 
-  /** What this window holds frozen: by its own engine, and through the elevated companion. */
+  /** This window's engines: its own, and the root companion while one runs. */
+  private get engines(): FreezeEngine[] {
+    const elevated = this.elevation.engine;
+    return elevated ? [this.guard, elevated] : [this.guard];
+  }
+
+  /** What this window holds frozen, by any of its engines. */
   get frozenVms(): FrozenVm[] {
-    return [...this.guard.frozenVms, ...(this.elevated?.frozenVms ?? [])];
+    return this.engines.flatMap((e) => e.frozenVms);
   }
 
   frozenVm(pid: number): FrozenVm | undefined {
-    return this.guard.frozenVm(pid) ?? this.elevated?.frozenVm(pid);
+    for (const engine of this.engines) {
+      const frozen = engine.frozenVm(pid);
+      if (frozen) return frozen;
+    }
+    return undefined;
   }
 
   get isFrozen(): boolean {
     return this.frozenVms.length > 0;
   }
 
-  /** Keeps the elevated companion from its idle exit (during debug sessions that freeze at stops). */
-  keepElevationAlive(): void {
-    if (this.elevated?.isRunning) void this.elevated.keepAlive().catch(() => undefined);
-  }
-
-  /** The elevated companion's pid while one runs. */
-  get elevatedCompanionPid(): number | undefined {
-    return this.elevated?.isRunning ? this.elevated.companionPid : undefined;
-  }
-
   /**
-   * Starts the elevated companion (sudo or pkexec; the password box if sudo wants one), or
-   * returns the one running. Concurrent callers share one start. `silent`: only what asks
-   * nothing (`sudo -n`), for a debugger stop, where no dialog may appear.
+   * Freezes through the engine that may: the one already holding the VM, this window's own,
+   * or, for a VM that needs it, the root companion (see ElevationSession.engineFor, which
+   * may refuse with `needs-elevation`, the way out in its message). Not logged: the debug
+   * follower calls it at every stop.
    */
-  startElevation(silent = false): Promise<ElevatedGuard> {
-    if (this.elevated?.isRunning) return Promise.resolve(this.elevated);
-    if (this.starting) return this.starting;
-    const elevation = this.elevation;
-    if (!elevation || elevation.setting() === 'never') {
-      return Promise.reject(new GuardError('needs-elevation', 'Freezing with administrator rights is turned off (setting crosvmGuard.elevation is "never").'));
-    }
-    // sudo -n failed for want of a password a moment ago: do not spawn it at every step.
-    if (silent && this.silentRefusedAt !== undefined && Date.now() - this.silentRefusedAt < SILENT_RETRY_MS) {
-      return Promise.reject(new GuardError('needs-elevation', SILENT_REFUSAL));
-    }
-    const tool = silent ? 'sudo' : ELEVATION_TOOLS[elevation.setting() as 'ask' | 'sudo' | 'pkexec'];
-    const options = silent ? { ...elevation.options(), askPassword: undefined } : elevation.options();
-    this.log.info(`Starting the elevated companion with ${silent ? 'sudo -n (nothing is asked at a debugger stop)' : tool === 'auto' ? 'sudo (then pkexec or a password if sudo asks for one)' : tool}.`);
-    this.starting = ElevatedGuard.start({ ...options, tool }).then(
-      (elevated) => {
-        this.starting = undefined;
-        this.elevated = elevated;
-        this.silentRefusedAt = undefined;
-        const subscription = elevated.onDidChangeState((event) => {
-          this.stateChanged.fire(event);
-          if (event.type !== 'freezing') this.refreshSoon();
-        });
-        elevated.onDidExit((reason) => {
-          subscription.dispose();
-          if (this.elevated === elevated) this.elevated = undefined;
-          this.log.info(`The elevated companion ended (${reason}).`);
-          this.refreshSoon();
-        });
-        return elevated;
-      },
-      (error: Error) => {
-        this.starting = undefined;
-        this.log.warn(`Elevation failed: ${error.message}`);
-        if (silent && error instanceof ElevationError && error.reason === 'not-permitted') {
-          this.silentRefusedAt = Date.now();
-          throw new GuardError('needs-elevation', SILENT_REFUSAL);
-        }
-        throw error;
-      },
-    );
-    return this.starting;
-  }
-
-  /**
-   * Freezes through the engine that may: this window's own, or for a VM that runs as another
-   * user, the elevated companion — started now if crosvmGuard.elevation is `sudo` or
-   * `pkexec`; with `ask` the caller offers it first (error code `needs-elevation`). Not
-   * logged: the debug follower calls it at every stop.
-   */
-  async freezeQuietly(ref: VmRef, request: FreezeRequest = {}, at: 'command' | 'stop' | 'stop-from-workspace' = 'command'): Promise<FreezeReport> {
+  async freezeQuietly(ref: VmRef, request: FreezeRequest = {}, at: ElevationNeed['at'] = 'command'): Promise<FreezeReport> {
+    const holder = this.engines.find((e) => e.frozenVm(ref.pid));
+    if (holder) return holder.freeze(ref, request);
     const view = this.views.find((v) => v.snapshot.main.pid === ref.pid);
-    if (this.guard.frozenVm(ref.pid) || !view?.needsElevation) return this.guard.freeze(ref, request);
-    const full = { pid: ref.pid, startTime: ref.startTime ?? view.snapshot.main.startTime };
-    if (this.elevated?.isRunning) return this.elevated.freeze(full, request);
-    const setting = this.elevation?.setting() ?? 'never';
-    // Debug settings from a workspace never start elevation (see debugSettingsFromWorkspace).
-    if (at === 'stop-from-workspace') throw new GuardError('needs-elevation', workspaceMayNotElevate(ref.pid));
-    // At a debugger stop nothing may be asked: sudo -n only (passwordless sudo), and the
-    // follower offers the rest once, outside the stop.
-    if (at === 'stop' && setting !== 'never') return (await this.startElevation(true)).freeze(full, request);
-    if (setting === 'sudo' || setting === 'pkexec') return (await this.startElevation()).freeze(full, request);
-    // Elevation off: for want of cgroup access the engine's own refusal names the ways out.
-    if (view.needsElevation === 'cgroups' && setting === 'never') return this.guard.freeze(ref, request);
-    const why =
-      view.needsElevation === 'signals'
-        ? `crosvm VM ${ref.pid} ${view.snapshot.main.uid === 0 ? 'runs as root' : `runs as uid ${view.snapshot.main.uid}`}; this window runs as uid ${process.geteuid?.()} and may not signal it.`
-        : `crosvm VM ${ref.pid} would shut down if its devices were stopped with signals (${view.swapBuild.evidence}), and this window may not write its cgroups for the cgroup freezer.`;
-    throw new GuardError(
-      'needs-elevation',
-      `${why} ${setting === 'never' ? 'Freezing with administrator rights is turned off (setting crosvmGuard.elevation is "never").' : 'It can be frozen with administrator rights (as root the cgroup freezer is always open).'}`,
-    );
+    if (!view?.needsElevation) return this.guard.freeze(ref, request);
+    const { main } = view.snapshot;
+    const need = { vmPid: ref.pid, why: view.needsElevation, uid: main.uid, evidence: view.swapBuild.evidence, at };
+    const engine = (await this.elevation.engineFor(need)) ?? this.guard;
+    return engine.freeze({ pid: ref.pid, startTime: ref.startTime ?? main.startTime }, request);
   }
 
-  /** Resumes through both engines; not logged (see freezeQuietly). */
+  /** Resumes through every engine that holds something; not logged (see freezeQuietly). */
   async resumeQuietly(ref?: VmRef): Promise<ResumeReport> {
-    const local = await this.guard.resume(ref);
-    const elevated = this.elevated?.isRunning && (!ref || this.elevated.frozenVm(ref.pid)) ? await this.elevated.resume(ref && { pid: ref.pid, startTime: ref.startTime ?? this.elevated.frozenVm(ref.pid)?.vm.startTime ?? 0 }) : undefined;
-    if (!elevated) return local;
-    const problems = [...(local.problems ?? []), ...(elevated.problems ?? [])];
-    return {
-      resumed: [...local.resumed, ...elevated.resumed],
-      gone: [...local.gone, ...elevated.gone],
-      ...(problems.length > 0 ? { problems } : {}),
-      elapsedMs: local.elapsedMs + elevated.elapsedMs,
-    };
+    const holders = this.engines.filter((e, i) => i === 0 || (ref ? e.frozenVm(ref.pid) : e.frozenVms.length > 0));
+    const reports: ResumeReport[] = [];
+    for (const engine of holders) reports.push(await engine.resume(ref));
+    return reports.length === 1 ? reports[0] : mergeResumeReports(reports);
   }
 
   /**
@@ -228,29 +147,13 @@ export class GuardController implements vscode.Disposable {
     return this.views.some((v) => v.frozenElsewhere !== undefined);
   }
 
-  /**
-   * Resumes what another window froze of a VM, after the user agreed to take over: its
-   * freeze cgroups thawed and removed, or SIGCONT for each process that is still the one
-   * that window recorded and is still stopped.
-   */
+  /** Resumes what another window froze of a VM, after the user agreed (see takeOverFrozenVm). */
   takeOver(view: VmView): ProcessIdentity[] {
     const other = view.frozenElsewhere;
-    if (other?.method === 'cgroup') {
-      const notes: string[] = [];
-      const thawed = thawLeftoverCgroups({ cgroups: other.cgroups, processes: other.processes.map((p) => ({ ...p, label: '' })) }, notes);
-      this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${other.ownerPid}: thawed ${other.cgroups.length} freeze cgroups, ${thawed.length} processes run again.${notes.length > 0 ? ` ${notes.join('; ')}` : ''}`);
-      this.refresh();
-      return thawed;
-    }
-    const recorded = other?.processes ?? [];
-    const known = new Map(view.snapshot.devices.concat(view.snapshot.main).map((p) => [p.pid, p]));
-    // Only processes of this VM as read now, with the recorded start time: nothing else.
-    const mine = recorded
-      .map((p) => known.get(p.pid))
-      .filter((p): p is NonNullable<typeof p> => p !== undefined && recorded.some((r) => sameProcess(r, p)))
-      .map((p) => ({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid }));
-    const { resumed } = continueProcesses(mine);
-    this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${view.frozenElsewhere?.ownerPid}: resumed ${resumed.length} processes [${resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}].`);
+    if (!other) return [];
+    const { resumed, notes } = takeOverFrozenVm(other, view.snapshot);
+    const how = other.method === 'cgroup' ? `thawed ${other.cgroups.length} freeze cgroups, ` : '';
+    this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${other.ownerPid}: ${how}${resumed.length} processes run again.${notes.length > 0 ? ` ${notes.join('; ')}` : ''}`);
     this.refresh();
     return resumed;
   }
@@ -277,24 +180,21 @@ export class GuardController implements vscode.Disposable {
       snapshots = [];
     }
     this.forgetResumedElsewhere();
-    const others = this.journalDir ? frozenByOthers(this.journalDir, this.self) : new Map();
+    const others = frozenByOthers(this.journalDir, this.self);
     const hierarchy = freezerHierarchy();
+    const uid = process.geteuid?.() ?? -1;
     this.views = snapshots.map((snapshot) => {
       const other = others.get(snapshot.main.pid);
-      const frozen = this.frozenVm(snapshot.main.pid);
-      const method = this.guard.methodFor(snapshot);
-      return {
+      return buildVmView({
         snapshot,
         swapBuild: this.guard.swapBuildOf(snapshot),
-        frozen,
-        frozenElsewhere:
-          other && other.vm.startTime === snapshot.main.startTime
-            ? { ownerPid: other.owner.pid, method: other.vm.method, processes: other.vm.processes, cgroups: other.vm.cgroups }
-            : undefined,
-        method,
-        placements: new Map(hierarchy ? cgroupPlacements(snapshot, 'vm', hierarchy).map((p) => [p.pid, p]) : []),
-        needsElevation: this.elevationNeeded(snapshot, method),
-      };
+        method: this.guard.methodFor(snapshot),
+        frozen: this.frozenVm(snapshot.main.pid),
+        other: other && { ownerPid: other.owner.pid, vm: other.vm },
+        placements: hierarchy ? cgroupPlacements(snapshot, 'vm', hierarchy) : [],
+        uid,
+        maySignal,
+      });
     });
     this.logDiscovery();
     // The tree redraws on every event (hovers flicker, selections jump): fire only when what
@@ -306,13 +206,6 @@ export class GuardController implements vscode.Disposable {
   }
 
   private lastSignature = '';
-
-  private elevationNeeded(vm: VmSnapshot, method: MethodChoice): VmView['needsElevation'] {
-    if (process.geteuid?.() === 0) return undefined;
-    if ([vm.main, ...vm.devices].some((p) => !maySignal(p.pid))) return 'signals';
-    // Refused here for want of cgroup access (not for want of a mounted freezer): root has it.
-    return method.method === undefined && method.refusal === 'cgroup-denied' ? 'cgroups' : undefined;
-  }
 
   private logDiscovery(): void {
     const text = this.views
@@ -362,29 +255,7 @@ export class GuardController implements vscode.Disposable {
   }
 
   dispose(): void {
-    // Closing the link makes the elevated companion resume what it still holds, and exit.
-    this.elevated?.dispose();
+    this.elevation.dispose();
     for (const d of this.disposables) d.dispose();
   }
-}
-
-/** What the tree and the status bar show of the listing, as a string to compare. */
-function viewSignature(views: readonly VmView[]): string {
-  const kind = (state: string) => (isStoppedState(state) ? 'T' : isExitedState(state) ? 'Z' : 'R');
-  return JSON.stringify(
-    views.map((v) => [
-      v.snapshot.main.pid,
-      v.snapshot.main.startTime,
-      v.snapshot.name,
-      [v.snapshot.main, ...v.snapshot.devices].map((p) => [p.pid, p.startTime, p.ppid, p.label, p.uid, p.threads, p.tracerPid, kind(p.state)]),
-      v.swapBuild.tolerant,
-      v.swapBuild.evidence,
-      v.method.method,
-      v.method.why,
-      v.needsElevation,
-      v.frozen?.since,
-      v.frozenElsewhere?.ownerPid,
-      [...v.placements.values()].map((p) => [p.pid, p.dir, p.access]),
-    ]),
-  );
 }

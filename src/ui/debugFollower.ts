@@ -233,7 +233,7 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
   private async offerWayOut(state: SessionState, ref: VmRef, error: GuardError): Promise<void> {
     const elevate = 'Freeze with administrator rights…';
     const settings = 'Open Settings';
-    const actions = error.code === 'needs-elevation' && this.controller.elevation?.setting() !== 'never' ? [elevate, 'Show Log'] : [settings, 'Show Log'];
+    const actions = error.code === 'needs-elevation' && this.controller.elevation.setting !== 'never' ? [elevate, 'Show Log'] : [settings, 'Show Log'];
     const choice = await vscode.window.showWarningMessage(
       `Debug session "${state.session.name}" is stopped, but crosvm VM ${ref.pid} keeps running: ${error.message}`,
       ...actions,
@@ -243,7 +243,7 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
       void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.${error.code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method}`);
     } else if (choice === elevate) {
       try {
-        await this.controller.startElevation();
+        await this.controller.elevation.start();
       } catch (failure) {
         this.log.warn(`Debug session "${state.session.name}": elevation failed: ${(failure as Error).message}`);
         if (!(failure instanceof ElevationError && failure.reason === 'cancelled')) void vscode.window.showErrorMessage((failure as Error).message);

@@ -1,14 +1,19 @@
 // Administrator rights for VMs that run as root: the setting, and the password box. The
-// password goes from the box to sudo's standard input (src/guard/elevated.ts) and nowhere
+// password goes from the box to sudo's standard input (src/companion/elevatedClient.ts) and nowhere
 // else: it is not logged, not stored, and the buffer is zeroed once written. (The string the
 // box returns cannot be zeroed in JavaScript; no reference to it is kept.)
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ExtensionSettings } from '../common/settings';
-import { Elevation } from './controller';
+import type { ControllerOptions } from './controller';
 
-export function elevationFor(context: vscode.ExtensionContext, log: vscode.LogOutputChannel, settings: () => ExtensionSettings): Elevation {
+/** The setting and ElevatedGuard's options, the password box among them. */
+export function elevationFor(
+  context: vscode.ExtensionContext,
+  log: vscode.LogOutputChannel,
+  settings: () => ExtensionSettings,
+): ControllerOptions['elevation'] {
   return {
     setting: () => settings().elevation,
     options: () => ({

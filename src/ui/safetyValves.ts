@@ -27,9 +27,8 @@ export function enableCrashSafety(
   controller: GuardController,
   log: vscode.LogOutputChannel,
   settings: ExtensionSettings,
+  journalDir: string,
 ): CrashSafety {
-  const journalDir = journalDirectory(context, log);
-  controller.journalDir = journalDir;
   const self = currentIdentity(process.pid) ?? { pid: process.pid, startTime: 0 };
   try {
     const recovery = recoverLeftovers(journalDir, settings.processNames, self);

@@ -221,7 +221,8 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     assert.match(String(error.message), /^pkexec could not start the companion \(exit 127\): Error executing command as another user: Not authorized\b/);
     // The agent was asked and the password refused: this is not the no-agent failure.
     assert.equal(agent.prompts, 1, agent.transcript());
-    assert.match(agent.transcript(), /AUTHENTICATION FAILED/);
+    // The agent prints its verdict after pkexec has already failed: wait for the line.
+    assert.ok(await eventually(() => /AUTHENTICATION FAILED/.test(agent.transcript()), 3000), agent.transcript());
     await host.exited;
     const since = counters(vm);
     assert.ok(await eventually(() => advanced(vm, since), 2000), 'a device does not run');
