@@ -62,6 +62,13 @@ export class ElevationError extends GuardError {
   }
 }
 
+function noPolkitAgent(pkexecSaid: string): string {
+  return (
+    `No polkit authentication agent answered for this window, so pkexec could not ask for your password (pkexec: ${pkexecSaid}) ` +
+    'Set crosvmGuard.elevation to "sudo", or run a polkit agent in your desktop session.'
+  );
+}
+
 /** Names (`comm`) of polkit authentication agents, GNOME Shell's built-in one included. */
 const POLKIT_AGENTS = /^(polkit-gnome-au|polkit-kde-auth|polkit-mate-aut|lxpolkit|lxqt-policykit|xfce-polkit|gnome-shell|polkit-agent-he)/;
 
@@ -231,12 +238,14 @@ export class ElevatedGuard implements FreezeEngine {
             finish(
               new ElevationError(
                 'not-permitted',
-                `No polkit authentication agent answered for this window, so pkexec could not ask for your password (pkexec: ${said}${stop}) Set crosvmGuard.elevation to "sudo", or run a polkit agent in your desktop session.`,
+                noPolkitAgent(`${said}${stop}`),
               ),
             );
           } else {
             const notPermitted = /password is required|not in the sudoers|not allowed to execute|may not run sudo|Not authorized/i.test(said);
-            finish(new ElevationError(notPermitted ? 'not-permitted' : 'failed', `${command} could not start the companion (${signal ?? `exit ${code}`})${said ? `: ${said}${stop}` : '.'}`));
+            const how = signal ?? `exit ${code}`;
+            const message = `${command} could not start the companion (${how})${said ? `: ${said}${stop}` : '.'}`;
+            finish(new ElevationError(notPermitted ? 'not-permitted' : 'failed', message));
           }
         }
         guard?.onExit(signal ?? `exit ${code}`);

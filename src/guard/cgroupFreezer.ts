@@ -11,7 +11,7 @@ import { StopFailure } from './errors';
 import { CgroupHierarchy, cgroupDirOf, FREEZE_PREFIX, FreezeCgroup, isFreezeCgroupDir, isFrozen, releaseFromFreezeCgroup, thawAndRestore, writeControl } from './cgroupfs';
 import { identityKey, LineageProof, ProcessSnapshot, ProofFailure, proveIdentity } from './processTree';
 import { Poller } from './poller';
-import { leftVm, sortRound, TargetRules } from './targets';
+import { forkRaceFailure, leftVm, sortRound, TargetRules } from './targets';
 import type { FrozenProcess, FrozenVm, SkippedProcess } from './types';
 
 /** Thrown after everything the freeze moved was moved back and thawed. */
@@ -213,9 +213,7 @@ export async function freezeTreeWithCgroups(
     }
     if (candidates.length > 0) {
       // As for signals: a VM that forks faster than it can be frozen is not frozen at all.
-      throw new CgroupFreezeFailure(
-        candidates.map((p) => ({ pid: p.pid, label: p.label, reason: `new processes kept being forked while freezing (${options.maxRounds} rounds); try again` })),
-      );
+      throw new CgroupFreezeFailure(candidates.map((p) => forkRaceFailure(p, options.maxRounds)));
     }
   } catch (error) {
     const problems = thawAndRestore(groups);

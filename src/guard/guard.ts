@@ -228,7 +228,8 @@ export class CrosvmGuard implements FreezeEngine {
       }
       const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
       if (earlier && request.method && request.method !== 'auto' && request.method !== earlier.method) {
-        throw new GuardError('invalid-argument', `VM ${vm.main.pid} is already frozen with ${earlier.method === 'signal' ? 'signals' : 'the cgroup freezer'}; resume it first.`);
+        const how = earlier.method === 'signal' ? 'signals' : 'the cgroup freezer';
+        throw new GuardError('invalid-argument', `VM ${vm.main.pid} is already frozen with ${how}; resume it first.`);
       }
       // A VM frozen before keeps its method: what is frozen and what joins it must thaw together.
       const choice = this.methodFor(vm, {

@@ -41,6 +41,20 @@ export interface MethodQuestion {
 const DELEGATION_WAY_OUT =
   'run crosvm in a cgroup delegated to you (for instance `systemd-run --user --scope crosvm run …`), or run it as your own user in one';
 
+function signalsRefused(pid: number, evidence: string): string {
+  return (
+    `Not freezing crosvm VM ${pid}: ${evidence}. Stopping its device processes would make crosvm shut the VM down. ` +
+    `${UNSAFE_BUILD_WAY_OUT} Or set crosvmGuard.method to "auto" or "cgroup" to use the cgroup freezer, which crosvm does not notice.`
+  );
+}
+
+function cgroupRefused(pid: number, problem: string): string {
+  return (
+    `Cannot freeze crosvm VM ${pid} with the cgroup freezer: ${problem}. Either ${DELEGATION_WAY_OUT}, ` +
+    'or set crosvmGuard.method to "signal" if crosvm was built with the swap feature.'
+  );
+}
+
 /** Per process of `vm` in `scope`: its cgroup in `hierarchy` and whether we may move it. */
 export function cgroupPlacements(vm: VmSnapshot, scope: FreezeScope, hierarchy: CgroupHierarchy): CgroupPlacement[] {
   const processes = scope === 'vm' ? [vm.main, ...vm.devices] : vm.devices;
@@ -79,8 +93,8 @@ export function decideMethod(
   const signalsSafe = isSignalSafe(question);
   if (setting === 'signal' || (setting === 'auto' && signalsSafe)) {
     if (signalsSafe) return { method: 'signal', why: `signals: ${swapBuild.evidence}` };
-    const message = `Not freezing crosvm VM ${vm.main.pid}: ${swapBuild.evidence}. Stopping its device processes would make crosvm shut the VM down. ${UNSAFE_BUILD_WAY_OUT} Or set crosvmGuard.method to "auto" or "cgroup" to use the cgroup freezer, which crosvm does not notice.`;
-    return { method: undefined, why: `signals would shut it down: ${swapBuild.evidence}`, error: new GuardError('unsafe-build', message), refusal: 'unsafe-signals' };
+    const error = new GuardError('unsafe-build', signalsRefused(vm.main.pid, swapBuild.evidence));
+    return { method: undefined, why: `signals would shut it down: ${swapBuild.evidence}`, error, refusal: 'unsafe-signals' };
   }
   const hierarchy = cgroups?.hierarchy;
   let problem: string;
@@ -102,7 +116,8 @@ export function decideMethod(
       : `the cgroup of pid ${denied.pid} could not be read`;
   }
   if (setting === 'cgroup') {
-    return { method: undefined, refusal, why: `cgroup freezer unavailable: ${problem}`, error: new GuardError('cgroup-unavailable', `Cannot freeze crosvm VM ${vm.main.pid} with the cgroup freezer: ${problem}. Either ${DELEGATION_WAY_OUT}, or set crosvmGuard.method to "signal" if crosvm was built with the swap feature.`) };
+    const error = new GuardError('cgroup-unavailable', cgroupRefused(vm.main.pid, problem));
+    return { method: undefined, refusal, why: `cgroup freezer unavailable: ${problem}`, error };
   }
   const message =
     `Not freezing crosvm VM ${vm.main.pid}: ${swapBuild.evidence}, so stopping its device processes would make crosvm shut the VM down; ` +

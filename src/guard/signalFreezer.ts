@@ -4,7 +4,7 @@ import { describeBlockingState, describeSignalError, StopFailure } from './error
 import { isExitedState, isStoppedState, listThreads, readStat } from './procfs';
 import { ChildrenSource, descendantPids, ThreadIds, LineageProof, ProcessSnapshot, readSnapshot } from './processTree';
 import { Poller } from './poller';
-import { leftVm, sortRound, TargetRules } from './targets';
+import { forkRaceFailure, leftVm, sortRound, TargetRules } from './targets';
 import type { FreezeScope, FrozenProcess, SkippedProcess } from './types';
 
 export interface StopTreeOptions extends TargetRules {
@@ -202,13 +202,7 @@ export async function stopTree(
       continue;
     }
     if (round > options.maxRounds) {
-      return rollback(
-        targets.map(({ pid, label }) => ({
-          pid,
-          label,
-          reason: `new processes kept being forked while freezing (${options.maxRounds} rounds); try again`,
-        })),
-      );
+      return rollback(targets.map((t) => forkRaceFailure(t, options.maxRounds)));
     }
 
     // Ask the kernel first (signal 0) whether we may signal every target: a permission

@@ -56,6 +56,11 @@ export function maySignal(pid: number): boolean {
   }
 }
 
+/** A process found in a round past the last: the tree forks faster than it can be frozen. */
+export function forkRaceFailure(p: { pid: number; label: string }, rounds: number): StopFailure {
+  return { pid: p.pid, label: p.label, reason: `new processes kept being forked while freezing (${rounds} rounds); try again` };
+}
+
 export interface SortedRound {
   readonly targets: FrozenProcess[];
   readonly skipped: SkippedProcess[];
