@@ -26,16 +26,16 @@ export class DapRecorder implements vscode.Disposable {
   /** `systemProcessId` of every `process` event. */
   readonly processIds: unknown[] = [];
   /**
-   * How often the workbench focused a stack frame: it does so after each stop, once it has
-   * asked the adapter for the threads and the stack. Only then do the step and continue
+   * When the workbench last focused a stack frame (hrtime): it does so after each stop, once
+   * it has asked the adapter for the threads and the stack. Only then do the step and continue
    * commands act on the stopped thread, as they do when a person presses them.
    */
-  focusedFrames = 0;
+  lastFocusAt = 0n;
   private readonly waiters = new Set<() => void>();
   private readonly registration: vscode.Disposable;
   private readonly focus = vscode.debug.onDidChangeActiveStackItem((item) => {
     if (item && 'frameId' in item) {
-      this.focusedFrames++;
+      this.lastFocusAt = process.hrtime.bigint();
       this.notify();
     }
   });
@@ -87,7 +87,8 @@ export class DapRecorder implements vscode.Disposable {
   /** Waits for the `count`th stop and for the workbench to show it (a focused stack frame). */
   async waitForShownStop(count: number, timeoutMs?: number): Promise<void> {
     await this.waitForStops(count, timeoutMs);
-    await this.until(() => this.focusedFrames >= count, `the workbench to show stop ${count}`, timeoutMs);
+    const stop = this.stops[count - 1];
+    await this.until(() => this.lastFocusAt > stop.at, `the workbench to show stop ${count}`, timeoutMs);
   }
 
   private notify(): void {
