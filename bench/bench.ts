@@ -389,6 +389,7 @@ async function main(): Promise<void> {
       "\n  It still walks only the main thread's children (weak point 1), so it freezes fewer processes than the others." +
       '\n² from the DAP message reaching the extension host (a tracker there stamps it) to the moment a separate sampler process' +
       '\n  (bench/sampler.ts) has seen every thread of every device in T, or every one running again; both on CLOCK_MONOTONIC.' +
+      '\n  As root the sampler runs at real-time priority (chrt --fifo), so that its own wake-ups stay out of the numbers.' +
       '\n  The first stop of each session is a warm-up. "lost": steps where the sampler fell out of step (not counted).',
   );
   for (const note of notes) console.log(`- ${note}`);
@@ -399,7 +400,7 @@ async function main(): Promise<void> {
   const out = path.join(__dirname, '..', '..', 'bench', 'results');
   fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, 'bench.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, runs, rows, notes, goals: goalLines, host: hostResults }, null, 2));
-  console.log(`\nwritten: bench/results/bench.json`);
+  console.log(`\nwritten: bench/results/bench.json${hostRows ? ', bench/results/vscode-logs/ (the workbench\'s logs)' : ''}`);
 }
 
 main()

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchBrowser } from '../test/runner/browser';
 import { startCodeServer } from '../test/runner/codeServer';
-import { lldbTestExtension, repoRoot, testResultsDir, testWorkspace } from '../test/runner/paths';
+import { lldbTestExtension, repoRoot, testWorkspace } from '../test/runner/paths';
 import { chromiumPath, ensureCodeServer } from '../test/runner/tools';
 import { BENCH_CONFIG_VARIABLE, BenchConfig, HostRow } from './hostBench';
 
@@ -38,12 +38,11 @@ export async function extensionHostRows(runs: number, sizes: number[]): Promise<
     try {
       await browser.page.goto(server.url({ extensionTestsPath: join(repoRoot, 'out', 'bench', 'inHost.js') }));
       const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), TIMEOUT_MS).unref())]);
-      if (code !== 0 || !existsSync(config.resultFile)) {
-        const saved = join(testResultsDir, 'bench-vscode-logs');
-        rmSync(saved, { recursive: true, force: true });
-        server.saveLogs(saved);
-        throw new Error(`the extension-host bench ended with ${code}; VS Code logs saved to ${saved}`);
-      }
+      // The extension's own log has a line per automatic freeze and resume, with its duration.
+      const saved = join(repoRoot, 'bench', 'results', 'vscode-logs');
+      rmSync(saved, { recursive: true, force: true });
+      server.saveLogs(saved);
+      if (code !== 0 || !existsSync(config.resultFile)) throw new Error(`the extension-host bench ended with ${code}; VS Code logs saved to ${saved}`);
       return JSON.parse(readFileSync(config.resultFile, 'utf8')) as HostRow[];
     } finally {
       await browser.close();

@@ -22,7 +22,7 @@ import { DapRecorder, msBetween } from '../test/suite/dapRecorder';
 import { attachLldb } from '../test/suite/lldbSession';
 import { CrosvmProcessesGuard } from './crosvmAlgorithm';
 import { Sampler } from './samplerClient';
-import { BENCH_CONFIG_VARIABLE, BenchConfig, HostRow } from './hostBench';
+import { BENCH_CONFIG_VARIABLE, BenchConfig, HostPath, HostRow } from './hostBench';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const hr = () => process.hrtime.bigint();
@@ -81,19 +81,15 @@ async function measureAll(config: BenchConfig): Promise<HostRow[]> {
   return rows;
 }
 
-/** crosvmGuard.freeze and crosvmGuard.resume with the VM's pid, as another extension or a keybinding calls them. */
-async function commandPath(vm: FixtureVm, runs: number): Promise<HostRow> {
-  const row: HostRow = { devices: vm.devices.length, path: 'command', freezeMs: [], resumeMs: [], missed: 0 };
+/** Freeze then resume, timed each until it returns, after one warm-up cycle. */
+async function cycles(vm: FixtureVm, path: HostPath, runs: number, freeze: () => Promise<void>, resume: () => Promise<void>): Promise<HostRow> {
+  const row: HostRow = { devices: vm.devices.length, path, freezeMs: [], resumeMs: [], missed: 0 };
   for (let i = -1; i < runs; i++) {
     let t = hr();
-    const report = await vscode.commands.executeCommand<FreezeReport | undefined>('crosvmGuard.freeze', vm.pid);
+    await freeze();
     const frozen = msBetween(t, hr());
-    if (report?.frozen.length !== vm.devices.length || !devicePids(vm).every(isFullyStopped)) {
-      await vscode.commands.executeCommand('crosvmGuard.resume', vm.pid);
-      throw new Error(`crosvmGuard.freeze did not freeze all ${vm.devices.length} devices: ${JSON.stringify(report?.skipped)}`);
-    }
     t = hr();
-    await vscode.commands.executeCommand('crosvmGuard.resume', vm.pid);
+    await resume();
     const resumed = msBetween(t, hr());
     if (i >= 0) {
       row.freezeMs.push(frozen);
@@ -104,23 +100,22 @@ async function commandPath(vm: FixtureVm, runs: number): Promise<HostRow> {
   return row;
 }
 
-async function crosvmInHost(vm: FixtureVm, runs: number): Promise<HostRow> {
-  const row: HostRow = { devices: vm.devices.length, path: 'crosvm', freezeMs: [], resumeMs: [], missed: 0 };
-  for (let i = -1; i < runs; i++) {
-    const guard = new CrosvmProcessesGuard(vm.pid, false);
-    let t = hr();
-    await guard.stopTheWorld();
-    const frozen = msBetween(t, hr());
-    t = hr();
-    guard.continueTheWorld();
-    const resumed = msBetween(t, hr());
-    if (i >= 0) {
-      row.freezeMs.push(frozen);
-      row.resumeMs.push(resumed);
-    }
-    await sleep(5);
-  }
-  return row;
+/** crosvmGuard.freeze and crosvmGuard.resume with the VM's pid, as another extension or a keybinding calls them. */
+function commandPath(vm: FixtureVm, runs: number): Promise<HostRow> {
+  const resume = async () => void (await vscode.commands.executeCommand('crosvmGuard.resume', vm.pid));
+  const freeze = async () => {
+    const report = await vscode.commands.executeCommand<FreezeReport | undefined>('crosvmGuard.freeze', vm.pid);
+    if (report?.frozen.length === vm.devices.length) return;
+    await resume();
+    throw new Error(`crosvmGuard.freeze did not freeze all ${vm.devices.length} devices: ${JSON.stringify(report?.skipped)}`);
+  };
+  return cycles(vm, 'command', runs, freeze, resume);
+}
+
+function crosvmInHost(vm: FixtureVm, runs: number): Promise<HostRow> {
+  let guard: CrosvmProcessesGuard | undefined;
+  const freeze = () => (guard = new CrosvmProcessesGuard(vm.pid, false)).stopTheWorld();
+  return cycles(vm, 'crosvm', runs, freeze, async () => guard?.continueTheWorld());
 }
 
 /** crosvm Guard's state events as the extension host sees them, stamped on arrival. */
