@@ -121,9 +121,21 @@ function crosvmInHost(vm: FixtureVm, runs: number): Promise<HostRow> {
 /** crosvm Guard's state events as the extension host sees them, stamped on arrival. */
 class EngineEvents {
   readonly seen: { type: GuardEvent['type']; at: bigint }[] = [];
+  /** Freezes that stopped nothing, each with why every process was left alone. */
+  readonly empty: string[] = [];
   private readonly subscription: { dispose(): void };
   constructor(api: CrosvmGuardApi) {
-    this.subscription = api.onDidChangeState((e) => this.seen.push({ type: e.type, at: hr() }));
+    this.subscription = api.onDidChangeState((e) => {
+      this.seen.push({ type: e.type, at: hr() });
+      if (e.type === 'frozen' && e.report.frozen.length === 0) {
+        this.empty.push([...new Set(e.report.skipped.map((p) => `${p.reason}: ${p.detail}`))].join('; ') || 'nothing to freeze');
+      }
+    });
+  }
+
+  /** A note for the row when some stop froze nothing (the stop's sample then measures someone else's stop). */
+  note(): string | undefined {
+    return this.empty.length > 0 ? `${this.empty.length} stop(s) froze nothing: ${[...new Set(this.empty)].join(' | ')}` : undefined;
   }
   /** The first event of `type` at or after `from`. */
   after(type: GuardEvent['type'], from: bigint): bigint | undefined {
@@ -230,7 +242,8 @@ async function jsDebugStops(vm: FixtureVm, runs: number, busy: boolean, api: Cro
     await vscode.debug.stopDebugging();
     if (busy) await vscode.commands.executeCommand('workbench.action.closeAllEditors');
   }
-  if (busy) row.note = `a TypeScript server process ran at ${restartsSeen} of ${runs + 1} continues`;
+  const notes = [busy ? `a TypeScript server process ran at ${restartsSeen} of ${runs + 1} continues` : undefined, events.note()];
+  if (notes.some((n) => n)) row.note = notes.filter((n) => n).join('; ');
   return row;
 }
 
@@ -285,6 +298,6 @@ async function lldbSteps(vm: FixtureVm, runs: number, api: CrosvmGuardApi): Prom
     sampler.close();
     await vscode.debug.stopDebugging();
   }
-  row.note = 'the VM hot-plugs one device at the first stop (what wakes its run loop); the sampler watches the devices it had before';
+  row.note = ['the VM hot-plugs one device at the first stop (what wakes its run loop); the sampler watches the devices it had before', events.note()].filter((n) => n).join('; ');
   return row;
 }
