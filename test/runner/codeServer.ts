@@ -1,10 +1,10 @@
 // Starts a real VS Code workbench (code-server) for one run: the extension-host test runner,
 // the UI test harness and the demo all go through startCodeServer().
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, hostname, tmpdir } from 'node:os';
-import { delimiter, dirname, join, resolve, sep } from 'node:path';
+import { basename, delimiter, dirname, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { registerCleanup } from './cleanup';
 import { repoRoot } from './paths';
@@ -19,6 +19,13 @@ export interface CodeServerOptions {
    * Undefined to run only installed extensions (e.g. the .vsix after --install-extension).
    */
   extensionDevelopmentPath: string | undefined;
+  /**
+   * More extensions to load from their folders next to it, e.g. the test-only LLDB adapter
+   * extension (test/lldbExtension). The web workbench keeps only the last
+   * `extensionDevelopmentPath` of its URL payload (a Map), so all of them are handed over as
+   * one folder of links, which the server scans as several extensions.
+   */
+  moreDevelopmentExtensions?: string[];
   /** Defaults to a fresh temporary folder, deleted by dispose(). */
   userDataDir?: string;
   /** Defaults to `<userDataDir>/extensions` (empty: only built-in extensions and ours). */
@@ -132,6 +139,9 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   const userDataDir = options.userDataDir ? resolve(options.userDataDir) : mkdtempSync(join(tmpdir(), 'crosvm-guard-vscode-'));
   const extensionsDir = options.extensionsDir ? resolve(options.extensionsDir) : join(userDataDir, 'extensions');
   const [bindHost, port] = options.bindAddr ? parseBindAddr(options.bindAddr) : ['127.0.0.1', await freePort()];
+  const developmentPath = extensionDevelopmentPath && options.moreDevelopmentExtensions?.length
+    ? linkedExtensions(join(userDataDir, 'development-extensions'), [extensionDevelopmentPath, ...options.moreDevelopmentExtensions.map((p) => resolve(p))])
+    : extensionDevelopmentPath;
 
   // code-server reads user settings from <user-data-dir>/User/settings.json (and, taking
   // precedence, machine settings from <user-data-dir>/Machine/settings.json). A workbench that
@@ -230,7 +240,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   return {
     url(payload: WorkbenchPayload = {}): string {
       const entries: [string, string][] = [];
-      if (extensionDevelopmentPath) entries.push(['extensionDevelopmentPath', remoteUri(extensionDevelopmentPath)]);
+      if (developmentPath) entries.push(['extensionDevelopmentPath', remoteUri(developmentPath)]);
       if (payload.extensionTestsPath) entries.push(['extensionTestsPath', remoteUri(payload.extensionTestsPath)]);
       const query = `folder=${encodeURIComponent(folder)}&payload=${encodeURIComponent(JSON.stringify(entries))}`;
       return `http://${authority}/?${query}`;
@@ -340,6 +350,13 @@ function userEnvironment(user: RunAs, inherited: NodeJS.ProcessEnv, runtimeDir: 
   }
   Object.assign(changes, { HOME: user.home, USER: name, LOGNAME: name, PWD: user.home, XDG_RUNTIME_DIR: runtimeDir });
   return changes;
+}
+
+/** A folder holding a link to each extension folder: loaded as a development path, each is one extension. */
+function linkedExtensions(folder: string, extensions: string[]): string {
+  mkdirSync(folder, { recursive: true });
+  extensions.forEach((extension, n) => symlinkSync(extension, join(folder, `${n}-${basename(extension)}`)));
+  return folder;
 }
 
 function writeSettings(file: string, settings: Record<string, unknown>, quiet = true): void {

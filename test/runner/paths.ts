@@ -15,5 +15,8 @@ export const testWorkspace = join(repoRoot, 'test', 'workspace');
 /** The extension-host test module (`export async function run()`), built by `node esbuild.mjs --tests`. */
 export const suiteIndex = join(repoRoot, 'out', 'test', 'suite', 'index.js');
 
+/** A test-only extension contributing Debian's native DAP adapter, lldb-vscode-14, as debug type `lldb-vscode`. */
+export const lldbTestExtension = join(repoRoot, 'test', 'lldbExtension');
+
 /** Where screenshots and other artefacts of a test run go (git-ignored). */
 export const testResultsDir = join(repoRoot, 'test-results');

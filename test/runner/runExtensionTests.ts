@@ -4,6 +4,7 @@
 //
 //   CROSVM_GUARD_TEST_TIMEOUT  seconds for the whole run (default 600)
 //   CROSVM_GUARD_VERBOSE       also print the browser console (workbench and extension host)
+//   CROSVM_GUARD_TEST_GREP     run only the tests whose full title matches (a mocha grep)
 import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { launchBrowser } from './browser';
 import { disposeAll, registerCleanup } from './cleanup';
 import { CodeServer, extensionHostPids, startCodeServer } from './codeServer';
-import { repoRoot, suiteIndex, testResultsDir, testWorkspace } from './paths';
+import { lldbTestExtension, repoRoot, suiteIndex, testResultsDir, testWorkspace } from './paths';
 import { chromiumPath, ensureCodeServer } from './tools';
 import { OUTPUT_FILE_VARIABLE, RESULT_FILE_VARIABLE, readSuiteResult, suiteSucceeded } from '../suite/result';
 import { eventually } from '../engine/procState';
@@ -41,6 +42,7 @@ async function main(): Promise<number> {
     server = await startCodeServer({
       folder: testWorkspace,
       extensionDevelopmentPath: repoRoot,
+      moreDevelopmentExtensions: [lldbTestExtension],
       // The extension host inherits these from code-server.
       env: { [OUTPUT_FILE_VARIABLE]: outputFile, [RESULT_FILE_VARIABLE]: resultFile, ...lifecycle.env },
     });

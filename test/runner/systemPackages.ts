@@ -19,6 +19,7 @@ const REQUIREMENTS: readonly Requirement[] = [
   { file: '/usr/bin/strace', pkg: 'strace', why: 'attaches a real tracer in the "traced by a debugger" tests' },
   { file: '/usr/bin/sudo', pkg: 'sudo', why: 'the unprivileged test users reach root VMs through it (its visudo checks their sudoers rules)' },
   { file: '/usr/sbin/chpasswd', pkg: 'passwd', why: 'useradd and chpasswd make the unprivileged test users (testUsers.ts)' },
+  { file: '/usr/bin/lldb-vscode-14', pkg: 'lldb-14', why: 'its native DAP adapter, lldb-vscode-14, attaches to the fixture VM in the debugger tests and the bench' },
   {
     file: '/usr/bin/pkexec',
     pkg: 'pkexec',

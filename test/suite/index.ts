@@ -11,7 +11,8 @@ import { OUTPUT_FILE_VARIABLE, RESULT_FILE_VARIABLE, type SuiteResult, writeSuit
 export async function run(): Promise<void> {
   const outputFile = process.env[OUTPUT_FILE_VARIABLE];
   const resultFile = process.env[RESULT_FILE_VARIABLE];
-  const mocha = new Mocha({ ui: 'tdd', timeout: 20_000, color: false });
+  // CROSVM_GUARD_TEST_GREP (inherited from the runner): only the tests whose title matches.
+  const mocha = new Mocha({ ui: 'tdd', timeout: 20_000, color: false, grep: process.env.CROSVM_GUARD_TEST_GREP || undefined });
   for (const file of testFiles(__dirname)) mocha.addFile(file);
 
   // Every reporter line goes through Base.consoleLog (mocha's seam for exactly this); copying
