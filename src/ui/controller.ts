@@ -2,6 +2,7 @@
 // event that the status bar, the tree and the context keys follow. Logging of discovery,
 // freezes and resumes happens here so every path (command, API, status bar) is logged alike.
 import * as vscode from 'vscode';
+import { plural } from './describe';
 import {
   CrosvmGuard,
   FreezeReport,
@@ -247,7 +248,7 @@ export class GuardController implements vscode.Disposable {
     if (other?.method === 'cgroup') {
       const notes: string[] = [];
       const thawed = thawLeftoverCgroups({ cgroups: other.cgroups, processes: other.processes.map((p) => ({ ...p, label: '' })) }, notes);
-      this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${other.ownerPid}: thawed ${other.cgroups.length} freeze cgroups, ${thawed.length} processes run again.${notes.length > 0 ? ` ${notes.join('; ')}` : ''}`);
+      this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${other.ownerPid}: thawed ${plural(other.cgroups.length, 'freeze cgroup')}, ${plural(thawed.length, 'process', 'processes')} running again.${notes.length > 0 ? ` ${notes.join('; ')}` : ''}`);
       this.refresh();
       return thawed;
     }
@@ -259,7 +260,7 @@ export class GuardController implements vscode.Disposable {
       .filter((p): p is NonNullable<typeof p> => p !== undefined && recorded.some((r) => sameProcess(r, p)))
       .map((p) => ({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid }));
     const { resumed } = continueProcesses(mine);
-    this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${view.frozenElsewhere?.ownerPid}: resumed ${resumed.length} processes [${resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}].`);
+    this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${view.frozenElsewhere?.ownerPid}: resumed ${plural(resumed.length, 'process', 'processes')} [${resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}].`);
     this.refresh();
     return resumed;
   }
@@ -306,10 +307,10 @@ export class GuardController implements vscode.Disposable {
       };
     });
     this.logDiscovery();
-    // The tree redraws on every event (hovers flicker, selections jump): fire only when what
-    // is shown changed, or while something is frozen (its elapsed time is shown).
+    // Fire only when what is shown changed: the tree and the context keys follow this event,
+    // and the status bar's elapsed time has a ticker of its own.
     const signature = viewSignature(this.views);
-    if (signature !== this.lastSignature || this.isFrozen) this.changed.fire();
+    if (signature !== this.lastSignature) this.changed.fire();
     this.lastSignature = signature;
     return this.views;
   }
@@ -327,7 +328,7 @@ export class GuardController implements vscode.Disposable {
     const text = this.views
       .map(
         ({ snapshot: vm, swapBuild, method }) =>
-          `VM ${vm.main.pid} (${vm.name}), ${vm.devices.length} device processes [${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}]; signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}; freeze method ${method.method ?? 'none'}: ${method.why}`,
+          `VM ${vm.main.pid} (${vm.name}), ${plural(vm.devices.length, 'device process', 'device processes')} [${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}]; signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}; freeze method ${method.method ?? 'none'}: ${method.why}`,
       )
       .join('\n');
     // The same listing every 2 s would drown the log: say it when it changes.
@@ -342,7 +343,7 @@ export class GuardController implements vscode.Disposable {
       const frozen = report.frozen.map((p) => `${p.label} ${p.pid}`).join(', ');
       const skipped = report.skipped.map((s) => `${s.label} ${s.pid} (${s.detail})`).join(', ');
       this.log.info(
-        `Froze VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}, by ${report.methodReason}: ${report.frozen.length} processes in ${report.elapsedMs.toFixed(1)} ms [${frozen}]` +
+        `Froze VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}, by ${report.methodReason}: ${plural(report.frozen.length, 'process', 'processes')} in ${report.elapsedMs.toFixed(1)} ms [${frozen}]` +
           (skipped ? `; skipped [${skipped}]` : ''),
       );
       return report;
@@ -357,7 +358,7 @@ export class GuardController implements vscode.Disposable {
     for (const problem of report.problems ?? []) this.log.error(`Resume: ${problem}`);
     if (report.resumed.length > 0 || report.gone.length > 0) {
       this.log.info(
-        `Resumed ${report.resumed.length} processes in ${report.elapsedMs.toFixed(1)} ms [${report.resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}]` +
+        `Resumed ${plural(report.resumed.length, 'process', 'processes')} in ${report.elapsedMs.toFixed(1)} ms [${report.resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}]` +
           (report.gone.length > 0 ? `; gone meanwhile, not signalled [${report.gone.map((p) => `${p.label} ${p.pid}`).join(', ')}]` : ''),
       );
     }
@@ -391,7 +392,7 @@ function viewSignature(views: readonly VmView[]): string {
       v.method.method,
       v.method.why,
       v.needsElevation,
-      v.frozen?.since,
+      v.frozen && [v.frozen.since, v.frozen.scope, v.frozen.method, v.frozen.processes.length, v.frozen.skipped.length],
       v.frozenElsewhere?.ownerPid,
       [...v.placements.values()].map((p) => [p.pid, p.dir, p.access]),
     ]),

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { plural } from './describe';
 import { CrashSafety } from '../guard/crashSafety';
 import { recoverLeftovers } from '../guard/journal';
 import { currentIdentity } from '../guard/processTree';
@@ -48,7 +49,7 @@ export function enableCrashSafety(
     if (recovery.vms.length > 0) {
       const count = recovery.vms.reduce((sum, vm) => sum + vm.resumed.length, 0);
       const which = recovery.vms.map((vm) => `VM ${vm.pid} (${vm.name})`).join(', ');
-      log.info(`Resumed ${count} processes that a window which ended had left frozen: ${which}.`);
+      log.info(`Resumed ${plural(count, 'process', 'processes')} that a window which ended had left frozen: ${which}.`);
       void vscode.window.showInformationMessage(
         `crosvm Guard resumed ${count} device process${count === 1 ? '' : 'es'} of ${which}, left frozen by a VS Code window that ended.`,
       );

@@ -137,7 +137,7 @@ describe('never left frozen by a crash of VS Code', { timeout: 300_000 }, () => 
       await dialog.locator('.monaco-button', { hasText: 'Resume VM' }).click();
       assert.ok(await eventually(() => devices().every(isRunning), 5000));
       // The first window notices and lets go.
-      await first.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 15_000);
+      await first.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 15_000);
     } finally {
       await second.close();
       await first.close();

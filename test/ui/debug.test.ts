@@ -15,12 +15,12 @@ test('the status bar item appears during a debug session and shows automatic mod
   });
   try {
     await workbench.waitForActivation();
-    const ours = /^\$\(debug-(pause|continue)\) crosvm/;
+    const ours = /^\$\((vm-running|debug-pause)\) crosvm/;
     const crosvmItem = async () => (await workbench.statusBarItems()).find((i) => ours.test(i.text));
     assert.equal(await crosvmItem(), undefined, 'visible before any debug session');
     await workbench.runCommand('Debug: Start Debugging');
     const item = await workbench.waitForStatusBarItem(ours, 30_000);
-    assert.match(item.text, /^\$\(debug-pause\) crosvm auto$/);
+    assert.match(item.text, /^\$\(vm-running\) crosvm auto$/);
     await workbench.screenshot('debug-session');
     await workbench.page.keyboard.press('Shift+F5'); // Debug: Stop, as a person would
     const deadline = Date.now() + 20_000;
@@ -40,7 +40,7 @@ test('at a stop, a VM that may not be frozen shows as not frozen in the status b
   });
   try {
     await workbench.waitForActivation();
-    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
+    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 30_000);
     await workbench.runCommand('Debug: Start Debugging');
     // The debuggee stops at its first `debugger;` statement.
     const warning = await workbench.waitForStatusBarItem(/^\$\(warning\) crosvm auto: not frozen$/, 30_000).catch((error: Error) => {
@@ -57,7 +57,7 @@ test('at a stop, a VM that may not be frozen shows as not frozen in the status b
     assert.ok(vm.isRunning() && vm.devices.every((d) => isRunning(d.pid)), 'a device was stopped at the breakpoint');
     await workbench.screenshot('debug-not-frozen');
     await workbench.page.keyboard.press('Shift+F5'); // Debug: Stop: the warning goes with the stop
-    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 20_000);
+    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 20_000);
     assert.ok(vm.isRunning(), 'the VM shut down');
   } finally {
     await workbench.close();

@@ -245,6 +245,53 @@ export class Workbench {
     return rows.sort((a, b) => a.index - b.index).map(({ index: _index, ...row }) => row);
   }
 
+  /** The row of the side bar's tree whose label is exactly `label`. */
+  treeRow(label: string): Locator {
+    return this.page
+      .locator('.part.sidebar .pane-body .monaco-list-row')
+      .filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(label)}$`) }) })
+      .first();
+  }
+
+  /** Moves the mouse over a tree row, as a person would to read its tooltip, and waits for the tooltip. */
+  async hoverTreeRow(label: string, timeout = 10_000): Promise<Locator> {
+    await this.treeRow(label).locator('.label-name').hover();
+    const hover = this.hover();
+    await hover.waitFor({ state: 'visible', timeout });
+    return hover;
+  }
+
+  /** The tooltip (hover) shown now, if any. */
+  hover(): Locator {
+    return this.page.locator('.monaco-hover.workbench-hover').first();
+  }
+
+  /**
+   * The rows of the open quick pick: label text and the codicon in front of it (`$(vm) …` in
+   * a QuickPickItem label renders as an icon), description and detail.
+   */
+  async quickPickRows(): Promise<{ label: string; icon: string | undefined; description: string; detail: string }[]> {
+    const widget = this.page.locator('.quick-input-widget');
+    await widget.locator('.monaco-list-row').first().waitFor({ timeout: DEFAULT_TIMEOUT });
+    return widget.locator('.monaco-list-row').evaluateAll((rows) =>
+      rows.map((row) => {
+        const label = row.querySelector('.quick-input-list-label .label-name, .monaco-icon-label .label-name');
+        const icon = [...(label?.querySelectorAll('.codicon') ?? [])].flatMap((i) => [...i.classList]).find((c) => c.startsWith('codicon-') && !c.startsWith('codicon-modifier-'));
+        return {
+          label: (label?.textContent ?? '').trim(),
+          icon: icon?.slice('codicon-'.length),
+          description: row.querySelector('.label-description')?.textContent ?? '',
+          detail: row.querySelector('.quick-input-list-label-meta .monaco-icon-label, .quick-input-list-detail')?.textContent ?? '',
+        };
+      }),
+    );
+  }
+
+  /** Runs a command from the palette and leaves its quick pick open (it asks something). */
+  async runCommandThatAsks(title: string): Promise<void> {
+    await this.quickOpen(`>${title}`, title, DEFAULT_TIMEOUT, false);
+  }
+
   /**
    * The notifications in the notification centre, newest first. (With the smoke-test driver on,
    * VS Code shows no toasts, so the centre is where they are.) Leaves the centre as it was.
@@ -296,7 +343,7 @@ export class Workbench {
    * whose `when` clause is not true yet only shows up after closing and reopening: retried
    * until `timeout`.
    */
-  private async quickOpen(text: string, label: string, timeout = DEFAULT_TIMEOUT): Promise<void> {
+  private async quickOpen(text: string, label: string, timeout = DEFAULT_TIMEOUT, waitUntilClosed = true): Promise<void> {
     const widget = this.page.locator('.quick-input-widget');
     const rows = widget.locator('.monaco-list-row');
     const row = rows.filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(label)}$`) }) }).first();
@@ -322,7 +369,7 @@ export class Workbench {
     // Enter runs the focused row; the exact match is usually it, else a person would click it.
     if ((await row.getAttribute('class'))?.split(' ').includes('focused')) await this.page.keyboard.press('Enter');
     else await row.click();
-    await widget.waitFor({ state: 'hidden' });
+    if (waitUntilClosed) await widget.waitFor({ state: 'hidden' });
   }
 
   private async withNotificationCenter<T>(read: (center: Locator) => Promise<T>): Promise<T> {
