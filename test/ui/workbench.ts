@@ -4,8 +4,9 @@
 //
 // Two things differ from a desktop window and matter to tests:
 // - The workbench runs with the smoke-test driver on (needed to load the extension from this
-//   repository), and in that mode VS Code never shows notification toasts: notifications()
-//   reads the notification centre instead.
+//   repository through the URL), and in that mode VS Code never shows notification toasts:
+//   notifications() reads the notification centre instead. `asInstalled` starts a workbench
+//   without it, as the demo does, where toasts() sees the toasts.
 // - Lists and trees are virtualised: only rows scrolled into view exist in the DOM.
 import { mkdirSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +36,11 @@ export interface OpenWorkbenchOptions {
    * TestUser from ensureTestUser(); the browser still runs as the runner. Default: the runner's user.
    */
   runAs?: RunAs;
+  /**
+   * The extension installed (see CodeServerOptions.asInstalled) in a workbench without the
+   * smoke-test driver, as `npm run demo` serves it: notifications show as toasts there.
+   */
+  asInstalled?: boolean;
 }
 
 export interface StatusBarItem {
@@ -81,6 +87,7 @@ export async function openWorkbench(options: OpenWorkbenchOptions = {}): Promise
     trust: options.trust,
     env: options.env,
     runAs: options.runAs,
+    asInstalled: options.asInstalled,
   });
   let browser: WorkbenchBrowser | undefined;
   try {
@@ -298,19 +305,17 @@ export class Workbench {
    */
   async notifications(): Promise<Notification[]> {
     return this.withNotificationCenter(async (center) =>
-      center.locator('.notification-list-item').evaluateAll((items) =>
-        items.map((item) => {
-          const icon = item.querySelector('.notification-list-item-icon');
-          const severity = ['error', 'warning', 'info'].find((s) => icon?.classList.contains(`codicon-${s}`)) ?? 'info';
-          return {
-            message: item.querySelector('.notification-list-item-message')?.textContent ?? '',
-            severity,
-            source: (item.querySelector('.notification-list-item-source')?.textContent ?? '').replace(/^Source: /, ''),
-            buttons: [...item.querySelectorAll('.notification-list-item-buttons-container .monaco-button')].map((b) => b.textContent ?? ''),
-          };
-        }),
-      ),
+      center.locator('.notification-list-item').evaluateAll(readNotifications),
     );
+  }
+
+  /**
+   * The notification toasts on screen now (bottom right), newest first: what a person sees
+   * without opening the notification centre. Only a workbench without the smoke-test driver
+   * (`asInstalled`) shows any.
+   */
+  async toasts(): Promise<Notification[]> {
+    return this.page.locator('.notifications-toasts .notification-toast-container:visible .notification-list-item').evaluateAll(readNotifications);
   }
 
   /** Clicks a button of the newest notification whose message matches. */
@@ -395,6 +400,28 @@ export class Workbench {
       if (!wasVisible && (await center.isVisible())) await toggle();
     }
   }
+}
+
+/** What readNotifications uses of a DOM element (it runs in the browser; this file has no DOM types). */
+interface DomElement {
+  querySelector(selector: string): DomElement | null;
+  querySelectorAll(selector: string): Iterable<DomElement>;
+  readonly classList: { contains(name: string): boolean };
+  readonly textContent: string | null;
+}
+
+/** Reads notification list items (in the centre or in toasts); runs in the browser. */
+function readNotifications(items: DomElement[]): Notification[] {
+  return items.map((item) => {
+    const icon = item.querySelector('.notification-list-item-icon');
+    const severity = ['error', 'warning', 'info'].find((s) => icon?.classList.contains(`codicon-${s}`)) ?? 'info';
+    return {
+      message: item.querySelector('.notification-list-item-message')?.textContent ?? '',
+      severity,
+      source: (item.querySelector('.notification-list-item-source')?.textContent ?? '').replace(/^Source: /, ''),
+      buttons: [...item.querySelectorAll('.notification-list-item-buttons-container .monaco-button')].map((b) => b.textContent ?? ''),
+    };
+  });
 }
 
 export async function waitForWorkbench(page: Page): Promise<void> {
