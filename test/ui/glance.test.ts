@@ -145,6 +145,39 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     await waitForStatus(new RegExp(`^\\$\\(vm-running\\) crosvm ${running}$`), 3 * REFRESH_MS);
   });
 
+  test('"Show process details" opens the details rendered, dated, and re-read while open', async () => {
+    await workbench.treeRow(`alpha.sock · ${HOSTILE}`).click({ button: 'right' });
+    await workbench.page.locator('.monaco-menu .action-label', { hasText: 'Show process details' }).click();
+    const tab = workbench.page.locator('.tabs-container .tab', { hasText: `crosvm VM ${alpha.pid}` });
+    await tab.waitFor({ timeout: 15_000 });
+    assert.match(await tab.innerText(), /^Preview /, 'not a rendered preview');
+    const preview = async (): Promise<string> => {
+      for (const frame of workbench.page.frames()) {
+        const text = await frame.locator('body').innerText({ timeout: 1000 }).catch(() => '');
+        if (text.includes(`crosvm VM ${alpha.pid}`) && text.includes('Device processes')) return text;
+      }
+      return '';
+    };
+    let text = '';
+    for (let i = 0; !text && i < 50; i++) text = (await preview()) || (await workbench.page.waitForTimeout(200), '');
+    assert.match(text, /Read from \/proc at \d\d:\d\d:\d\d/);
+    assert.doesNotMatch(text, /```|\| pid \|/, 'Markdown source, not rendered');
+    assert.doesNotMatch(text, /\b1 threads\b/);
+    // A device stopped and continued from a terminal: the open details follow.
+    const device = alpha.devices[0];
+    const line = (state: string) => new RegExp(`${device.label.replace(/[()]/g, '\\$&')} pid ${device.pid}, parent \\d+, state ${state}`);
+    process.kill(device.pid, 'SIGSTOP');
+    try {
+      for (let i = 0; !line('T').test(text) && i < 50; i++) (await workbench.page.waitForTimeout(200), (text = await preview()));
+      assert.match(text, line('T'));
+    } finally {
+      process.kill(device.pid, 'SIGCONT');
+    }
+    for (let i = 0; line('T').test(text) && i < 50; i++) (await workbench.page.waitForTimeout(200), (text = await preview()));
+    assert.match(text, line('[SR]'));
+    await workbench.page.keyboard.press('ControlOrMeta+W');
+  });
+
   test('"Freeze entire crosvm VM" shows on the row that the vCPUs are frozen too; the tooltip of a device stays open while frozen', async () => {
     await workbench.runCommandThatAsks('crosvm: Freeze entire crosvm VM (vCPUs too)');
     await workbench.page.locator('.quick-input-widget input[placeholder="Which crosvm VM?"]').waitFor();
