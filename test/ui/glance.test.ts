@@ -64,7 +64,7 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     // Signals forced on a build that dies of them: this VM cannot be frozen.
     beta = await startFixtureVm({ build: 'default', executableName: NAME, devices: 1, disk: '/var/vms/beta.img' });
     workbench = await openWorkbench({
-      settings: { 'crosvmGuard.refreshIntervalMs': REFRESH_MS, 'crosvmGuard.processNames': [NAME], 'crosvmGuard.method': 'signal', 'crosvmGuard.excludeLabels': ['virtio snd'] },
+      settings: { 'crosvmGuard.refreshInterval': REFRESH_MS, 'crosvmGuard.processNames': [NAME], 'crosvmGuard.method': 'signal', 'crosvmGuard.excludeLabels': ['virtio snd'] },
     });
     await workbench.waitForActivation();
     await workbench.openView('crosvm Guard');
@@ -221,5 +221,42 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     await workbench.clickStatusBarItem(/frozen/);
     assert.ok(await eventually(() => isRunning(alpha.pid) && alpha.devices.every((d) => isRunning(d.pid)), 5000));
     await waitForStatus(/^\$\(vm-running\) crosvm \d+$/);
+  });
+
+  test('the settings read well: headers without "Ms", and "machine scoped" said once', async () => {
+    await workbench.runCommand('Preferences: Open Settings (UI)');
+    const editor = workbench.page.locator('.settings-editor');
+    await editor.waitFor({ timeout: 15_000 });
+    await workbench.page.keyboard.type('@ext:crosvm-guard.crosvm-guard');
+    /** Every setting shown, scrolling through the (virtualised) list as a person would. */
+    const read = async () => {
+      await workbench.page.waitForTimeout(1000);
+      const seen = new Map<string, { label: string; description: string }>();
+      const list = editor.locator('.settings-tree-container');
+      await list.hover();
+      for (let i = 0; i < 10; i++) {
+        const items = await editor.locator('.setting-item-contents').evaluateAll((elements) =>
+          elements.map((item) => ({
+            label: item.querySelector('.setting-item-label')?.textContent ?? '',
+            description: item.querySelector('.setting-item-description')?.textContent ?? '',
+          })),
+        );
+        for (const item of items) seen.set(item.label, item);
+        await workbench.page.mouse.wheel(0, 300);
+        await workbench.page.waitForTimeout(300);
+      }
+      return [...seen.values()];
+    };
+    const user = await read();
+    assert.ok(user.some((i) => i.label === 'Refresh Interval'), JSON.stringify(user));
+    assert.ok(user.some((i) => i.label === 'Stop Timeout'), JSON.stringify(user));
+    assert.ok(!user.some((i) => / Ms$/.test(i.label)), JSON.stringify(user.map((i) => i.label)));
+    // Machine-scoped settings are on the Remote tab in code-server (as over Remote-SSH).
+    await editor.locator('.settings-tabs-widget .action-label', { hasText: /Remote/ }).click();
+    const remote = await read();
+    const said = remote.filter((i) => /machine scoped/i.test(i.description));
+    assert.equal(said.length, 1, JSON.stringify(remote.map((i) => i.label)));
+    assert.match(said[0].description, /Remote/);
+    await workbench.page.keyboard.press('ControlOrMeta+W');
   });
 });
