@@ -11,7 +11,8 @@ import { openWorkbench } from './workbench';
 test('the status bar item appears during a debug session and shows automatic mode', { timeout: 180_000 }, async () => {
   const workbench = await openWorkbench({
     folder: debugWorkspace(),
-    settings: { 'crosvmGuard.statusBar.visibility': 'debugging', 'crosvmGuard.debug.autoFreeze': 'onStop' },
+    // No VM is listed (VMs other test runs start on the host have another name).
+    settings: { 'crosvmGuard.statusBar.visibility': 'debugging', 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.processNames': ['crosvm-none'] },
   });
   try {
     await workbench.waitForActivation();
@@ -33,10 +34,12 @@ test('the status bar item appears during a debug session and shows automatic mod
 
 test('at a stop, a VM that may not be frozen shows as not frozen in the status bar, with a notification that says why', { timeout: 180_000 }, async () => {
   // Signals forced on a build that dies of them: the stop must leave the VM alone, and say so.
-  const vm = await startFixtureVm({ build: 'default', devices: 2 });
+  // Its own name: a stop freezes "all of your VMs", and VMs of other test runs on the host must
+  // not be among them.
+  const vm = await startFixtureVm({ build: 'default', devices: 2, executableName: 'crosvm-debug-ui' });
   const workbench = await openWorkbench({
     folder: debugWorkspace(),
-    settings: { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.method': 'signal' },
+    settings: { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.method': 'signal', 'crosvmGuard.processNames': ['crosvm-debug-ui'] },
   });
   try {
     await workbench.waitForActivation();

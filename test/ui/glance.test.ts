@@ -149,7 +149,11 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     await workbench.treeRow(`alpha.sock · ${HOSTILE}`).click({ button: 'right' });
     await workbench.page.locator('.monaco-menu .action-label', { hasText: 'Show process details' }).click();
     const tab = workbench.page.locator('.tabs-container .tab', { hasText: `crosvm VM ${alpha.pid}` });
-    await tab.waitFor({ timeout: 15_000 });
+    // The Markdown preview's extension activates on first use: slow on a busy machine.
+    await tab.waitFor({ timeout: 45_000 }).catch(async (error: Error) => {
+      await workbench.screenshot('details-not-open');
+      throw new Error(`${error.message}\n--- crosvm Guard log ---\n${workbench.extensionLog()}`);
+    });
     assert.match(await tab.innerText(), /^Preview /, 'not a rendered preview');
     const preview = async (): Promise<string> => {
       for (const frame of workbench.page.frames()) {
@@ -158,8 +162,15 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
       }
       return '';
     };
-    let text = '';
-    for (let i = 0; !text && i < 50; i++) text = (await preview()) || (await workbench.page.waitForTimeout(200), '');
+    const previewWhen = async (accept: (text: string) => boolean): Promise<string> => {
+      let shown = await preview();
+      for (let i = 0; !accept(shown) && i < 50; i++) {
+        await workbench.page.waitForTimeout(200);
+        shown = await preview();
+      }
+      return shown;
+    };
+    let text = await previewWhen((t) => t !== '');
     assert.match(text, /Read from \/proc at \d\d:\d\d:\d\d/);
     assert.doesNotMatch(text, /```|\| pid \|/, 'Markdown source, not rendered');
     assert.doesNotMatch(text, /\b1 threads\b/);
@@ -168,12 +179,12 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     const line = (state: string) => new RegExp(`${device.label.replace(/[()]/g, '\\$&')} pid ${device.pid}, parent \\d+, state ${state}`);
     process.kill(device.pid, 'SIGSTOP');
     try {
-      for (let i = 0; !line('T').test(text) && i < 50; i++) (await workbench.page.waitForTimeout(200), (text = await preview()));
+      text = await previewWhen((t) => line('T').test(t));
       assert.match(text, line('T'));
     } finally {
       process.kill(device.pid, 'SIGCONT');
     }
-    for (let i = 0; line('T').test(text) && i < 50; i++) (await workbench.page.waitForTimeout(200), (text = await preview()));
+    text = await previewWhen((t) => !line('T').test(t));
     assert.match(text, line('[SR]'));
     await workbench.page.keyboard.press('ControlOrMeta+W');
   });
