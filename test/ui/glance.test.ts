@@ -147,7 +147,10 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
 
   test('"Show process details" opens the details rendered, dated, and re-read while open', async () => {
     await workbench.treeRow(`alpha.sock · ${HOSTILE}`).click({ button: 'right' });
-    await workbench.page.locator('.monaco-menu .action-label', { hasText: 'Show process details' }).click();
+    const item = workbench.page.locator('.monaco-menu .action-label', { hasText: 'Show process details' });
+    await item.click();
+    // A click during the menu's opening animation only focuses the item (seen): Enter runs it.
+    if (await item.isVisible()) await workbench.page.keyboard.press('Enter');
     const tab = workbench.page.locator('.tabs-container .tab', { hasText: `crosvm VM ${alpha.pid}` });
     // The Markdown preview's extension activates on first use: slow on a busy machine.
     await tab.waitFor({ timeout: 45_000 }).catch(async (error: Error) => {
@@ -202,8 +205,16 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     assert.match(net?.description ?? '', / · frozen$/);
     assert.equal(net?.icon, 'debug-pause');
     // The status bar: the same pause glyph for the same state, the action in the tooltip.
-    const status = await waitForStatus(/^\$\(debug-pause\) crosvm \d+ frozen \d:\d\d$/);
-    assert.ok(status);
+    await waitForStatus(/^\$\(debug-pause\) crosvm \d+ frozen \d:\d\d$/);
+    // Its tooltip: each VM once, the frozen time by the status bar's one clock, what a click does.
+    const item = (await statusItem())?.id ?? '';
+    await workbench.page.locator(`.part.statusbar [id="${item}"] .statusbar-item-label`).hover();
+    const tip = await workbench.hover().innerText({ timeout: 10_000 });
+    assert.match(tip, new RegExp(`VM ${alpha.pid} alpha\\.sock.*: \\d+ device processes, frozen \\d:\\d\\d with signals, vCPUs too`), tip);
+    assert.match(tip, /Click to resume every frozen VM\./);
+    assert.doesNotMatch(tip, /\(\d+ processes, signals\)/);
+    await workbench.page.mouse.move(600, 400);
+    await workbench.hover().waitFor({ state: 'hidden' });
     // The freeze's message names what it left running (an excluded device).
     const message = (await workbench.statusBarItems()).find((i) => /froze \d+ process/.test(i.text));
     assert.match(message?.text ?? '', /left running: virtio snd \d+ \(excluded\)/, JSON.stringify(await workbench.statusBarItems()));

@@ -260,10 +260,13 @@ export class Workbench {
       .first();
   }
 
-  /** Moves the mouse over a tree row, as a person would to read its tooltip, and waits for the tooltip. */
+  /**
+   * Moves the mouse over a tree row, as a person would to read its tooltip, and waits for that
+   * row's tooltip (one that names the label; another element's may still be fading out).
+   */
   async hoverTreeRow(label: string, timeout = 10_000): Promise<Locator> {
     await this.treeRow(label).locator('.label-name').hover();
-    const hover = this.hover();
+    const hover = this.page.locator('.monaco-hover.workbench-hover', { hasText: label }).first();
     await hover.waitFor({ state: 'visible', timeout });
     return hover;
   }

@@ -2,7 +2,7 @@
 // shows other users' process names and command lines literally.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { codeBlock, codeSpan, escapeMarkdown, plural, processTooltip, vmDescription, vmTooltip } from '../../src/ui/describe';
+import { codeBlock, codeSpan, debugTargetsSentence, escapeMarkdown, plural, processTooltip, vmDescription, vmTooltip } from '../../src/ui/describe';
 import type { VmView } from '../../src/ui/controller';
 import type { ProcessSnapshot } from '../../src/guard';
 
@@ -83,5 +83,28 @@ describe('wording', () => {
     const refused = { method: undefined, why: 'signals would shut it down', error: new Error('no'), refusal: 'unsafe-signals' } as unknown as VmView['method'];
     assert.equal(vmDescription(view({ method: refused })), 'cannot be frozen · pid 100');
     assert.equal(vmDescription(view({ needsElevation: 'signals' }, { uid: 0 })), 'needs admin (uid 0) · pid 100');
+  });
+});
+
+describe('which VMs a debug session freezes, and why', () => {
+  const session = { session: 'crosvm (gdb attach)', automatic: true, target: 'auto' as const, debuggeePid: undefined, asked: undefined };
+  const vms = [view(), view({}, { pid: 300 })];
+
+  it('names the VM the debuggee belongs to', () => {
+    assert.match(debugTargetsSentence({ ...session, debuggeePid: 100 }, vms), /freezes VM 100 at each stop: the debuggee \(pid 100\) is its main process/);
+    assert.match(debugTargetsSentence({ ...session, debuggeePid: 200 }, vms), /freezes VM 100 at each stop: the debuggee \(pid 200\) is one of its processes/);
+  });
+
+  it('says "all of your VMs" when the debuggee is unknown or no VM', () => {
+    assert.match(debugTargetsSentence(session, vms), /freezes all of your VMs at each stop: the debuggee is unknown/);
+    assert.match(debugTargetsSentence({ ...session, debuggeePid: 4242 }, vms), /all of your VMs at each stop: the debuggee \(pid 4242\) is no crosvm VM/);
+  });
+
+  it('follows the settings and escapes the session name', () => {
+    assert.match(debugTargetsSentence({ ...session, target: 'all' }, vms), /every VM at each stop/);
+    assert.match(debugTargetsSentence({ ...session, target: 'ask' }, vms), /asks at its first stop/);
+    assert.match(debugTargetsSentence({ ...session, target: 'ask', asked: [300] }, vms), /freezes VM 300 at each stop, as you chose/);
+    assert.match(debugTargetsSentence({ ...session, automatic: false }, vms), /freezes nothing by itself/);
+    assert.ok(!debugTargetsSentence({ ...session, session: HOSTILE }, vms).includes(HOSTILE));
   });
 });
