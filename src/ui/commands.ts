@@ -325,7 +325,7 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
   const lines = [
     `# ${node instanceof VmNode ? `crosvm VM ${p.pid}` : `${cell(p.label)} (pid ${p.pid})`}`,
     '',
-    `*Read from /proc at ${clockTime(Date.now())}; updated while this preview is open.*`,
+    `*Read from /proc at ${clockTime(Date.now())}; updated whenever crosvm Guard sees this process change.*`,
     '',
     `| | |`,
     `|---|---|`,

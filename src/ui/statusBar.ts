@@ -6,6 +6,7 @@ import { codeSpan, debugTargetsSentence, escapeMarkdown, plural, processStateKin
 import { StatusBarVisibility } from '../common/settings';
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
+import { isStoppedState } from '../guard/procfs';
 import type { DebugSessions } from './debugFollower';
 
 export class GuardStatusBar implements vscode.Disposable {
@@ -128,7 +129,8 @@ function deviceCounts(vms: readonly VmView[]): { running: number; stopped: numbe
   for (const vm of vms) {
     for (const device of vm.snapshot.devices) {
       const kind = processStateKind(device, vm);
-      if (kind === 'running') running++;
+      // A traced process runs unless its debugger holds it stopped.
+      if (kind === 'running' || (kind === 'traced' && !isStoppedState(device.state))) running++;
       else if (kind === 'stopped' || kind === 'traced') stopped++;
     }
   }

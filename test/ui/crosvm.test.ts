@@ -206,9 +206,10 @@ describe('crosvm Guard errors and dangerous actions', { timeout: 240_000 }, () =
 
 describe('crosvm Guard in Restricted Mode', { timeout: 240_000 }, () => {
   test('an untrusted workspace cannot choose which processes are signalled', async () => {
-    const vm2 = await startFixtureVm({ build: 'swap' });
-    // The workspace tries to make every node process (the extension host too) a "crosvm".
-    const restricted = await openWorkbench({ trust: true, folder: hostileWorkspace(['node']) });
+    const vm2 = await startFixtureVm({ build: 'swap', executableName: NAME });
+    // The workspace tries to make every node process (the extension host too) a "crosvm"; the
+    // user's value names only this test's VM.
+    const restricted = await openWorkbench({ trust: true, folder: hostileWorkspace(['node']), settings: ONLY_OURS });
     try {
       await restricted.waitForActivation();
       await restricted.page.locator('.statusbar-item', { hasText: 'Restricted Mode' }).first().waitFor({ timeout: 15_000 });
