@@ -41,10 +41,15 @@ test('the README screenshots: two VMs, one frozen', { timeout: 240_000 }, async 
     }
     await workbench.page.mouse.move(900, 600);
     await workbench.page.waitForTimeout(6500); // the freeze's status-bar message goes
-    await workbench.screenshot('readme-two-vms');
+    // The side bar and the status bar; the empty editor area is left out.
+    const shot = async (name: string, width: number) => {
+      const path = await workbench.screenshot(name);
+      await workbench.page.screenshot({ path, clip: { x: 0, y: 0, width, height: 800 } });
+    };
+    await shot('readme-two-vms', 520);
     await workbench.hoverTreeRow('ci-vm.sock · rootfs.img');
     await workbench.page.waitForTimeout(500);
-    await workbench.screenshot('readme-tooltip');
+    await shot('readme-tooltip', 900);
   } finally {
     await workbench.close();
     await stopAllFixtureVms();
