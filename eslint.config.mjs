@@ -1,6 +1,6 @@
 import tseslint from 'typescript-eslint';
 
-/** Folders import downwards only: common ← guard ← companion ← ui ← extension.ts. */
+/** Folders import downwards only: guard ← common, companion ← ui ← extension.ts. */
 const vscodeFree = { name: 'vscode', message: 'Only src/ui and src/extension.ts talk to VS Code.' };
 
 export default tseslint.config(
@@ -21,7 +21,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { paths: [vscodeFree], patterns: [{ group: ['**/companion/**', '**/ui/**'], message: 'src/guard is the bottom layer.' }] },
+        { paths: [vscodeFree], patterns: [{ group: ['**/companion/**', '**/ui/**', '**/common/**'], message: 'src/guard is the bottom layer.' }] },
       ],
     },
   },

@@ -8,13 +8,15 @@
 // Ctrl-C stops everything it started.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { disposeAll, isShuttingDown, registerCleanup } from '../test/runner/cleanup';
 import { startCodeServer } from '../test/runner/codeServer';
-import { repoRoot, testWorkspace } from '../test/runner/paths';
+import { repoRoot } from '../test/runner/paths';
 import { ensureSystemPackages } from '../test/runner/systemPackages';
 import { FixtureVm, startFixtureVm } from '../test/fixture/fixtureVm';
+import { makeDemoWorkspace } from './demoWorkspace';
 
 /** What the demo VM needs the workbench to know (read by the extension through settings or env). */
 interface DemoVm {
@@ -30,15 +32,23 @@ interface DemoVm {
  */
 let demoVms: FixtureVm[] = [];
 
-async function startDemoVm(withUnsafeVm: boolean): Promise<DemoVm> {
+async function startDemoVm(withUnsafeVm: boolean, desktop: boolean): Promise<DemoVm> {
   ensureSystemPackages();
-  demoVms.push(await startFixtureVm({ build: 'swap', swapMonitor: true, devices: 3, deviceThreads: 2, tickMs: 50 }));
-  if (withUnsafeVm) demoVms.push(await startFixtureVm({ build: 'default', devices: 2, tickMs: 50 }));
+  // The sockets only name the VMs (the fixture creates none): the tree tells them apart by them.
+  // A desktop VS Code reads your own settings: there the VMs are named crosvm, as yours are.
+  const common = { executableName: desktop ? undefined : DEMO_NAME, tickMs: 50, kernel: 'bzImage' };
+  demoVms.push(await startFixtureVm({ ...common, build: 'swap', swapMonitor: true, devices: 3, deviceThreads: 2, socket: '/run/crosvm/demo.sock' }));
+  if (withUnsafeVm) demoVms.push(await startFixtureVm({ ...common, build: 'default', devices: 2, socket: '/run/crosvm/no-swap.sock' }));
   for (const vm of demoVms) {
     console.log(`Demo VM ${vm.pid} (${vm.build} build): ${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}`);
   }
-  return {};
+  // Only the demo's own VMs: a debug session started from the demo freezes "all of your VMs",
+  // and a crosvm of yours running on the same host is none of the demo's business.
+  return desktop ? {} : { settings: { 'crosvmGuard.processNames': [DEMO_NAME] } };
 }
+
+/** The demo VMs' executable name (a copy of the fixture), and so the demo's crosvmGuard.processNames. */
+const DEMO_NAME = 'crosvm-demo';
 
 /** Resumes (stop() sends SIGCONT to the whole tree first) and ends every demo VM. */
 async function stopDemoVm(): Promise<void> {
@@ -71,12 +81,17 @@ async function main(): Promise<number | undefined> {
   const code = args.desktop ? findOnPath('code') : undefined;
   if (args.desktop && !code) throw new Error('--desktop needs the `code` command on PATH (VS Code: "Shell Command: Install \'code\' command in PATH").');
 
-  const vm = await startDemoVm(args.unsafeVm);
+  const vm = await startDemoVm(args.unsafeVm, args.desktop);
   registerCleanup({ dispose: stopDemoVm, disposeSync: () => undefined });
+  // A native attach only where it can work: gdb and the C/C++ extension, which only a desktop
+  // VS Code of yours may have (the demo's code-server starts with no extensions).
+  const gdb = code && hasExtension(join(homedir(), '.vscode', 'extensions'), 'ms-vscode.cpptools-') ? findOnPath('gdb') : undefined;
+  const workspace = makeDemoWorkspace(demoVms[0], gdb);
+  registerCleanup({ dispose: async () => rmSync(workspace, { recursive: true, force: true }), disposeSync: () => rmSync(workspace, { recursive: true, force: true }) });
 
   if (code) {
     // --wait keeps the CLI running until the window closes, so the VM lives exactly as long.
-    const editor = spawn(code, ['--new-window', '--wait', `--extensionDevelopmentPath=${repoRoot}`, testWorkspace], {
+    const editor = spawn(code, ['--new-window', '--wait', `--extensionDevelopmentPath=${repoRoot}`, workspace], {
       stdio: 'inherit',
       env: { ...process.env, ...vm.env },
     });
@@ -86,8 +101,11 @@ async function main(): Promise<number | undefined> {
   }
 
   const server = await startCodeServer({
-    folder: testWorkspace,
+    folder: workspace,
     extensionDevelopmentPath: repoRoot,
+    // The product as users see it: installed, no test-only flags (with the smoke-test driver
+    // on, VS Code shows no notification toasts, and a refusal would go unseen).
+    asInstalled: true,
     bindAddr: args.bind,
     settings: vm.settings,
     env: vm.env,
@@ -104,6 +122,14 @@ async function main(): Promise<number | undefined> {
   }
   console.log(`\nOpen ${server.url()}\n\nVS Code logs: ${server.logsDir}\nCtrl-C stops code-server and the demo VM.`);
   return undefined;
+}
+
+function hasExtension(extensionsDir: string, prefix: string): boolean {
+  try {
+    return readdirSync(extensionsDir).some((name) => name.startsWith(prefix));
+  } catch {
+    return false; // no such folder
+  }
 }
 
 function findOnPath(command: string): string | undefined {

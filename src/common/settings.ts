@@ -25,8 +25,8 @@ export interface ExtensionSettings extends UserEngineSettings {
 export const SettingKeys = {
   processNames: 'processNames',
   excludeLabels: 'excludeLabels',
-  stopTimeoutMs: 'stopTimeoutMs',
-  refreshIntervalMs: 'refreshIntervalMs',
+  stopTimeoutMs: 'stopTimeout',
+  refreshIntervalMs: 'refreshInterval',
   statusBarVisibility: 'statusBar.visibility',
   includeTracedProcesses: 'includeTracedProcesses',
   assumeSwapBuild: 'assumeSwapBuild',
@@ -36,6 +36,15 @@ export const SettingKeys = {
   debugTarget: 'debug.target',
   elevation: 'elevation',
 } as const satisfies Record<keyof ExtensionSettings, string>;
+
+/**
+ * Earlier keys, still read where the new one is not set: renamed so that the Settings editor's
+ * header (made from the key) reads "Stop Timeout", not "Stop Timeout Ms".
+ */
+export const LEGACY_SETTING_KEYS: Partial<Record<keyof ExtensionSettings, string>> = {
+  stopTimeoutMs: 'stopTimeoutMs',
+  refreshIntervalMs: 'refreshIntervalMs',
+};
 
 export const SETTINGS_SECTION = 'crosvmGuard';
 

@@ -4,9 +4,9 @@
 // nothing on trust, least of all as root.
 import { CgroupHierarchy, FreezeCgroup, mountedHierarchies, validateFreezeCgroup } from '../guard/cgroupfs';
 import type { FreezeReport, FreezeScope, FrozenVm, MethodSetting, ResumeReport } from '../guard/types';
-import { isPid, isTicks } from '../common/validate';
+import { isPid, isTicks } from '../guard/validate';
 
-export { identityOf, isObject, isPid, isTicks } from '../common/validate';
+export { identityOf, isObject, isPid, isTicks } from '../guard/validate';
 
 // ---- the command line: which mode, and its few numbers -------------------------------------
 

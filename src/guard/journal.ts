@@ -7,7 +7,7 @@
 // a cgroup hierarchy mounted here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { identityOf, isObject, isTicks } from '../common/validate';
+import { identityOf, isObject, isTicks } from './validate';
 import { ensurePrivateFolder, writePrivateFile } from './privateFolder';
 import { FreezeCgroup, mountedHierarchies, thawAndRestore, validateFreezeCgroup } from './cgroupfs';
 import type { FreezeMethod } from './method';

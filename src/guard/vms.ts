@@ -30,25 +30,55 @@ export function matchesProcessNames(names: readonly string[], exe: string | unde
   );
 }
 
-/** `crosvm run bzImage`: the subcommand and the last argument that is not an option. */
+/** Options of `crosvm run` whose value tells one VM from another, in the order they are named by. */
+const SOCKET_OPTIONS = ['--socket', '-s'];
+const DISK_OPTIONS = ['--rwdisk', '--disk', '--rwroot', '--root', '--block', '-d', '-r'];
+const MEMORY_OPTIONS = ['--mem', '-m'];
+/** Options of `crosvm run` that take no value (so the word after them is no option value). */
+const FLAGS = /^--(disable-|no-|enable-|swap$|protected-vm|split-irqchip|s2idle)/;
+
+/** `4 GiB` for `--mem 4096` (MiB), `--mem size=4096` or `--mem=4096`; undefined for anything else. */
+function memorySize(value: string | undefined): string | undefined {
+  const mib = /^(?:size=)?(\d+)(?:,|$)/.exec(value ?? '')?.[1];
+  if (mib === undefined) return undefined;
+  const n = Number(mib);
+  return n >= 1024 && n % 1024 === 0 ? `${n / 1024} GiB` : `${n} MiB`;
+}
+
+/** The file of a disk option: `path=/x.img,ro` or `/x.img,ro`. */
+function diskPath(value: string): string {
+  const parts = value.split(',');
+  return (parts.find((p) => p.startsWith('path='))?.slice('path='.length) ?? parts[0]) || value;
+}
+
+/**
+ * A name that tells VMs apart, from the command line: the control socket, else the first
+ * disk, else the kernel image (the last bare argument), then the memory size; e.g.
+ * `vm1.sock · 4 GiB` or `rootfs.img · bzImage`. `crosvm run` when it names none of them.
+ */
 export function shortVmName(cmdline: readonly string[]): string {
   const program = cmdline.length > 0 ? executableName(cmdline[0]) : 'crosvm';
-  const subcommand = cmdline.find((arg, i) => i > 0 && !arg.startsWith('-'));
   const args = cmdline.slice(1);
+  const values = new Map<string, string>();
+  let subcommand: string | undefined;
   let image: string | undefined;
-  for (let i = args.length - 1; i >= 0; i--) {
+  for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const previous = args[i - 1];
-    // The value of an option (`--mem 1024`) is no image; a bare word after a bare word is.
-    if (!arg.startsWith('-') && (previous === undefined || !previous.startsWith('-') || previous.includes('='))) {
-      image = arg;
-      break;
-    }
+    if (arg.startsWith('-')) {
+      const eq = arg.indexOf('=');
+      const next = FLAGS.test(arg) || args[i + 1]?.startsWith('-') ? undefined : args[i + 1];
+      const [option, value] = eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [arg, next];
+      if (eq < 0 && value !== undefined) i++;
+      if (value !== undefined && !values.has(option)) values.set(option, value);
+    } else if (subcommand === undefined) subcommand = arg;
+    else image = arg;
   }
-  const parts = [program];
-  if (subcommand) parts.push(subcommand);
-  if (image && image !== subcommand) parts.push(path.basename(image));
-  return parts.join(' ');
+  const first = (options: string[]) => options.map((o) => values.get(o)).find((v) => v !== undefined);
+  const socket = first(SOCKET_OPTIONS);
+  const disk = first(DISK_OPTIONS);
+  const parts = [socket && path.basename(socket), disk ? path.basename(diskPath(disk)) : image && path.basename(image), memorySize(first(MEMORY_OPTIONS))];
+  const name = parts.filter((p): p is string => Boolean(p));
+  return name.length > 0 ? name.join(' · ') : [program, subcommand].filter(Boolean).join(' ');
 }
 
 function isCrosvmProcess(pid: number, names: readonly string[]): boolean {

@@ -10,6 +10,7 @@ import { ElevationError } from '../companion/elevatedClient';
 import { ProcessNode, VmNode } from './processTreeView';
 import { SettingKeys, SETTINGS_SECTION } from '../common/settings';
 import { methodName } from '../common/format';
+import { clockTime, codeBlock, codeSpan, escapeMarkdown, plural, vmPickDetail, VmStateKind, vmStateKind } from './describe';
 
 /** A command's argument: a pid, a tree item, or `{ pid, startTime? }`; undefined means "ask". */
 export function vmRefFromArgument(arg: unknown): VmRef | undefined {
@@ -32,7 +33,7 @@ const DETAILS_SCHEME = 'crosvm-guard-details';
 export class CommandHandlers {
   /** Show process details: the text of each document opened, by URI (a few KiB each). */
   private readonly details = new Map<string, string>();
-  private detailsVersion = 0;
+  private readonly detailsChanged = new vscode.EventEmitter<vscode.Uri>();
 
   constructor(
     private readonly controller: GuardController,
@@ -44,7 +45,12 @@ export class CommandHandlers {
   register(): vscode.Disposable[] {
     const r = vscode.commands.registerCommand;
     return [
-      vscode.workspace.registerTextDocumentContentProvider(DETAILS_SCHEME, { provideTextDocumentContent: (uri) => this.details.get(uri.toString()) ?? '' }),
+      vscode.workspace.registerTextDocumentContentProvider(DETAILS_SCHEME, {
+        onDidChange: this.detailsChanged.event,
+        provideTextDocumentContent: (uri) => this.details.get(uri.toString()) ?? '',
+      }),
+      this.detailsChanged,
+      this.controller.onDidChange(() => this.refreshDetails()),
       vscode.workspace.onDidCloseTextDocument((doc) => this.details.delete(doc.uri.toString())),
       r(Commands.Freeze, (arg?: unknown) => this.freeze(arg, 'devices')),
       r(Commands.FreezeVm, (arg?: unknown) => this.freeze(arg, 'vm')),
@@ -69,6 +75,14 @@ export class CommandHandlers {
       return undefined;
     }
     if (!targets) return undefined;
+    // A VM already frozen as asked: say so rather than "froze 0 processes".
+    const already = targets.map((t) => this.controller.frozenVm(t.pid)).filter((f) => f && (f.scope === 'vm' || scope === 'devices'));
+    if (already.length === targets.length) {
+      const which = already.map((f) => `VM ${f?.vm.pid}`).join(', ');
+      void vscode.window.showInformationMessage(`crosvm ${which} ${already.length === 1 ? 'is' : 'are'} already frozen${scope === 'vm' ? ', vCPUs too' : ''}.`);
+      return undefined;
+    }
+    targets = targets.filter((t) => !already.some((f) => f?.vm.pid === t.pid));
     const reports: FreezeReport[] = [];
     try {
       for (const target of targets) reports.push(await this.controller.freeze(target, { scope }));
@@ -86,7 +100,7 @@ export class CommandHandlers {
       void vscode.window.showWarningMessage(
         `Nothing was frozen: ${skipped.length > 0 ? `every process was left alone: ${skipped.join(', ')}` : 'the VM has no device processes'}.`,
       );
-    } else vscode.window.setStatusBarMessage(`$(debug-pause) crosvm: froze ${count} processes in ${ms.toFixed(1)} ms`, 4000);
+    } else vscode.window.setStatusBarMessage(`$(debug-pause) crosvm: ${frozeMessage(reports, count, ms)}`, 6000);
     return reports.length === 1 ? reports[0] : reports;
   }
 
@@ -145,12 +159,14 @@ export class CommandHandlers {
     if (vms.length === 1) return [refOf(vms[0])];
     type Item = vscode.QuickPickItem & { refs: VmRef[] };
     const items: Item[] = vms.map((vm) => ({
-      label: `$(vm) ${vm.snapshot.name}`,
+      label: `$(${PICK_ICONS[vmStateKind(vm)]}) ${vm.snapshot.name}`,
       description: `pid ${vm.snapshot.main.pid}`,
-      detail: `${vm.snapshot.devices.length} device processes${vm.frozen ? ' · frozen' : ''} · ${vm.needsElevation ? 'needs admin' : methodName(vm.frozen?.method ?? vm.method.method)}`,
+      detail: vmPickDetail(vm),
       refs: [refOf(vm)],
     }));
-    if (scope !== 'kill') items.push({ label: '$(layers) All VMs', description: `${vms.length} VMs`, refs: vms.map(refOf) });
+    // "All VMs": those a freeze would change (a VM frozen as asked already is left out).
+    const open = vms.filter((vm) => !vm.frozen || (scope === 'vm' && vm.frozen.scope === 'devices'));
+    if (scope !== 'kill' && open.length > 1) items.push({ label: '$(layers) All VMs', description: plural(open.length, 'VM'), refs: open.map(refOf) });
     const picked = await vscode.window.showQuickPick(items, {
       title: scope === 'kill' ? 'Kill crosvm VM' : scope === 'vm' ? 'Freeze entire crosvm VM (vCPUs too)' : 'Freeze crosvm devices',
       placeHolder: 'Which crosvm VM?',
@@ -160,10 +176,10 @@ export class CommandHandlers {
   }
 
   /** A tree item, or a pid of a listed VM or device process (for scripts). */
-  private nodeFromArgument(arg: unknown): VmNode | ProcessNode | undefined {
+  private nodeFromArgument(arg: unknown, refresh = true): VmNode | ProcessNode | undefined {
     if (arg instanceof VmNode || arg instanceof ProcessNode) return arg;
     if (typeof arg !== 'number') return undefined;
-    for (const vm of this.controller.refresh()) {
+    for (const vm of refresh ? this.controller.refresh() : this.controller.vms) {
       if (vm.snapshot.main.pid === arg) return new VmNode(vm);
       const device = vm.snapshot.devices.find((d) => d.pid === arg);
       if (device) return new ProcessNode(vm, device, false);
@@ -180,17 +196,40 @@ export class CommandHandlers {
     return pid;
   }
 
+  /**
+   * Opens a process's details rendered (Markdown preview), read at the time it says, and
+   * re-read whenever the listing changes while the document is open.
+   */
   private async showDetails(arg: unknown): Promise<vscode.TextDocument | undefined> {
     const node = this.nodeFromArgument(arg);
     if (!node) return undefined;
     // A read-only document of our own scheme: nothing to save when it is closed.
-    const pid = node instanceof VmNode ? node.view.snapshot.main.pid : node.process.pid;
-    const uri = vscode.Uri.from({ scheme: DETAILS_SCHEME, path: `/pid ${pid}.md`, query: String(++this.detailsVersion) });
+    const p = node instanceof VmNode ? node.view.snapshot.main : node.process;
+    const title = node instanceof VmNode ? `crosvm VM ${p.pid}` : `${p.label.replace(/[/\\]/g, '_')} ${p.pid}`;
+    const uri = vscode.Uri.from({ scheme: DETAILS_SCHEME, path: `/${title}.md`, query: `${p.pid}@${p.startTime}` });
     this.details.set(uri.toString(), detailsMarkdown(node));
     const doc = await vscode.workspace.openTextDocument(uri);
     await vscode.languages.setTextDocumentLanguage(doc, 'markdown');
-    await vscode.window.showTextDocument(doc, { preview: true });
+    try {
+      await vscode.commands.executeCommand('markdown.showPreview', uri);
+    } catch {
+      // No Markdown preview (the built-in extension disabled): the source, still readable.
+      await vscode.window.showTextDocument(doc, { preview: true });
+    }
     return doc;
+  }
+
+  /** Re-reads the details of every open details document from the current listing. */
+  private refreshDetails(): void {
+    for (const key of this.details.keys()) {
+      const uri = vscode.Uri.parse(key);
+      const [pid, startTime] = uri.query.split('@').map(Number);
+      const node = this.nodeFromArgument(pid, false);
+      const text = node && (node instanceof VmNode ? node.view.snapshot.main : node.process).startTime === startTime ? detailsMarkdown(node) : goneMarkdown(pid);
+      if (text === this.details.get(key)) continue;
+      this.details.set(key, text);
+      this.detailsChanged.fire(uri);
+    }
   }
 
   /** Kills a VM's whole tree with SIGKILL, after asking: a stopped process ignores SIGTERM. */
@@ -208,7 +247,7 @@ export class CommandHandlers {
       }
       const kill = 'Kill VM';
       const choice = await vscode.window.showWarningMessage(
-        `Kill crosvm VM ${vm.main.pid} (${vm.name}) and its ${vm.devices.length} device processes?`,
+        `Kill crosvm VM ${vm.main.pid} (${vm.name}) and its ${plural(vm.devices.length, 'device process', 'device processes')}?`,
         { modal: true, detail: 'Every process of the VM gets SIGKILL. The guest is lost; unsaved guest state is gone.' },
         kill,
       );
@@ -216,7 +255,7 @@ export class CommandHandlers {
       // Proven again right before the signal: the user may have waited at the dialog.
       this.controller.guard.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime });
       await new Promise<void>((resolve, reject) => treeKill(vm.main.pid, 'SIGKILL', (error) => (error ? reject(error) : resolve())));
-      this.log.info(`Killed VM ${vm.main.pid} (${vm.name}) and its ${vm.devices.length} device processes with SIGKILL.`);
+      this.log.info(`Killed VM ${vm.main.pid} (${vm.name}) and its ${plural(vm.devices.length, 'device process', 'device processes')} with SIGKILL.`);
       await this.controller.resume(ref);
       this.controller.refresh();
       return true;
@@ -258,18 +297,41 @@ export class CommandHandlers {
   }
 }
 
+/** The status-bar message after a freeze: what froze, and what was left running and why. */
+function frozeMessage(reports: readonly FreezeReport[], count: number, ms: number): string {
+  const skipped = reports.flatMap((r) => r.skipped).map((s) => `${s.label} ${s.pid} (${s.reason})`);
+  return `froze ${plural(count, 'process', 'processes')} in ${ms.toFixed(1)} ms` + (skipped.length > 0 ? `; left running: ${skipped.join(', ')}` : '');
+}
+
+/** Picker icons: the tree's state icons (a quick pick cannot colour them). */
+const PICK_ICONS: Record<VmStateKind, string> = {
+  running: 'vm-running',
+  frozen: 'debug-pause',
+  frozenWithVcpus: 'debug-pause',
+  frozenElsewhere: 'debug-pause',
+  needsAdmin: 'shield',
+  unfreezable: 'circle-slash',
+};
+
+function goneMarkdown(pid: number): string {
+  return `# pid ${pid}\n\n*Read at ${clockTime(Date.now())}:* this process has exited.\n`;
+}
+
 function detailsMarkdown(node: VmNode | ProcessNode): string {
   const p = node instanceof VmNode ? node.view.snapshot.main : node.process;
   const started = startTimeToDate(p.startTime);
+  const cell = (text: string) => escapeMarkdown(text);
   const lines = [
-    `# ${node instanceof VmNode ? `crosvm VM ${p.pid}` : `${p.label} (pid ${p.pid})`}`,
+    `# ${node instanceof VmNode ? `crosvm VM ${p.pid}` : `${cell(p.label)} (pid ${p.pid})`}`,
+    '',
+    `*Read from /proc at ${clockTime(Date.now())}; updated whenever crosvm Guard sees this process change.*`,
     '',
     `| | |`,
     `|---|---|`,
     `| pid | ${p.pid} |`,
     `| parent pid | ${p.ppid} |`,
-    `| label (comm) | \`${p.label}\` |`,
-    `| state | \`${p.state}\` |`,
+    `| label (comm) | ${codeSpan(p.label)} |`,
+    `| state | ${codeSpan(p.state)} |`,
     `| uid | ${p.uid} |`,
     `| threads | ${p.threads} |`,
     `| start time | ${p.startTime} clock ticks after boot${started ? ` (${started.toISOString()})` : ''} |`,
@@ -278,19 +340,16 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
   if (node instanceof VmNode) {
     const vm = node.view.snapshot;
     lines.push(
-      `| executable | \`${vm.exe ?? 'not readable'}\` |`,
-      `| signals | ${node.view.swapBuild.tolerant ? 'safe' : 'unsafe'}: ${node.view.swapBuild.evidence} |`,
-      `| freeze method | ${node.view.frozen ? `frozen with ${methodName(node.view.frozen.method)}` : node.view.method.method ? node.view.method.why : `none: ${node.view.method.why}`} |`,
+      `| executable | ${vm.exe ? codeSpan(vm.exe) : 'not readable'} |`,
+      `| signals | ${node.view.swapBuild.tolerant ? 'safe' : 'unsafe'}: ${cell(node.view.swapBuild.evidence)} |`,
+      `| freeze method | ${node.view.frozen ? `frozen with ${methodName(node.view.frozen.method)}${node.view.frozen.scope === 'vm' ? ', vCPUs too' : ''}` : cell(node.view.method.method ? node.view.method.why : `none: ${node.view.method.why}`)} |`,
       '',
       '## Command line',
       '',
-      '```shell',
-      vm.cmdline.join(' '),
-      '```',
-      '',
+      codeBlock(vm.cmdline.join(' '), 'shell'),
       '## Device processes',
       '',
-      ...vm.devices.map((d) => `- \`${d.label}\` pid ${d.pid}, parent ${d.ppid}, state \`${d.state}\`, uid ${d.uid}, ${d.threads} threads`),
+      ...vm.devices.map((d) => `- ${codeSpan(d.label)} pid ${d.pid}, parent ${d.ppid}, state ${codeSpan(d.state)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`),
     );
   }
   return lines.join('\n') + '\n';

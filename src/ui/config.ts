@@ -1,6 +1,6 @@
 // Reads the settings through VS Code and validates them (rules in common/settings.ts).
 import * as vscode from 'vscode';
-import { ExtensionSettings, SettingKeys, SETTINGS_SECTION, validateSettings } from '../common/settings';
+import { ExtensionSettings, LEGACY_SETTING_KEYS, SettingKeys, SETTINGS_SECTION, validateSettings } from '../common/settings';
 
 /**
  * Settings that decide which processes get signalled. They are `machine` scoped in the
@@ -27,7 +27,10 @@ export function readSettings(log: vscode.LogOutputChannel): ExtensionSettings {
         log.warn(`Ignoring the workspace's value of ${SETTINGS_SECTION}.${name}: it chooses which processes get signalled, so only your user settings may set it.`);
       }
     } else {
-      raw[key] = config.get(name);
+      const legacy = LEGACY_SETTING_KEYS[key];
+      const inspected = legacy ? config.inspect(name) : undefined;
+      const set = inspected && [inspected.globalValue, inspected.workspaceValue, inspected.workspaceFolderValue].some((v) => v !== undefined);
+      raw[key] = legacy && !set ? config.get(legacy) : config.get(name);
     }
   }
   const { settings, warnings } = validateSettings(raw);

@@ -3,6 +3,7 @@
 // status bar, the tree and the context keys follow. It routes a freeze to the engine that
 // may, and logs every freeze and resume, whatever path (command, API, status bar) asked.
 import * as vscode from 'vscode';
+import { plural } from './describe';
 import {
   cgroupPlacements,
   CrosvmGuard,
@@ -152,8 +153,9 @@ export class GuardController implements vscode.Disposable {
     const other = view.frozenElsewhere;
     if (!other) return [];
     const { resumed, notes } = takeOverFrozenVm(other, view.snapshot);
-    const how = other.method === 'cgroup' ? `thawed ${other.cgroups.length} freeze cgroups, ` : '';
-    this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${other.ownerPid}: ${how}${resumed.length} processes run again.${notes.length > 0 ? ` ${notes.join('; ')}` : ''}`);
+    const how = other.method === 'cgroup' ? `thawed ${plural(other.cgroups.length, 'freeze cgroup')}, ` : '';
+    const again = `${plural(resumed.length, 'process', 'processes')} running again`;
+    this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${other.ownerPid}: ${how}${again}.${notes.length > 0 ? ` ${notes.join('; ')}` : ''}`);
     this.refresh();
     return resumed;
   }
@@ -197,10 +199,10 @@ export class GuardController implements vscode.Disposable {
       });
     });
     this.logDiscovery();
-    // The tree redraws on every event (hovers flicker, selections jump): fire only when what
-    // is shown changed, or while something is frozen (its elapsed time is shown).
+    // Fire only when what is shown changed: the tree and the context keys follow this event,
+    // and the status bar's elapsed time has a ticker of its own.
     const signature = viewSignature(this.views);
-    if (signature !== this.lastSignature || this.isFrozen) this.changed.fire();
+    if (signature !== this.lastSignature) this.changed.fire();
     this.lastSignature = signature;
     return this.views;
   }
@@ -211,7 +213,7 @@ export class GuardController implements vscode.Disposable {
     const text = this.views
       .map(
         ({ snapshot: vm, swapBuild, method }) =>
-          `VM ${vm.main.pid} (${vm.name}), ${vm.devices.length} device processes [${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}]; signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}; freeze method ${method.method ?? 'none'}: ${method.why}`,
+          `VM ${vm.main.pid} (${vm.name}), ${plural(vm.devices.length, 'device process', 'device processes')} [${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}]; signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}; freeze method ${method.method ?? 'none'}: ${method.why}`,
       )
       .join('\n');
     // The same listing every 2 s would drown the log: say it when it changes.
@@ -226,7 +228,7 @@ export class GuardController implements vscode.Disposable {
       const frozen = report.frozen.map((p) => `${p.label} ${p.pid}`).join(', ');
       const skipped = report.skipped.map((s) => `${s.label} ${s.pid} (${s.detail})`).join(', ');
       this.log.info(
-        `Froze VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}, by ${report.methodReason}: ${report.frozen.length} processes in ${report.elapsedMs.toFixed(1)} ms [${frozen}]` +
+        `Froze VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}, by ${report.methodReason}: ${plural(report.frozen.length, 'process', 'processes')} in ${report.elapsedMs.toFixed(1)} ms [${frozen}]` +
           (skipped ? `; skipped [${skipped}]` : ''),
       );
       return report;
@@ -241,7 +243,7 @@ export class GuardController implements vscode.Disposable {
     for (const problem of report.problems ?? []) this.log.error(`Resume: ${problem}`);
     if (report.resumed.length > 0 || report.gone.length > 0) {
       this.log.info(
-        `Resumed ${report.resumed.length} processes in ${report.elapsedMs.toFixed(1)} ms [${report.resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}]` +
+        `Resumed ${plural(report.resumed.length, 'process', 'processes')} in ${report.elapsedMs.toFixed(1)} ms [${report.resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}]` +
           (report.gone.length > 0 ? `; gone meanwhile, not signalled [${report.gone.map((p) => `${p.label} ${p.pid}`).join(', ')}]` : ''),
       );
     }

@@ -2,10 +2,12 @@
 // the devices freeze; when it continues or steps, they resume; when the session ends,
 // everything it froze resumes. Setting crosvmGuard.debug.autoFreeze turns it on.
 import * as vscode from 'vscode';
+import { plural } from './describe';
 import { FreezeReport, GuardError, VmRef } from '../guard';
 import { DebugTarget, SettingKeys, SETTINGS_SECTION } from '../common/settings';
 import { ElevationError } from '../companion/elevatedClient';
 import { GuardController, VmView } from './controller';
+import type { DebugSessionTargets } from './describe';
 
 /**
  * After the debuggee runs again, how long to wait before choosing the VMs for the next stop
@@ -73,6 +75,8 @@ export interface DebugSessions {
   readonly automatic: boolean;
   /** VMs that run on although a session that freezes automatically is stopped. */
   readonly notFrozen: readonly NotFrozen[];
+  /** Each session: which VMs it freezes at its stops, and why. */
+  readonly sessionTargets: readonly DebugSessionTargets[];
   /** A session started or ended, or automatic mode changed. */
   readonly onDidChange: vscode.Event<void>;
 }
@@ -105,6 +109,17 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     return [...this.sessions.values()]
       .filter((s) => s.stopped && this.isAutomatic(s))
       .flatMap((s) => [...s.notFrozen].map(([pid, reason]) => ({ pid, session: s.session.name, reason })));
+  }
+
+  get sessionTargets(): DebugSessionTargets[] {
+    const target = this.settings().target;
+    return [...this.sessions.values()].map((s) => ({
+      session: s.session.name,
+      automatic: this.isAutomatic(s),
+      target,
+      debuggeePid: s.debuggeePid,
+      asked: s.asked?.map((ref) => ref.pid),
+    }));
   }
 
   /** The user toggled by hand: automatic freezing stops for the running sessions. */
@@ -219,7 +234,7 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     if (reports.length > 0) {
       const count = reports.reduce((sum, r) => sum + r.frozen.length, 0);
       this.log.info(
-        `Auto-freeze on ${cause} (session "${state.session.name}"${state.debuggeePid ? `, debuggee pid ${state.debuggeePid}` : ''}): ${count} processes of VM ${reports.map((r) => r.vm.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`,
+        `Auto-freeze on ${cause} (session "${state.session.name}"${state.debuggeePid ? `, debuggee pid ${state.debuggeePid}` : ''}): ${plural(count, 'process', 'processes')} of VM ${reports.map((r) => r.vm.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`,
       );
     }
   }
@@ -273,7 +288,7 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     state.frozen = [];
     let count = 0;
     for (const ref of vms) count += (await this.controller.resumeQuietly(ref)).resumed.length;
-    this.log.info(`Auto-resume on ${cause} (session "${state.session.name}"): ${count} processes of VM ${vms.map((v) => v.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`);
+    this.log.info(`Auto-resume on ${cause} (session "${state.session.name}"): ${plural(count, 'process', 'processes')} of VM ${vms.map((v) => v.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`);
   }
 
   /** Which VMs a stop freezes, per crosvmGuard.debug.target. Waits on a dialog only for `ask`. */

@@ -1,128 +1,168 @@
 // The tree view: one node per VM, its device processes below in their real parent/child
 // shape. It renders the controller's last listing and never reads /proc itself.
+//
+// Nodes live as long as the process they show (id: pid and start time) and are updated in
+// place; a refresh fires onDidChangeTreeData only for the nodes whose rendering changed (or
+// for the parent whose children changed). Redrawing every row at every refresh closed any
+// tooltip open on a row, and the tooltips carry the explanations.
 import * as vscode from 'vscode';
-import { isExitedState, isStoppedState, ProcessIdentity, ProcessSnapshot, sameProcess } from '../guard';
+import { ProcessSnapshot } from '../guard';
 import { GuardController, VmView } from './controller';
-import { formatElapsed, methodName } from '../common/format';
+import { PROCESS_STATE_WORDS, processStateKind, ProcessStateKind, processTooltip, vmDescription, VmStateKind, vmStateKind, vmTooltip } from './describe';
 
-export type ProcessStateKind = 'running' | 'frozen' | 'frozenByCgroup' | 'frozenElsewhere' | 'stopped' | 'traced' | 'zombie';
+export { processStateKind, ProcessStateKind } from './describe';
 
-export function processStateKind(p: ProcessSnapshot, vm: Pick<VmView, 'frozen' | 'frozenElsewhere'>): ProcessStateKind {
-  if (isExitedState(p.state)) return 'zombie';
-  const stopped = isStoppedState(p.state);
-  const listed = (list: readonly ProcessIdentity[] | undefined) => list?.some((f) => sameProcess(f, p)) ?? false;
-  // A cgroup-frozen task is not in a stopped state (`ps` shows S or D): what we froze says so.
-  if (vm.frozen?.method === 'cgroup' && listed(vm.frozen.processes)) return 'frozenByCgroup';
-  if (stopped && listed(vm.frozen?.processes)) return 'frozen';
-  if ((stopped || vm.frozenElsewhere?.method === 'cgroup') && listed(vm.frozenElsewhere?.processes)) return 'frozenElsewhere';
-  if (p.tracerPid !== 0) return 'traced';
-  if (stopped) return 'stopped';
-  return 'running';
+/** Icons show state only (the actions are in the menus and tooltips). */
+const PROCESS_ICONS: Record<ProcessStateKind, [string, string]> = {
+  running: ['circle-filled', 'debugIcon.startForeground'],
+  frozen: ['debug-pause', 'debugIcon.pauseForeground'],
+  frozenByCgroup: ['lock', 'debugIcon.pauseForeground'],
+  frozenElsewhere: ['debug-pause', 'charts.yellow'],
+  stopped: ['stop-circle', 'charts.orange'],
+  traced: ['bug', 'charts.purple'],
+  zombie: ['circle-slash', 'disabledForeground'],
+};
+
+const VM_ICONS: Record<VmStateKind, [string, string]> = {
+  running: ['vm-running', 'debugIcon.startForeground'],
+  frozen: ['debug-pause', 'debugIcon.pauseForeground'],
+  frozenWithVcpus: ['debug-pause', 'debugIcon.pauseForeground'],
+  frozenElsewhere: ['debug-pause', 'charts.yellow'],
+  needsAdmin: ['shield', 'charts.yellow'],
+  unfreezable: ['circle-slash', 'errorForeground'],
+};
+
+const icon = ([name, color]: [string, string]) => new vscode.ThemeIcon(name, new vscode.ThemeColor(color));
+
+/** What a row shows, as a string to compare between refreshes. */
+function rendering(item: vscode.TreeItem, iconOf: [string, string]): string {
+  const tooltip = item.tooltip instanceof vscode.MarkdownString ? item.tooltip.value : item.tooltip;
+  return JSON.stringify([item.label, item.description, iconOf, item.contextValue, tooltip, item.collapsibleState]);
 }
-
-const STATE_WORDS: Record<ProcessStateKind, string> = {
-  running: 'running',
-  frozen: 'frozen (SIGSTOP)',
-  frozenByCgroup: 'frozen (cgroup freezer)',
-  frozenElsewhere: 'frozen by another window',
-  stopped: 'stopped by someone else',
-  traced: 'traced by a debugger',
-  zombie: 'zombie',
-};
-
-const STATE_ICONS: Record<ProcessStateKind, vscode.ThemeIcon> = {
-  running: new vscode.ThemeIcon('play', new vscode.ThemeColor('debugIcon.startForeground')),
-  frozen: new vscode.ThemeIcon('debug-pause', new vscode.ThemeColor('debugIcon.pauseForeground')),
-  frozenByCgroup: new vscode.ThemeIcon('lock', new vscode.ThemeColor('debugIcon.pauseForeground')),
-  frozenElsewhere: new vscode.ThemeIcon('debug-pause', new vscode.ThemeColor('charts.yellow')),
-  stopped: new vscode.ThemeIcon('debug-stop', new vscode.ThemeColor('charts.orange')),
-  traced: new vscode.ThemeIcon('bug', new vscode.ThemeColor('charts.purple')),
-  zombie: new vscode.ThemeIcon('circle-slash', new vscode.ThemeColor('disabledForeground')),
-};
 
 export class VmNode extends vscode.TreeItem {
   readonly kind = 'vm';
-  constructor(readonly view: VmView) {
-    const { snapshot: vm, swapBuild, frozen, frozenElsewhere } = view;
-    super(vm.name, vscode.TreeItemCollapsibleState.Expanded);
-    this.id = `vm:${vm.main.pid}@${vm.main.startTime}`;
-    // The method in force while frozen; else the one a freeze would use now.
+  view!: VmView;
+  /** Its rendering after the last update. */
+  rendered = '';
+
+  constructor(view: VmView) {
+    super(view.snapshot.name, vscode.TreeItemCollapsibleState.Expanded);
+    this.id = vmNodeId(view);
+    this.update(view);
+  }
+
+  /** Takes the VM's current listing; returns whether the row looks different now. */
+  update(view: VmView): boolean {
+    this.view = view;
+    const { snapshot: vm, frozen, frozenElsewhere } = view;
+    const kind = vmStateKind(view);
+    this.label = vm.name;
+    this.description = vmDescription(view);
+    this.iconPath = icon(VM_ICONS[kind]);
+    // Drives the actions in package.json: freeze on a running VM, freeze the vCPUs too on one
+    // whose devices only are frozen, resume on a frozen one. `.admin`: this window may not
+    // signal it, so Kill is not offered.
     const method = frozen?.method ?? view.method.method;
-    const state = frozen
-      ? `frozen ${formatElapsed(Date.now() - frozen.since)} · ${methodName(frozen.method)}`
-      : frozenElsewhere
-        ? 'frozen by another window'
-        : view.needsElevation === 'signals'
-          ? `running · needs admin (uid ${vm.main.uid})`
-          : view.needsElevation === 'cgroups'
-            ? 'running · needs admin (cgroup freezer)'
-            : `running · ${methodName(method)}`;
-    this.description = `pid ${vm.main.pid} · ${state}`;
-    this.iconPath = new vscode.ThemeIcon(frozen ? 'vm-outline' : view.needsElevation ? 'shield' : 'vm', frozen ? new vscode.ThemeColor('debugIcon.pauseForeground') : undefined);
-    // Drives the inline and context actions in package.json (`viewItem =~ /^vm\.frozen/`);
-    // `.admin`: this window may not signal it, so Kill is not offered.
-    this.contextValue =
-      `vm.${frozen ? 'frozen' : frozenElsewhere ? 'frozenElsewhere' : 'running'}.${method || view.needsElevation ? 'freezable' : 'unsafe'}` +
-      (view.needsElevation === 'signals' ? '.admin' : '');
-    const md = new vscode.MarkdownString('', true);
-    md.appendMarkdown(`**crosvm VM ${vm.main.pid}** — ${state}\n\n`);
-    md.appendCodeblock(vm.cmdline.join(' '), 'shell');
-    md.appendMarkdown(`\nuid ${vm.main.uid} · ${vm.main.threads} threads (vCPUs included) · ${vm.devices.length} device processes\n\n`);
-    md.appendMarkdown(`${swapBuild.tolerant ? '$(check)' : '$(warning)'} Signals: ${swapBuild.evidence}.\n\n`);
-    if (frozen) md.appendMarkdown(`$(${frozen.method === 'cgroup' ? 'lock' : 'debug-pause'}) Frozen with ${methodName(frozen.method)}.`);
-    else if (view.needsElevation) {
-      // What this window reads of another user's VM (its executable, its cgroups) says little:
-      // the elevated companion chooses the method as root, where the cgroup freezer is always open.
-      md.appendMarkdown(
-        (view.needsElevation === 'signals'
-          ? `$(shield) Some of its processes run as another user (the VM as uid ${vm.main.uid}): this window may not signal them. `
-          : `$(shield) ${view.method.why}. `) +
-          'Freezing goes through a companion process started as root with `sudo` or `pkexec` (setting `crosvmGuard.elevation`), ' +
-          'which uses signals where the build tolerates them and the cgroup freezer otherwise.',
-      );
-    } else if (view.method.method) md.appendMarkdown(`$(check) A freeze would use ${view.method.why}.`);
-    else md.appendMarkdown(`$(error) Cannot be frozen: ${view.method.error.message}`);
-    this.tooltip = md;
+    const state = frozen ? (frozen.scope === 'vm' ? 'frozenVm' : 'frozen') : frozenElsewhere ? 'frozenElsewhere' : 'running';
+    this.contextValue = `vm.${state}.${method || view.needsElevation ? 'freezable' : 'unsafe'}` + (view.needsElevation === 'signals' ? '.admin' : '');
+    this.tooltip = new vscode.MarkdownString(vmTooltip(view), true);
+    return this.rendered !== (this.rendered = rendering(this, VM_ICONS[kind]));
   }
 }
 
 export class ProcessNode extends vscode.TreeItem {
   readonly kind = 'process';
-  constructor(
-    readonly vm: VmView,
-    readonly process: ProcessSnapshot,
-    hasChildren: boolean,
-  ) {
-    super(process.label || `pid ${process.pid}`, hasChildren ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None);
+  vm!: VmView;
+  process!: ProcessSnapshot;
+  rendered = '';
+
+  constructor(vm: VmView, process: ProcessSnapshot, hasChildren: boolean) {
+    super(process.label || `pid ${process.pid}`);
+    this.id = processNodeId(process);
+    this.update(vm, process, hasChildren);
+  }
+
+  update(vm: VmView, process: ProcessSnapshot, hasChildren: boolean): boolean {
+    this.vm = vm;
+    this.process = process;
     const kind = processStateKind(process, vm);
-    this.id = `proc:${process.pid}@${process.startTime}`;
+    this.label = process.label || `pid ${process.pid}`;
+    // Expanded when it gains children; left as the user set it otherwise (VS Code keeps that by id).
+    this.collapsibleState = hasChildren ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None;
     // The uid only where it is not this window's: the owner matters when it is someone else.
     const owner = process.uid !== globalThis.process.getuid?.() ? ` · uid ${process.uid}` : '';
-    this.description = `${process.pid} · ${STATE_WORDS[kind]}${owner}`;
-    this.iconPath = STATE_ICONS[kind];
+    this.description = `${process.pid} · ${PROCESS_STATE_WORDS[kind]}${owner}`;
+    this.iconPath = icon(PROCESS_ICONS[kind]);
     this.contextValue = `process.${kind}`;
-    const placement = vm.placements.get(process.pid);
-    const cgroup = placement?.dir
-      ? `\n\ncgroup \`${placement.dir}\` · ${placement.access === 'denied' ? 'not writable by this window' : placement.access === 'root' ? 'writable (root)' : 'writable (delegated to you)'}`
-      : '';
-    this.tooltip = new vscode.MarkdownString(
-      `**${process.label}** (pid ${process.pid})\n\n${STATE_WORDS[kind]} · state \`${process.state}\` · uid ${process.uid} · ${process.threads} threads` +
-        (process.tracerPid ? ` · debugger pid ${process.tracerPid}` : '') +
-        `\n\nparent pid ${process.ppid}${cgroup}`,
-    );
+    this.tooltip = new vscode.MarkdownString(processTooltip(vm, process, vm.placements.get(process.pid)));
+    return this.rendered !== (this.rendered = rendering(this, PROCESS_ICONS[kind]));
   }
 }
 
 export type GuardNode = VmNode | ProcessNode;
 
+const vmNodeId = (view: VmView) => `vm:${view.snapshot.main.pid}@${view.snapshot.main.startTime}`;
+const processNodeId = (p: ProcessSnapshot) => `proc:${p.pid}@${p.startTime}`;
+const ROOT = '';
+
 export class ProcessTreeProvider implements vscode.TreeDataProvider<GuardNode>, vscode.Disposable {
-  private readonly changed = new vscode.EventEmitter<GuardNode | undefined>();
+  private readonly changed = new vscode.EventEmitter<GuardNode | GuardNode[] | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private readonly subscription: vscode.Disposable;
+  /** Every node shown, by id, and the ids of each node's children (ROOT: the VMs). */
+  private nodes = new Map<string, GuardNode>();
+  private children = new Map<string, string[]>();
   private parents = new Map<string, GuardNode>();
+  private synced = false;
 
   constructor(private readonly controller: GuardController) {
-    this.subscription = controller.onDidChange(() => this.changed.fire(undefined));
+    this.subscription = controller.onDidChange(() => this.sync());
+  }
+
+  /** Brings the nodes up to date with the controller's listing and fires for what changed. */
+  private sync(fire = true): void {
+    const firstTime = !this.synced;
+    this.synced = true;
+    const nodes = new Map<string, GuardNode>();
+    const children = new Map<string, string[]>([[ROOT, []]]);
+    const parents = new Map<string, GuardNode>();
+    const dirty: GuardNode[] = [];
+    for (const view of this.controller.vms) {
+      const id = vmNodeId(view);
+      const old = this.nodes.get(id);
+      const vmNode = old instanceof VmNode ? old : new VmNode(view);
+      if (vmNode === old && vmNode.update(view)) dirty.push(vmNode);
+      nodes.set(id, vmNode);
+      children.get(ROOT)?.push(id);
+      const devices = view.snapshot.devices;
+      const parentNode = new Map<number, GuardNode>([[view.snapshot.main.pid, vmNode]]);
+      // Devices are listed parents before children.
+      for (const device of devices) {
+        const parent = parentNode.get(device.ppid) ?? vmNode;
+        const hasChildren = devices.some((c) => c.ppid === device.pid);
+        const childId = processNodeId(device);
+        const previous = this.nodes.get(childId);
+        const node = previous instanceof ProcessNode ? previous : new ProcessNode(view, device, hasChildren);
+        if (node === previous && node.update(view, device, hasChildren)) dirty.push(node);
+        nodes.set(childId, node);
+        parents.set(childId, parent);
+        parentNode.set(device.pid, node);
+        const siblings = children.get(parent.id as string) ?? [];
+        siblings.push(childId);
+        children.set(parent.id as string, siblings);
+      }
+    }
+    const sameChildren = (id: string) => JSON.stringify(children.get(id) ?? []) === JSON.stringify(this.children.get(id) ?? []);
+    const rootChanged = !sameChildren(ROOT);
+    // A node whose children changed is fired itself: VS Code then asks for its children again.
+    for (const [id, node] of nodes) if (!sameChildren(id) && !dirty.includes(node)) dirty.push(node);
+    this.nodes = nodes;
+    this.children = children;
+    this.parents = parents;
+    if (!fire) return;
+    if (firstTime || rootChanged) this.changed.fire(undefined);
+    else if (dirty.length > 0) this.changed.fire(dirty);
   }
 
   getTreeItem(node: GuardNode): vscode.TreeItem {
@@ -130,18 +170,9 @@ export class ProcessTreeProvider implements vscode.TreeDataProvider<GuardNode>, 
   }
 
   getChildren(node?: GuardNode): GuardNode[] {
-    if (!node) {
-      this.parents = new Map();
-      return this.controller.vms.map((view) => new VmNode(view));
-    }
-    const vm = node.kind === 'vm' ? node.view : node.vm;
-    const parentPid = node.kind === 'vm' ? vm.snapshot.main.pid : node.process.pid;
-    const devices = vm.snapshot.devices;
-    const children = devices
-      .filter((d) => d.ppid === parentPid)
-      .map((d) => new ProcessNode(vm, d, devices.some((c) => c.ppid === d.pid)));
-    for (const child of children) this.parents.set(child.id as string, node);
-    return children;
+    if (!this.synced) this.sync(false);
+    const ids = this.children.get(node ? (node.id as string) : ROOT) ?? [];
+    return ids.map((id) => this.nodes.get(id)).filter((n): n is GuardNode => n !== undefined);
   }
 
   getParent(node: GuardNode): GuardNode | undefined {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { CrashSafety } from '../companion/watchClient';
 import { chooseJournalFolder, currentIdentity, recoverLeftovers } from '../guard';
+import { plural } from './describe';
 import { ExtensionSettings } from '../common/settings';
 import { GuardController } from './controller';
 
@@ -37,7 +38,7 @@ export function enableCrashSafety(
     if (recovery.vms.length > 0) {
       const count = recovery.vms.reduce((sum, vm) => sum + vm.resumed.length, 0);
       const which = recovery.vms.map((vm) => `VM ${vm.pid} (${vm.name})`).join(', ');
-      log.info(`Resumed ${count} processes that a window which ended had left frozen: ${which}.`);
+      log.info(`Resumed ${plural(count, 'process', 'processes')} that a window which ended had left frozen: ${which}.`);
       void vscode.window.showInformationMessage(
         `crosvm Guard resumed ${count} device process${count === 1 ? '' : 'es'} of ${which}, left frozen by a VS Code window that ended.`,
       );

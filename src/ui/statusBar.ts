@@ -2,9 +2,11 @@
 // created once and only updated; the one-second ticker runs only while something is frozen.
 import * as vscode from 'vscode';
 import { formatElapsed, methodName } from '../common/format';
+import { codeSpan, debugTargetsSentence, escapeMarkdown, plural, processStateKind } from './describe';
 import { StatusBarVisibility } from '../common/settings';
 import { Commands } from './contributions';
-import { GuardController } from './controller';
+import { GuardController, VmView } from './controller';
+import { isStoppedState } from '../guard';
 import type { DebugSessions } from './debugFollower';
 
 export class GuardStatusBar implements vscode.Disposable {
@@ -41,9 +43,11 @@ export class GuardStatusBar implements vscode.Disposable {
       this.item.hide();
       return;
     }
-    const devices = vms.reduce((sum, vm) => sum + vm.snapshot.devices.length, 0);
+    const now = Date.now();
+    const counts = deviceCounts(vms);
     const auto = this.debug.automatic ? ' auto' : '';
     const notFrozen = this.debug.notFrozen;
+    // Icons show the state (as the tree does); the tooltip says what a click does.
     if (notFrozen.length > 0 && frozen.length === 0) {
       // The debugger is stopped and the devices are not: the one state that must not look calm.
       this.item.text = `$(warning) crosvm auto: not frozen`;
@@ -52,20 +56,21 @@ export class GuardStatusBar implements vscode.Disposable {
       this.item.accessibilityInformation = { label: `crosvm: the debugger is stopped but ${vmsRunning}. Click to freeze.` };
       this.stopTicker();
     } else if (frozen.length > 0) {
-      const since = Math.min(...frozen.map((f) => f.since));
       const count = frozen.reduce((sum, f) => sum + f.processes.length, 0);
-      const elapsed = formatElapsed(Date.now() - since);
-      this.item.text = `$(debug-continue) crosvm ${count} frozen ${elapsed}${auto}${notFrozen.length > 0 ? ' $(warning)' : ''}`;
+      const elapsed = formatElapsed(now - Math.min(...frozen.map((f) => f.since)));
+      this.item.text = `$(debug-pause) crosvm ${count} frozen ${elapsed}${auto}${notFrozen.length > 0 ? ' $(warning)' : ''}`;
       this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
-      this.item.accessibilityInformation = { label: `crosvm: ${count} processes frozen for ${elapsed}. Click to resume.` };
+      this.item.accessibilityInformation = { label: `crosvm: ${plural(count, 'process', 'processes')} frozen for ${elapsed}. Click to resume.` };
       this.startTicker();
     } else {
-      this.item.text = `$(debug-pause) crosvm${vms.length > 0 ? ` ${devices}` : ''}${auto}`;
+      const stopped = counts.stopped > 0 ? ` · ${counts.stopped} stopped` : '';
+      this.item.text = `$(vm-running) crosvm${vms.length > 0 ? ` ${counts.running}${stopped}` : ''}${auto}`;
       this.item.backgroundColor = undefined;
-      this.item.accessibilityInformation = { label: `crosvm: ${devices} device processes running. Click to freeze.` };
+      const others = counts.stopped > 0 ? `, ${counts.stopped} stopped by someone else` : '';
+      this.item.accessibilityInformation = { label: `crosvm: ${plural(counts.running, 'device process', 'device processes')} running${others}. Click to freeze.` };
       this.stopTicker();
     }
-    this.item.tooltip = this.tooltip();
+    this.item.tooltip = this.tooltip(now);
     this.item.show();
   }
 
@@ -82,29 +87,18 @@ export class GuardStatusBar implements vscode.Disposable {
     }
   }
 
-  private tooltip(): vscode.MarkdownString {
+  private tooltip(now: number): vscode.MarkdownString {
     const md = new vscode.MarkdownString('', true);
     md.appendMarkdown('**crosvm Guard**\n\n');
     const vms = this.controller.vms;
     if (vms.length === 0) md.appendMarkdown('No crosvm VM is running.\n\n');
-    for (const vm of vms) {
-      const frozen = vm.frozen;
-      const state = frozen
-        ? `**frozen** ${formatElapsed(Date.now() - frozen.since)} (${frozen.processes.length} processes, ${methodName(frozen.method)})`
-        : vm.frozenElsewhere
-          ? `**frozen by another VS Code window** (extension host pid ${vm.frozenElsewhere.ownerPid}); a click offers to resume it here`
-          : vm.needsElevation
-            ? 'running, needs administrator rights'
-            : vm.method.method
-              ? `running (would freeze with ${methodName(vm.method.method)})`
-              : 'running, cannot be frozen (see the tree)';
-      md.appendMarkdown(`- VM ${vm.snapshot.main.pid} \`${vm.snapshot.name}\`: ${vm.snapshot.devices.length} device processes, ${state}\n`);
-    }
+    for (const vm of vms) md.appendMarkdown(`- ${statusLine(vm, now)}\n`);
     md.appendMarkdown('\n');
+    for (const session of this.debug.sessionTargets) md.appendMarkdown(`$(debug) ${debugTargetsSentence(session, vms)}\n\n`);
     for (const vm of this.debug.notFrozen) {
-      md.appendMarkdown(`$(warning) Debug session "${vm.session}" is stopped, but VM ${vm.pid} was not frozen: ${vm.reason}\n\n`);
+      md.appendMarkdown(`$(warning) Debug session "${escapeMarkdown(vm.session)}" is stopped, but VM ${vm.pid} was not frozen: ${escapeMarkdown(vm.reason)}\n\n`);
     }
-    if (this.debug.automatic) md.appendMarkdown('The debug session freezes the devices at every stop; a click takes manual control.\n\n');
+    if (this.debug.automatic) md.appendMarkdown('A click takes manual control for the rest of the session.\n\n');
     if (this.controller.isFrozen) md.appendMarkdown('Click to resume every frozen VM.');
     else if (this.controller.isFrozenElsewhere) md.appendMarkdown('Click to resume the VM another window froze (you are asked first).');
     else if (vms.length === 1) md.appendMarkdown(`Click to freeze the device processes of VM ${vms[0].snapshot.main.pid}.`);
@@ -126,4 +120,36 @@ export class GuardStatusBar implements vscode.Disposable {
     this.stopTicker();
     for (const d of this.disposables) d.dispose();
   }
+}
+
+/** Device processes that run, and those someone else stopped (a `kill -STOP`, a debugger). */
+function deviceCounts(vms: readonly VmView[]): { running: number; stopped: number } {
+  let running = 0;
+  let stopped = 0;
+  for (const vm of vms) {
+    for (const device of vm.snapshot.devices) {
+      const kind = processStateKind(device, vm);
+      // A traced process runs unless its debugger holds it stopped.
+      if (kind === 'running' || (kind === 'traced' && !isStoppedState(device.state))) running++;
+      else if (kind === 'stopped' || kind === 'traced') stopped++;
+    }
+  }
+  return { running, stopped };
+}
+
+/** One VM in the tooltip: what tells it apart, its devices, and its state with the one clock. */
+function statusLine(vm: VmView, now: number): string {
+  const devices = plural(vm.snapshot.devices.length, 'device process', 'device processes');
+  const frozen = vm.frozen;
+  const state = frozen
+    ? `**frozen ${formatElapsed(now - frozen.since)}** with ${methodName(frozen.method)}${frozen.scope === 'vm' ? ', vCPUs too' : ''}` +
+      (frozen.skipped.length > 0 ? ` (${frozen.skipped.length} left running)` : '')
+    : vm.frozenElsewhere
+      ? `**frozen by another VS Code window** (extension host pid ${vm.frozenElsewhere.ownerPid}); a click offers to resume it here`
+      : vm.needsElevation
+        ? 'running, needs administrator rights'
+        : vm.method.method
+          ? `running, can be frozen with ${methodName(vm.method.method)}`
+          : 'running, cannot be frozen (see the tree)';
+  return `VM ${vm.snapshot.main.pid} ${codeSpan(vm.snapshot.name)}: ${devices}, ${state}`;
 }

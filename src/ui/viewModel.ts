@@ -82,7 +82,7 @@ export function viewSignature(views: readonly VmView[]): string {
       v.method.method,
       v.method.why,
       v.needsElevation,
-      v.frozen?.since,
+      v.frozen && [v.frozen.since, v.frozen.scope, v.frozen.method, v.frozen.processes.length, v.frozen.skipped.length],
       v.frozenElsewhere?.ownerPid,
       [...v.placements.values()].map((p) => [p.pid, p.dir, p.access]),
     ]),

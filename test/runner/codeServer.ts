@@ -39,6 +39,13 @@ export interface CodeServerOptions {
   /** Extra environment for code-server and so for the extension host, which inherits it. */
   env?: Record<string, string>;
   /**
+   * Load extensionDevelopmentPath as an installed extension (an entry of the extensions folder's
+   * extensions.json that points at the folder) instead of through the URL's payload, and start
+   * without the smoke-test driver, which the payload needs and which hides notification toasts:
+   * the workbench as users see it. (No extension tests can run in it: they need the payload.)
+   */
+  asInstalled?: boolean;
+  /**
    * Run code-server (and so the extension host) as this user instead of the runner's; needs
    * root. See startCodeServer for what that takes. ensureTestUser() (testUsers.ts) makes users
    * with sudo rights for it.
@@ -184,6 +191,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     Object.assign(env, userEnvironment(runAs, env, runtimeDir));
   }
   Object.assign(env, { CODE_SERVER_CONFIG: configFile }, options.env);
+  if (options.asInstalled && extensionDevelopmentPath) registerInstalledExtension(extensionsDir, extensionDevelopmentPath, runAs);
 
   const args = [
     entry,
@@ -193,7 +201,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     '--disable-update-check',
     ...(options.trust ? [] : ['--disable-workspace-trust']),
     // The web workbench honours the URL's `payload` (extension development, tests) only with this.
-    '--vscode-option', 'enable-smoke-test-driver',
+    ...(options.asInstalled ? [] : ['--vscode-option', 'enable-smoke-test-driver']),
     '--user-data-dir', userDataDir,
     '--extensions-dir', extensionsDir,
     folder,
@@ -240,7 +248,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   return {
     url(payload: WorkbenchPayload = {}): string {
       const entries: [string, string][] = [];
-      if (developmentPath) entries.push(['extensionDevelopmentPath', remoteUri(developmentPath)]);
+      if (developmentPath && !options.asInstalled) entries.push(['extensionDevelopmentPath', remoteUri(developmentPath)]);
       if (payload.extensionTestsPath) entries.push(['extensionTestsPath', remoteUri(payload.extensionTestsPath)]);
       const query = `folder=${encodeURIComponent(folder)}&payload=${encodeURIComponent(JSON.stringify(entries))}`;
       return `http://${authority}/?${query}`;
@@ -257,6 +265,27 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
     },
     dispose,
   };
+}
+
+/**
+ * Makes the extension in `folder` an installed extension of `extensionsDir`, in place: VS Code
+ * reads the installed extensions of the default profile from extensions.json there, and an
+ * entry may point anywhere. The folder's dist/ is what runs, as with extensionDevelopmentPath.
+ */
+function registerInstalledExtension(extensionsDir: string, folder: string, runAs: RunAs | undefined): void {
+  const manifest = JSON.parse(readFileSync(join(folder, 'package.json'), 'utf8')) as { publisher: string; name: string; version: string };
+  const id = `${manifest.publisher}.${manifest.name}`;
+  mkdirSync(extensionsDir, { recursive: true });
+  const file = join(extensionsDir, 'extensions.json');
+  const entries = (existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { identifier: { id: string } }[]) : []).filter((e) => e.identifier.id !== id);
+  entries.push({
+    identifier: { id },
+    version: manifest.version,
+    location: { $mid: 1, path: folder, scheme: 'file' },
+    metadata: { installedTimestamp: Date.now(), source: 'vsix' },
+  } as { identifier: { id: string } });
+  writeFileSync(file, JSON.stringify(entries));
+  if (runAs) chownRecursively(runAs, [file]);
 }
 
 /**

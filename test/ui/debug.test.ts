@@ -11,16 +11,17 @@ import { openWorkbench } from './workbench';
 test('the status bar item appears during a debug session and shows automatic mode', { timeout: 180_000 }, async () => {
   const workbench = await openWorkbench({
     folder: debugWorkspace(),
-    settings: { 'crosvmGuard.statusBar.visibility': 'debugging', 'crosvmGuard.debug.autoFreeze': 'onStop' },
+    // No VM is listed (VMs other test runs start on the host have another name).
+    settings: { 'crosvmGuard.statusBar.visibility': 'debugging', 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.processNames': ['crosvm-none'] },
   });
   try {
     await workbench.waitForActivation();
-    const ours = /^\$\(debug-(pause|continue)\) crosvm/;
+    const ours = /^\$\((vm-running|debug-pause)\) crosvm/;
     const crosvmItem = async () => (await workbench.statusBarItems()).find((i) => ours.test(i.text));
     assert.equal(await crosvmItem(), undefined, 'visible before any debug session');
     await workbench.runCommand('Debug: Start Debugging');
     const item = await workbench.waitForStatusBarItem(ours, 30_000);
-    assert.match(item.text, /^\$\(debug-pause\) crosvm auto$/);
+    assert.match(item.text, /^\$\(vm-running\) crosvm auto$/);
     await workbench.screenshot('debug-session');
     await workbench.page.keyboard.press('Shift+F5'); // Debug: Stop, as a person would
     const deadline = Date.now() + 20_000;
@@ -33,14 +34,16 @@ test('the status bar item appears during a debug session and shows automatic mod
 
 test('at a stop, a VM that may not be frozen shows as not frozen in the status bar, with a notification that says why', { timeout: 180_000 }, async () => {
   // Signals forced on a build that dies of them: the stop must leave the VM alone, and say so.
-  const vm = await startFixtureVm({ build: 'default', devices: 2 });
+  // Its own name: a stop freezes "all of your VMs", and VMs of other test runs on the host must
+  // not be among them.
+  const vm = await startFixtureVm({ build: 'default', devices: 2, executableName: 'crosvm-debug-ui' });
   const workbench = await openWorkbench({
     folder: debugWorkspace(),
-    settings: { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.method': 'signal' },
+    settings: { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.method': 'signal', 'crosvmGuard.processNames': ['crosvm-debug-ui'] },
   });
   try {
     await workbench.waitForActivation();
-    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
+    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 30_000);
     await workbench.runCommand('Debug: Start Debugging');
     // The debuggee stops at its first `debugger;` statement.
     const warning = await workbench.waitForStatusBarItem(/^\$\(warning\) crosvm auto: not frozen$/, 30_000).catch((error: Error) => {
@@ -57,7 +60,7 @@ test('at a stop, a VM that may not be frozen shows as not frozen in the status b
     assert.ok(vm.isRunning() && vm.devices.every((d) => isRunning(d.pid)), 'a device was stopped at the breakpoint');
     await workbench.screenshot('debug-not-frozen');
     await workbench.page.keyboard.press('Shift+F5'); // Debug: Stop: the warning goes with the stop
-    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 20_000);
+    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 20_000);
     assert.ok(vm.isRunning(), 'the VM shut down');
   } finally {
     await workbench.close();

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { eventually, isFullyStopped } from '../engine/procState';
+import { eventually, isFullyStopped, isRunning } from '../engine/procState';
 import { launchBrowser } from '../runner/browser';
 import { repoRoot } from '../runner/paths';
 import { ensureCodeServer } from '../runner/tools';
@@ -38,9 +38,27 @@ test('npm run demo serves a workbench whose palette freezes the demo VM; Ctrl-C 
     await waitForWorkbench(browser.page);
     workbench = new Workbench({ logsDir, process: demo, dispose: async () => undefined }, browser);
     await workbench.waitForActivation();
+    assert.doesNotMatch(await workbench.page.title(), /Extension Development Host/, 'the demo loads the extension as under development, not installed');
     await workbench.runCommand('crosvm: Freeze crosvm devices');
     assert.ok(await eventually(() => devicePids.every(isFullyStopped), 10_000), 'the demo VM was not frozen');
     await workbench.waitForStatusBarItem(/crosvm \d+ frozen/);
+    await workbench.clickStatusBarItem(/crosvm \d+ frozen/);
+    assert.ok(await eventually(() => devicePids.every(isRunning), 10_000), 'the demo VM was not resumed');
+
+    // One click (F5) debugs the demo's stand-in; its stops freeze the demo VM, and the status
+    // bar's tooltip says which VMs the session freezes and why.
+    await workbench.page.keyboard.press('F5');
+    if (!(await eventually(() => devicePids.every(isFullyStopped), 30_000))) {
+      await workbench.screenshot('demo-debug');
+      assert.fail(`a stop of the demo debug session did not freeze the demo VM\n--- crosvm Guard log ---\n${workbench.extensionLog()}`);
+    }
+    const status = await workbench.waitForStatusBarItem(/crosvm \d+ frozen \d:\d\d auto/);
+    await workbench.page.locator(`.part.statusbar [id="${status.id}"] .statusbar-item-label`).hover();
+    const tooltip = workbench.hover();
+    await tooltip.waitFor({ timeout: 10_000 });
+    assert.match(await tooltip.innerText(), /Debug session "Stand-in debuggee \(Node\)" freezes all of your VMs at each stop: the debuggee (is unknown|\(pid \d+\) is no crosvm VM)/);
+    await workbench.page.keyboard.press('Shift+F5');
+    assert.ok(await eventually(() => devicePids.every(isRunning), 20_000), 'the end of the debug session did not resume the demo VM');
 
     demo.kill('SIGINT');
     await exited;

@@ -78,7 +78,7 @@ describe('a root VM from an unprivileged VS Code, with a sudo password', { timeo
       rows = await workbench.treeRows();
     }
     const vmRow = rows.find((r) => r.level === 1);
-    assert.match(vmRow?.description ?? '', new RegExp(`^pid ${vm.pid} · running · needs admin \\(uid 0\\)$`), JSON.stringify(rows));
+    assert.match(vmRow?.description ?? '', new RegExp(`^needs admin \\(uid 0\\) · pid ${vm.pid}$`), JSON.stringify(rows));
     assert.equal(vmRow?.icon, 'shield');
     assert.match(rows.find((r) => r.level === 2)?.description ?? '', /^\d+ · running · uid 0$/);
   });
@@ -167,7 +167,7 @@ describe('your own VM whose build dies on signals, outside a delegated cgroup, e
       await workbench.page.waitForTimeout(200);
       rows = await workbench.treeRows();
     }
-    assert.match(rows.find((r) => r.level === 1)?.description ?? '', /running · needs admin \(cgroup freezer\)/, JSON.stringify(rows));
+    assert.match(rows.find((r) => r.level === 1)?.description ?? '', /^needs admin \(cgroup freezer\) · pid/, JSON.stringify(rows));
     await workbench.runCommand('crosvm: Freeze crosvm devices');
     const counters = () => devices.map((pid) => vm.deviceCounters().get(pid) ?? 0n);
     assert.ok(await eventually(() => cgroups().every((c, i) => c !== before[i]), 15_000), 'the devices were not moved into a freeze cgroup');
@@ -197,7 +197,7 @@ describe('a root VM at a debugger stop, from an unprivileged VS Code with passwo
     const settings = { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' };
     workbench = await openWorkbench({ runAs: user, folder: debugWorkspace(user), settings });
     await workbench.waitForActivation();
-    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
+    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 30_000);
     await workbench.runCommand('Debug: Start Debugging');
     const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
     // The debuggee stops at its first `debugger;`: the root VM freezes through the root companion.
@@ -205,7 +205,7 @@ describe('a root VM at a debugger stop, from an unprivileged VS Code with passwo
     assert.equal(await workbench.page.locator('.quick-input-widget input[type="password"]').isVisible(), false, 'a password box at a stop');
     // Nothing refused, so nothing was told (the log says what a notification would).
     assert.doesNotMatch(workbench.extensionLog(), /no automatic freeze|Elevation failed/);
-    await workbench.waitForStatusBarItem(/^\$\(debug-continue\) crosvm \d+ frozen \d:\d\d auto$/);
+    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+ frozen \d:\d\d auto$/);
     assert.ok(isRunning(vm.pid), 'the main process was stopped');
     await workbench.page.keyboard.press('F5'); // Continue: resumed, then the second `debugger;` freezes it again
     assert.ok(await eventually(() => devices.every(isFullyStopped), 15_000), `not frozen at the second stop${why()}`);

@@ -4,8 +4,9 @@
 //
 // Two things differ from a desktop window and matter to tests:
 // - The workbench runs with the smoke-test driver on (needed to load the extension from this
-//   repository), and in that mode VS Code never shows notification toasts: notifications()
-//   reads the notification centre instead.
+//   repository through the URL), and in that mode VS Code never shows notification toasts:
+//   notifications() reads the notification centre instead. `asInstalled` starts a workbench
+//   without it, as the demo does, where toasts() sees the toasts.
 // - Lists and trees are virtualised: only rows scrolled into view exist in the DOM.
 import { mkdirSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +36,11 @@ export interface OpenWorkbenchOptions {
    * TestUser from ensureTestUser(); the browser still runs as the runner. Default: the runner's user.
    */
   runAs?: RunAs;
+  /**
+   * The extension installed (see CodeServerOptions.asInstalled) in a workbench without the
+   * smoke-test driver, as `npm run demo` serves it: notifications show as toasts there.
+   */
+  asInstalled?: boolean;
 }
 
 export interface StatusBarItem {
@@ -81,6 +87,7 @@ export async function openWorkbench(options: OpenWorkbenchOptions = {}): Promise
     trust: options.trust,
     env: options.env,
     runAs: options.runAs,
+    asInstalled: options.asInstalled,
   });
   let browser: WorkbenchBrowser | undefined;
   try {
@@ -245,25 +252,73 @@ export class Workbench {
     return rows.sort((a, b) => a.index - b.index).map(({ index: _index, ...row }) => row);
   }
 
+  /** The row of the side bar's tree whose label is exactly `label`. */
+  treeRow(label: string): Locator {
+    return this.page
+      .locator('.part.sidebar .pane-body .monaco-list-row')
+      .filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(label)}$`) }) })
+      .first();
+  }
+
+  /**
+   * Moves the mouse over a tree row, as a person would to read its tooltip, and waits for that
+   * row's tooltip (one that names the label; another element's may still be fading out).
+   */
+  async hoverTreeRow(label: string, timeout = 10_000): Promise<Locator> {
+    await this.treeRow(label).locator('.label-name').hover();
+    const hover = this.page.locator('.monaco-hover.workbench-hover', { hasText: label }).first();
+    await hover.waitFor({ state: 'visible', timeout });
+    return hover;
+  }
+
+  /** The tooltip (hover) shown now, if any. */
+  hover(): Locator {
+    return this.page.locator('.monaco-hover.workbench-hover').first();
+  }
+
+  /**
+   * The rows of the open quick pick: label text and the codicon in front of it (`$(vm) …` in
+   * a QuickPickItem label renders as an icon), description and detail.
+   */
+  async quickPickRows(): Promise<{ label: string; icon: string | undefined; description: string; detail: string }[]> {
+    const widget = this.page.locator('.quick-input-widget');
+    await widget.locator('.monaco-list-row').first().waitFor({ timeout: DEFAULT_TIMEOUT });
+    return widget.locator('.monaco-list-row').evaluateAll((rows) =>
+      rows.map((row) => {
+        const label = row.querySelector('.quick-input-list-label .label-name, .monaco-icon-label .label-name');
+        const icon = [...(label?.querySelectorAll('.codicon') ?? [])].flatMap((i) => [...i.classList]).find((c) => c.startsWith('codicon-') && !c.startsWith('codicon-modifier-'));
+        return {
+          label: (label?.textContent ?? '').trim(),
+          icon: icon?.slice('codicon-'.length),
+          description: row.querySelector('.label-description')?.textContent ?? '',
+          detail: row.querySelector('.quick-input-list-label-meta .monaco-icon-label, .quick-input-list-detail')?.textContent ?? '',
+        };
+      }),
+    );
+  }
+
+  /** Runs a command from the palette and leaves its quick pick open (it asks something). */
+  async runCommandThatAsks(title: string): Promise<void> {
+    await this.quickOpen(`>${title}`, title, DEFAULT_TIMEOUT, false);
+  }
+
   /**
    * The notifications in the notification centre, newest first. (With the smoke-test driver on,
    * VS Code shows no toasts, so the centre is where they are.) Leaves the centre as it was.
    */
   async notifications(): Promise<Notification[]> {
     return this.withNotificationCenter(async (center) =>
-      center.locator('.notification-list-item').evaluateAll((items) =>
-        items.map((item) => {
-          const icon = item.querySelector('.notification-list-item-icon');
-          const severity = ['error', 'warning', 'info'].find((s) => icon?.classList.contains(`codicon-${s}`)) ?? 'info';
-          return {
-            message: item.querySelector('.notification-list-item-message')?.textContent ?? '',
-            severity,
-            source: (item.querySelector('.notification-list-item-source')?.textContent ?? '').replace(/^Source: /, ''),
-            buttons: [...item.querySelectorAll('.notification-list-item-buttons-container .monaco-button')].map((b) => b.textContent ?? ''),
-          };
-        }),
-      ),
+      center.locator('.notification-list-item').evaluateAll(readNotifications),
     );
+  }
+
+  /**
+   * The notification toasts on screen now (bottom right), newest first: what a person sees
+   * without opening the notification centre. Only a workbench without the smoke-test driver
+   * (`asInstalled`) shows any.
+   */
+  async toasts(): Promise<Notification[]> {
+    return this.page.locator('.notifications-toasts .notification-toast-container:visible .notification-list-item').evaluateAll(readNotifications);
   }
 
   /** Clicks a button of the newest notification whose message matches. */
@@ -296,7 +351,7 @@ export class Workbench {
    * whose `when` clause is not true yet only shows up after closing and reopening: retried
    * until `timeout`.
    */
-  private async quickOpen(text: string, label: string, timeout = DEFAULT_TIMEOUT): Promise<void> {
+  private async quickOpen(text: string, label: string, timeout = DEFAULT_TIMEOUT, waitUntilClosed = true): Promise<void> {
     const widget = this.page.locator('.quick-input-widget');
     const rows = widget.locator('.monaco-list-row');
     const row = rows.filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(label)}$`) }) }).first();
@@ -322,7 +377,7 @@ export class Workbench {
     // Enter runs the focused row; the exact match is usually it, else a person would click it.
     if ((await row.getAttribute('class'))?.split(' ').includes('focused')) await this.page.keyboard.press('Enter');
     else await row.click();
-    await widget.waitFor({ state: 'hidden' });
+    if (waitUntilClosed) await widget.waitFor({ state: 'hidden' });
   }
 
   private async withNotificationCenter<T>(read: (center: Locator) => Promise<T>): Promise<T> {
@@ -348,6 +403,28 @@ export class Workbench {
       if (!wasVisible && (await center.isVisible())) await toggle();
     }
   }
+}
+
+/** What readNotifications uses of a DOM element (it runs in the browser; this file has no DOM types). */
+interface DomElement {
+  querySelector(selector: string): DomElement | null;
+  querySelectorAll(selector: string): Iterable<DomElement>;
+  readonly classList: { contains(name: string): boolean };
+  readonly textContent: string | null;
+}
+
+/** Reads notification list items (in the centre or in toasts); runs in the browser. */
+function readNotifications(items: DomElement[]): Notification[] {
+  return items.map((item) => {
+    const icon = item.querySelector('.notification-list-item-icon');
+    const severity = ['error', 'warning', 'info'].find((s) => icon?.classList.contains(`codicon-${s}`)) ?? 'info';
+    return {
+      message: item.querySelector('.notification-list-item-message')?.textContent ?? '',
+      severity,
+      source: (item.querySelector('.notification-list-item-source')?.textContent ?? '').replace(/^Source: /, ''),
+      buttons: [...item.querySelectorAll('.notification-list-item-buttons-container .monaco-button')].map((b) => b.textContent ?? ''),
+    };
+  });
 }
 
 export async function waitForWorkbench(page: Page): Promise<void> {

@@ -76,10 +76,13 @@ describe('process names', () => {
     assert.ok(!matchesProcessNames(['crosvm'], '/usr/bin/crosvm-wrapper', 'crosvmx'));
     assert.ok(!matchesProcessNames(['crosvm'], undefined, undefined));
   });
-  it('makes a short VM name from the command line', () => {
-    assert.equal(shortVmName(['/usr/bin/crosvm', 'run', '--mem', '1024', '/img/bzImage']), 'crosvm run bzImage');
-    assert.equal(shortVmName(['crosvm', 'run', '--disable-sandbox', '--rwdisk', 'rootfs.img', 'vmlinux']), 'crosvm run vmlinux');
+  it('names a VM by what tells it apart: socket, disk or kernel image, memory', () => {
+    assert.equal(shortVmName(['/usr/bin/crosvm', 'run', '--mem', '1024', '/img/bzImage']), 'bzImage · 1 GiB');
+    assert.equal(shortVmName(['crosvm', 'run', '--disable-sandbox', '--rwdisk', 'rootfs.img', 'vmlinux']), 'rootfs.img');
+    assert.equal(shortVmName(['crosvm', 'run', '-m', '512', '--socket', '/run/vm1.sock', '--block', 'path=/d/a.img,ro', 'bzImage']), 'vm1.sock · a.img · 512 MiB');
+    assert.equal(shortVmName(['crosvm', '--log-level', 'debug', 'run', '--mem=size=8192', '--socket=/tmp/b.sock', 'k']), 'b.sock · k · 8 GiB');
     assert.equal(shortVmName(['crosvm', 'run', '--mem', '/tmp/m']), 'crosvm run');
+    assert.equal(shortVmName(['crosvm', 'run', '--mem', '/tmp/m', '--swap']), 'crosvm run');
     assert.equal(shortVmName([]), 'crosvm');
   });
 });
