@@ -3,7 +3,6 @@
 // status bar, the tree and the context keys follow. It routes a freeze to the engine that
 // may, and logs every freeze and resume, whatever path (command, API, status bar) asked.
 import * as vscode from 'vscode';
-import { plural } from './describe';
 import {
   cgroupPlacements,
   CrosvmGuard,
@@ -25,9 +24,13 @@ import {
 } from '../guard';
 import { ElevationNeed, ElevationSession, ElevationSessionOptions } from '../companion/elevationSession';
 import { engineSettings, ExtensionSettings } from '../common/settings';
+import { discoveryLine, frozeLine, resumedLine, tookOverLine } from './logText';
 import { buildVmView, viewSignature, VmView } from './viewModel';
 
 export type { VmView } from './viewModel';
+
+/** How long after the last freeze or resume the host is listed again (see showEngineState). */
+const SETTLE_MS = 300;
 
 export interface ControllerOptions {
   readonly log: vscode.LogOutputChannel;
@@ -62,7 +65,7 @@ export class GuardController implements vscode.Disposable {
     const onEvent = (event: GuardEvent) => {
       this.stateChanged.fire(event);
       // After the freeze or resume has returned, not inside it: a debugger step waits on it.
-      if (event.type !== 'freezing') this.refreshSoon();
+      if (event.type !== 'freezing') this.showEngineState();
     };
     this.elevation = new ElevationSession({
       ...options.elevation,
@@ -153,14 +156,29 @@ export class GuardController implements vscode.Disposable {
     const other = view.frozenElsewhere;
     if (!other) return [];
     const { resumed, notes } = takeOverFrozenVm(other, view.snapshot);
-    const how = other.method === 'cgroup' ? `thawed ${plural(other.cgroups.length, 'freeze cgroup')}, ` : '';
-    const again = `${plural(resumed.length, 'process', 'processes')} running again`;
-    this.log.info(`Took over VM ${view.snapshot.main.pid} from the window of extension host ${other.ownerPid}: ${how}${again}.${notes.length > 0 ? ` ${notes.join('; ')}` : ''}`);
+    const thawed = other.method === 'cgroup' ? other.cgroups.length : undefined;
+    this.log.info(tookOverLine(view.snapshot.main.pid, other.ownerPid, thawed, resumed.length, notes));
     this.refresh();
     return resumed;
   }
 
   private refreshPending = false;
+  private settling: NodeJS.Timeout | undefined;
+
+  /**
+   * After a freeze or resume: shows what the engines hold at once, without reading /proc, and
+   * lists the host again only once nothing has changed for a moment. Stepping in a debugger
+   * freezes and resumes many times a second, and a listing (every process on the host) in
+   * between would delay the next stop's freeze.
+   */
+  private showEngineState(): void {
+    setImmediate(() => {
+      this.views = this.views.map((v) => ({ ...v, frozen: this.frozenVm(v.snapshot.main.pid) }));
+      this.fireIfShownChanged();
+    });
+    clearTimeout(this.settling);
+    this.settling = setTimeout(() => this.refresh(), SETTLE_MS);
+  }
 
   /** One refresh on the next turn of the event loop, however many changes came before it. */
   refreshSoon(): void {
@@ -199,23 +217,24 @@ export class GuardController implements vscode.Disposable {
       });
     });
     this.logDiscovery();
-    // Fire only when what is shown changed: the tree and the context keys follow this event,
-    // and the status bar's elapsed time has a ticker of its own.
+    this.fireIfShownChanged();
+    return this.views;
+  }
+
+  /**
+   * Fires only when what is shown changed: the tree and the context keys follow this event,
+   * and the status bar's elapsed time has a ticker of its own.
+   */
+  private fireIfShownChanged(): void {
     const signature = viewSignature(this.views);
     if (signature !== this.lastSignature) this.changed.fire();
     this.lastSignature = signature;
-    return this.views;
   }
 
   private lastSignature = '';
 
   private logDiscovery(): void {
-    const text = this.views
-      .map(
-        ({ snapshot: vm, swapBuild, method }) =>
-          `VM ${vm.main.pid} (${vm.name}), ${plural(vm.devices.length, 'device process', 'device processes')} [${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}]; signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}; freeze method ${method.method ?? 'none'}: ${method.why}`,
-      )
-      .join('\n');
+    const text = this.views.map(discoveryLine).join('\n');
     // The same listing every 2 s would drown the log: say it when it changes.
     if (text === this.lastDiscovery) return;
     this.lastDiscovery = text;
@@ -225,12 +244,7 @@ export class GuardController implements vscode.Disposable {
   async freeze(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
     try {
       const report = await this.freezeQuietly(ref, request);
-      const frozen = report.frozen.map((p) => `${p.label} ${p.pid}`).join(', ');
-      const skipped = report.skipped.map((s) => `${s.label} ${s.pid} (${s.detail})`).join(', ');
-      this.log.info(
-        `Froze VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}, by ${report.methodReason}: ${plural(report.frozen.length, 'process', 'processes')} in ${report.elapsedMs.toFixed(1)} ms [${frozen}]` +
-          (skipped ? `; skipped [${skipped}]` : ''),
-      );
+      this.log.info(frozeLine(report));
       return report;
     } catch (error) {
       this.log.error(`Freezing VM ${ref.pid} failed: ${(error as Error).message}`);
@@ -242,10 +256,7 @@ export class GuardController implements vscode.Disposable {
     const report = await this.resumeQuietly(ref);
     for (const problem of report.problems ?? []) this.log.error(`Resume: ${problem}`);
     if (report.resumed.length > 0 || report.gone.length > 0) {
-      this.log.info(
-        `Resumed ${plural(report.resumed.length, 'process', 'processes')} in ${report.elapsedMs.toFixed(1)} ms [${report.resumed.map((p) => `${p.label} ${p.pid}`).join(', ')}]` +
-          (report.gone.length > 0 ? `; gone meanwhile, not signalled [${report.gone.map((p) => `${p.label} ${p.pid}`).join(', ')}]` : ''),
-      );
+      this.log.info(resumedLine(report));
     }
     return report;
   }
@@ -257,6 +268,7 @@ export class GuardController implements vscode.Disposable {
   }
 
   dispose(): void {
+    clearTimeout(this.settling);
     this.elevation.dispose();
     for (const d of this.disposables) d.dispose();
   }
