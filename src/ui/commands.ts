@@ -3,7 +3,7 @@
 // its result so tests and other extensions can script it.
 import * as vscode from 'vscode';
 import treeKill from 'tree-kill';
-import { FreezeReport, FreezeScope, GuardError, maySignal, startTimeToDate, VmRef } from '../guard';
+import { FreezeReport, FreezeScope, GuardError, maySignal, ProcessSnapshot, startTimeToDate, VmRef } from '../guard';
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
 import { ElevationError } from '../companion/elevatedClient';
@@ -120,7 +120,7 @@ export class CommandHandlers {
       for (const view of others) {
         const takeOver = 'Resume VM';
         const choice = await vscode.window.showWarningMessage(
-          `VM ${view.snapshot.main.pid} (${view.snapshot.name}) is frozen by another VS Code window (extension host pid ${view.frozenElsewhere?.ownerPid}). Resume it from this window?`,
+          frozenElsewhereQuestion(view),
           { modal: true, detail: 'The other window will notice that the VM runs again and stop holding it.' },
           takeOver,
         );
@@ -242,7 +242,7 @@ export class CommandHandlers {
       if (foreign) {
         throw new GuardError(
           'not-permitted',
-          `crosvm VM ${vm.main.pid} runs as uid ${foreign.uid} (${foreign.label} ${foreign.pid}); this window may not kill it. To kill it anyway, run \`sudo kill -KILL ${vm.main.pid}\` in a terminal.`,
+          mayNotKill(vm.main.pid, foreign),
         );
       }
       const kill = 'Kill VM';
@@ -313,6 +313,17 @@ const PICK_ICONS: Record<VmStateKind, string> = {
   unfreezable: 'circle-slash',
 };
 
+function frozenElsewhereQuestion(view: VmView): string {
+  const { snapshot, frozenElsewhere } = view;
+  const who = `another VS Code window (extension host pid ${frozenElsewhere?.ownerPid})`;
+  return `VM ${snapshot.main.pid} (${snapshot.name}) is frozen by ${who}. Resume it from this window?`;
+}
+
+function mayNotKill(vmPid: number, foreign: ProcessSnapshot): string {
+  const owner = `uid ${foreign.uid} (${foreign.label} ${foreign.pid})`;
+  return `crosvm VM ${vmPid} runs as ${owner}; this window may not kill it. To kill it anyway, run \`sudo kill -KILL ${vmPid}\` in a terminal.`;
+}
+
 function goneMarkdown(pid: number): string {
   return `# pid ${pid}\n\n*Read at ${clockTime(Date.now())}:* this process has exited.\n`;
 }
@@ -342,15 +353,26 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
     lines.push(
       `| executable | ${vm.exe ? codeSpan(vm.exe) : 'not readable'} |`,
       `| signals | ${node.view.swapBuild.tolerant ? 'safe' : 'unsafe'}: ${cell(node.view.swapBuild.evidence)} |`,
-      `| freeze method | ${node.view.frozen ? `frozen with ${methodName(node.view.frozen.method)}${node.view.frozen.scope === 'vm' ? ', vCPUs too' : ''}` : cell(node.view.method.method ? node.view.method.why : `none: ${node.view.method.why}`)} |`,
+      `| freeze method | ${methodCell(node.view)} |`,
       '',
       '## Command line',
       '',
       codeBlock(vm.cmdline.join(' '), 'shell'),
       '## Device processes',
       '',
-      ...vm.devices.map((d) => `- ${codeSpan(d.label)} pid ${d.pid}, parent ${d.ppid}, state ${codeSpan(d.state)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`),
+      ...vm.devices.map(deviceLine),
     );
   }
   return lines.join('\n') + '\n';
+}
+
+function deviceLine(d: ProcessSnapshot): string {
+  return `- ${codeSpan(d.label)} pid ${d.pid}, parent ${d.ppid}, state ${codeSpan(d.state)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`;
+}
+
+/** The details' freeze method: the one in force, or the one a freeze would use (or none, and why). */
+function methodCell(view: VmView): string {
+  const { frozen, method } = view;
+  if (frozen) return `frozen with ${methodName(frozen.method)}${frozen.scope === 'vm' ? ', vCPUs too' : ''}`;
+  return escapeMarkdown(method.method ? method.why : `none: ${method.why}`);
 }

@@ -24,7 +24,8 @@ export function readSettings(log: vscode.LogOutputChannel): ExtensionSettings {
       const inspected = config.inspect(name);
       raw[key] = inspected?.globalValue;
       if (inspected?.workspaceValue !== undefined || inspected?.workspaceFolderValue !== undefined) {
-        log.warn(`Ignoring the workspace's value of ${SETTINGS_SECTION}.${name}: it chooses which processes get signalled, so only your user settings may set it.`);
+        const why = 'it chooses which processes get signalled, so only your user settings may set it';
+        log.warn(`Ignoring the workspace's value of ${SETTINGS_SECTION}.${name}: ${why}.`);
       }
     } else {
       const legacy = LEGACY_SETTING_KEYS[key];

@@ -2,11 +2,11 @@
 // the devices freeze; when it continues or steps, they resume; when the session ends,
 // everything it froze resumes. Setting crosvmGuard.debug.autoFreeze turns it on.
 import * as vscode from 'vscode';
-import { plural } from './describe';
 import { FreezeReport, GuardError, VmRef } from '../guard';
 import { DebugTarget, SettingKeys, SETTINGS_SECTION } from '../common/settings';
 import { ElevationError } from '../companion/elevatedClient';
 import { GuardController, VmView } from './controller';
+import { autoLine } from './logText';
 import type { DebugSessionTargets } from './describe';
 
 /**
@@ -226,16 +226,16 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
         if (!refused) state.chosen = undefined; // the VM may have exited: choose again next time
         if (state.warned.has(ref.pid)) continue;
         state.warned.add(ref.pid);
-        this.log[refused ? 'warn' : 'error'](`Debug session "${state.session.name}": no automatic freeze of VM ${ref.pid} on ${cause}: ${(error as Error).message}`);
+        const why = `no automatic freeze of VM ${ref.pid} on ${cause}: ${(error as Error).message}`;
+        this.log[refused ? 'warn' : 'error'](`Debug session "${state.session.name}": ${why}`);
         if (refused) void this.offerWayOut(state, ref, error as GuardError);
       }
     }
     this.changed.fire();
     if (reports.length > 0) {
       const count = reports.reduce((sum, r) => sum + r.frozen.length, 0);
-      this.log.info(
-        `Auto-freeze on ${cause} (session "${state.session.name}"${state.debuggeePid ? `, debuggee pid ${state.debuggeePid}` : ''}): ${plural(count, 'process', 'processes')} of VM ${reports.map((r) => r.vm.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`,
-      );
+      const vms = reports.map((r) => r.vm.pid);
+      this.log.info(autoLine('freeze', cause, state.session.name, state.debuggeePid, count, vms, performance.now() - started));
     }
   }
 
@@ -288,7 +288,8 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     state.frozen = [];
     let count = 0;
     for (const ref of vms) count += (await this.controller.resumeQuietly(ref)).resumed.length;
-    this.log.info(`Auto-resume on ${cause} (session "${state.session.name}"): ${plural(count, 'process', 'processes')} of VM ${vms.map((v) => v.pid).join(', ')} in ${(performance.now() - started).toFixed(1)} ms.`);
+    const pids = vms.map((v) => v.pid);
+    this.log.info(autoLine('resume', cause, state.session.name, undefined, count, pids, performance.now() - started));
   }
 
   /** Which VMs a stop freezes, per crosvmGuard.debug.target. Waits on a dialog only for `ask`. */

@@ -123,11 +123,16 @@ export function vmPickDetail(view: VmView): string {
 }
 
 /** The Markdown of a VM row's tooltip. Each reason is said once. */
+const ROOT_COMPANION_EXPLAINED =
+  'A companion started as root with `sudo` or `pkexec` (setting `crosvmGuard.elevation`) freezes it, ' +
+  'with signals where the build tolerates them and the cgroup freezer otherwise.';
+
 export function vmTooltip(view: VmView): string {
   const { snapshot: vm, swapBuild, frozen, frozenElsewhere } = view;
   const kind = vmStateKind(view);
   const lines: string[] = [`**crosvm VM ${vm.main.pid}** · ${escapeMarkdown(vm.name)}`, '', codeBlock(vm.cmdline.join(' '), 'shell')];
-  lines.push(`uid ${vm.main.uid} · ${plural(vm.main.threads, 'thread')} (vCPUs included) · ${plural(vm.devices.length, 'device process', 'device processes')}`, '');
+  const devices = plural(vm.devices.length, 'device process', 'device processes');
+  lines.push(`uid ${vm.main.uid} · ${plural(vm.main.threads, 'thread')} (vCPUs included) · ${devices}`, '');
   const why = escapeMarkdown;
   if (frozen) {
     const what = frozen.scope === 'vm' ? 'its device processes and its main process with every vCPU thread' : 'its device processes (the vCPUs run)';
@@ -135,16 +140,16 @@ export function vmTooltip(view: VmView): string {
     const skipped = frozen.skipped.map((s) => `${escapeMarkdown(s.label)} ${s.pid} (${why(s.detail)})`);
     if (skipped.length > 0) lines.push('', `Left running: ${skipped.join(', ')}.`);
   } else if (frozenElsewhere) {
-    lines.push(`$(debug-pause) **Frozen by another VS Code window** (extension host pid ${frozenElsewhere.ownerPid}) with ${methodName(frozenElsewhere.method)}.`);
+    const who = `another VS Code window** (extension host pid ${frozenElsewhere.ownerPid})`;
+    lines.push(`$(debug-pause) **Frozen by ${who} with ${methodName(frozenElsewhere.method)}.`);
   } else if (kind === 'needsAdmin') {
     // What this window reads of another user's VM (its executable, its cgroups) says little:
     // the elevated companion chooses the method as root, where the cgroup freezer is always open.
-    lines.push(
-      (view.needsElevation === 'signals'
-        ? `$(shield) **Needs administrator rights**: some of its processes run as another user (the VM as uid ${vm.main.uid}), which this window may not signal. `
-        : `$(shield) **Needs administrator rights**: ${why(view.method.why)}. `) +
-        'A companion started as root with `sudo` or `pkexec` (setting `crosvmGuard.elevation`) freezes it, with signals where the build tolerates them and the cgroup freezer otherwise.',
-    );
+    const reason =
+      view.needsElevation === 'signals'
+        ? `some of its processes run as another user (the VM as uid ${vm.main.uid}), which this window may not signal`
+        : why(view.method.why);
+    lines.push(`$(shield) **Needs administrator rights**: ${reason}. ${ROOT_COMPANION_EXPLAINED}`);
   } else if (view.method.method === 'signal') {
     lines.push(`$(check) **Can be frozen** with signals: ${why(swapBuild.evidence)}.`);
   } else if (view.method.method === 'cgroup') {
@@ -169,7 +174,9 @@ export function processTooltip(vm: VmView, p: ProcessSnapshot, placement: Placem
     '',
     PROCESS_STATE_EXPLAINED[kind],
     '',
-    `state ${codeSpan(p.state)} · uid ${p.uid} · ${plural(p.threads, 'thread')}` + (p.tracerPid ? ` · debugger pid ${p.tracerPid}` : '') + ` · parent pid ${p.ppid}`,
+    `state ${codeSpan(p.state)} · uid ${p.uid} · ${plural(p.threads, 'thread')}` +
+      (p.tracerPid ? ` · debugger pid ${p.tracerPid}` : '') +
+      ` · parent pid ${p.ppid}`,
   ];
   if (placement?.dir) {
     const access = placement.access === 'denied' ? 'not writable by this window' : placement.access === 'root' ? 'writable (root)' : 'writable (delegated to you)';
@@ -205,7 +212,10 @@ export function debugTargetsSentence(s: DebugSessionTargets, vms: readonly VmVie
       : `${session} freezes ${s.asked.length === 0 ? 'no VM' : `VM ${s.asked.join(', ')}`} at each stop, as you chose.`;
   }
   const own = vmOfProcess(vms, s.debuggeePid);
-  if (own) return `${session} freezes VM ${own.snapshot.main.pid} at each stop: the debuggee (pid ${s.debuggeePid}) is ${own.snapshot.main.pid === s.debuggeePid ? 'its main process' : 'one of its processes'}.`;
+  if (own) {
+    const which = own.snapshot.main.pid === s.debuggeePid ? 'its main process' : 'one of its processes';
+    return `${session} freezes VM ${own.snapshot.main.pid} at each stop: the debuggee (pid ${s.debuggeePid}) is ${which}.`;
+  }
   const why = s.debuggeePid === undefined ? 'the debuggee is unknown' : `the debuggee (pid ${s.debuggeePid}) is no crosvm VM`;
   return `${session} freezes all of your VMs at each stop: ${why} (setting \`crosvmGuard.debug.target\` is \`auto\`; \`ask\` lets you choose).`;
 }

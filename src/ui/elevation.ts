@@ -23,7 +23,7 @@ export function elevationFor(
       askPassword: async () => {
         const value = await vscode.window.showInputBox({
           title: 'crosvm Guard: administrator rights',
-          prompt: `Password for sudo (user ${os.userInfo().username}). crosvm Guard starts a small helper as root to freeze crosvm VMs that run as root or in cgroups you may not write. The password goes to sudo only and is never stored.`,
+          prompt: passwordPrompt(os.userInfo().username),
           password: true,
           ignoreFocusOut: true,
         });
@@ -31,4 +31,11 @@ export function elevationFor(
       },
     }),
   };
+}
+
+function passwordPrompt(user: string): string {
+  return (
+    `Password for sudo (user ${user}). crosvm Guard starts a small helper as root to freeze crosvm VMs ` +
+    'that run as root or in cgroups you may not write. The password goes to sudo only and is never stored.'
+  );
 }

@@ -143,7 +143,8 @@ export class MaxFreezeTimer implements vscode.Disposable {
         setTimeout(() => {
           this.timers.delete(pid);
           void this.controller.resume({ pid }).then(() => {
-            void vscode.window.showInformationMessage(`crosvm Guard resumed VM ${pid} (${vm.vm.name}) after ${max} s frozen (setting crosvmGuard.maxFreezeSeconds).`);
+            const message = `crosvm Guard resumed VM ${pid} (${vm.vm.name}) after ${max} s frozen`;
+            void vscode.window.showInformationMessage(`${message} (setting crosvmGuard.maxFreezeSeconds).`);
           });
         }, due),
       );

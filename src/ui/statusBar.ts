@@ -67,7 +67,8 @@ export class GuardStatusBar implements vscode.Disposable {
       this.item.text = `$(vm-running) crosvm${vms.length > 0 ? ` ${counts.running}${stopped}` : ''}${auto}`;
       this.item.backgroundColor = undefined;
       const others = counts.stopped > 0 ? `, ${counts.stopped} stopped by someone else` : '';
-      this.item.accessibilityInformation = { label: `crosvm: ${plural(counts.running, 'device process', 'device processes')} running${others}. Click to freeze.` };
+      const running = plural(counts.running, 'device process', 'device processes');
+      this.item.accessibilityInformation = { label: `crosvm: ${running} running${others}. Click to freeze.` };
       this.stopTicker();
     }
     this.item.tooltip = this.tooltip(now);
@@ -96,7 +97,8 @@ export class GuardStatusBar implements vscode.Disposable {
     md.appendMarkdown('\n');
     for (const session of this.debug.sessionTargets) md.appendMarkdown(`$(debug) ${debugTargetsSentence(session, vms)}\n\n`);
     for (const vm of this.debug.notFrozen) {
-      md.appendMarkdown(`$(warning) Debug session "${escapeMarkdown(vm.session)}" is stopped, but VM ${vm.pid} was not frozen: ${escapeMarkdown(vm.reason)}\n\n`);
+      const session = `Debug session "${escapeMarkdown(vm.session)}" is stopped`;
+      md.appendMarkdown(`$(warning) ${session}, but VM ${vm.pid} was not frozen: ${escapeMarkdown(vm.reason)}\n\n`);
     }
     if (this.debug.automatic) md.appendMarkdown('A click takes manual control for the rest of the session.\n\n');
     if (this.controller.isFrozen) md.appendMarkdown('Click to resume every frozen VM.');
