@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
 import { repoRoot } from '../runner/paths';
-import { openWorkbench, Workbench } from './workbench';
+import { openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
 
 const STATUS = /crosvm/;
 /** VMs of other test runs on the host stay out of these workbenches: only this name is crosvm here. */
@@ -23,14 +23,10 @@ async function statusText(): Promise<string> {
 }
 
 async function waitForStatus(pattern: RegExp, timeout = 10_000): Promise<string> {
-  const deadline = Date.now() + timeout;
-  let text = '';
-  while (Date.now() < deadline) {
-    text = (await workbench.statusBarItems()).find((i) => STATUS.test(i.text))?.text ?? '';
-    if (pattern.test(text)) return text;
-    await workbench.page.waitForTimeout(100);
-  }
-  throw new Error(`status bar says "${text}", expected ${pattern}`);
+  const read = async () => (await workbench.statusBarItems()).find((i) => STATUS.test(i.text))?.text ?? '';
+  const text = await waitFor(read, (t) => pattern.test(t), timeout);
+  assert.match(text, pattern, `status bar says "${text}"`);
+  return text;
 }
 
 describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
@@ -51,12 +47,7 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
 
   test('the tree view lists the VM and its devices in their parent/child shape', async () => {
     await workbench.openView('crosvm Guard');
-    let rows = await workbench.treeRows();
-    const deadline = Date.now() + 10_000;
-    while (!rows.some((r) => r.label === 'mkfs process') && Date.now() < deadline) {
-      await workbench.page.waitForTimeout(200);
-      rows = await workbench.treeRows();
-    }
+    const rows = await waitFor(() => workbench.treeRows(), (all) => all.some((r) => r.label === 'mkfs process'));
     const vmRow = rows.find((r) => r.level === 1);
     assert.ok(vmRow, JSON.stringify(rows));
     assert.equal(vmRow.label, `${NAME} run`);
@@ -75,12 +66,7 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     assert.ok(await eventually(() => devicePids().every(isFullyStopped), 5000), 'devices are not stopped in /proc');
     assert.ok(isRunning(vm.pid));
     await waitForStatus(new RegExp(`^\\$\\(debug-pause\\) crosvm ${vm.devices.length} frozen \\d:\\d\\d$`));
-    let rows = await workbench.treeRows();
-    const deadline = Date.now() + 5000;
-    while (!rows.some((r) => r.label === 'virtio-net' && /frozen/.test(r.description)) && Date.now() < deadline) {
-      await workbench.page.waitForTimeout(100);
-      rows = await workbench.treeRows();
-    }
+    const rows = await waitFor(() => workbench.treeRows(), (all) => all.some((r) => r.label === 'virtio-net' && /frozen/.test(r.description)), 5000);
     const net = rows.find((r) => r.label === 'virtio-net');
     assert.match(net?.description ?? '', /frozen/);
     assert.equal(net?.icon, 'debug-pause');
@@ -104,10 +90,11 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
 
   test('"Resume crosvm devices" is offered only while something is frozen', async () => {
     await workbench.page.keyboard.press('F1');
-    await workbench.page.keyboard.type('crosvm: Resume crosvm devices');
-    const rows = workbench.page.locator('.quick-input-list .monaco-list-row', { hasText: 'Resume crosvm devices' });
-    await workbench.page.waitForTimeout(500);
-    assert.equal(await rows.count(), 0, 'resume is offered although nothing is frozen');
+    await workbench.page.keyboard.type('crosvm: ');
+    // First a row that must be there: an empty count proves nothing of a list never drawn.
+    const row = (title: string) => workbench.page.locator('.quick-input-list .monaco-list-row', { hasText: title });
+    await row('Freeze crosvm devices').first().waitFor({ timeout: 10_000 });
+    assert.equal(await row('Resume crosvm devices').count(), 0, 'resume is offered although nothing is frozen');
     await workbench.page.keyboard.press('Escape');
   });
 
@@ -116,13 +103,9 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     vm = await startFixtureVm({ build: 'default', devices: 2, executableName: NAME });
     const cgroupsBefore = devicePids().map((pid) => readFileSync(`/proc/${pid}/cgroup`, 'latin1'));
     const deviceRow = async (pattern: RegExp) => {
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const rows = await workbench.treeRows();
-        const found = rows.find((r) => r.level === 2 && pattern.test(r.description));
-        if (found || Date.now() > deadline) return { rows, found };
-        await workbench.page.waitForTimeout(200);
-      }
+      const matches = (r: TreeRow) => r.level === 2 && pattern.test(r.description);
+      const rows = await waitFor(() => workbench.treeRows(), (all) => all.some(matches));
+      return { rows, found: rows.find(matches) };
     };
     const running = await deviceRow(new RegExp(`^${vm.devices[0].pid} · running$`));
     assert.ok(running.found, JSON.stringify(running.rows));

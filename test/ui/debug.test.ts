@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { isRunning } from '../engine/procState';
 import { debugWorkspace } from './debugWorkspace';
-import { openWorkbench } from './workbench';
+import { openWorkbench, waitFor } from './workbench';
 
 test('the status bar item appears during a debug session and shows automatic mode', { timeout: 180_000 }, async () => {
   const workbench = await openWorkbench({
@@ -24,9 +24,7 @@ test('the status bar item appears during a debug session and shows automatic mod
     assert.match(item.text, /^\$\(vm-running\) crosvm auto$/);
     await workbench.screenshot('debug-session');
     await workbench.page.keyboard.press('Shift+F5'); // Debug: Stop, as a person would
-    const deadline = Date.now() + 20_000;
-    while ((await crosvmItem()) && Date.now() < deadline) await workbench.page.waitForTimeout(200);
-    assert.equal(await crosvmItem(), undefined, 'still visible after the session ended');
+    assert.equal(await waitFor(crosvmItem, (item) => item === undefined, 20_000, 200), undefined, 'still visible after the session ended');
   } finally {
     await workbench.close();
   }
@@ -51,7 +49,7 @@ test('at a stop, a VM that may not be frozen shows as not frozen in the status b
     });
     assert.match(warning.ariaLabel, new RegExp(`the debugger is stopped but VM ${vm.pid} keeps running`));
     const told = async () => (await workbench.notifications()).some((n) => /is stopped, but crosvm VM \d+ keeps running/.test(n.message));
-    for (const deadline = Date.now() + 10_000; !(await told()) && Date.now() < deadline; ) await workbench.page.waitForTimeout(200);
+    await waitFor(told, (yes) => yes, 10_000, 200);
     const notifications = await workbench.notifications();
     const notification = notifications.find((n) => /keeps running/.test(n.message));
     assert.equal(notification?.severity, 'warning');

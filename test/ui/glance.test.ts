@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
-import { openWorkbench, TreeRow, Workbench } from './workbench';
+import { openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
 
 /** Refresh interval of this workbench; "one refresh" below is this plus the time to draw. */
 const REFRESH_MS = 500;
@@ -19,28 +19,15 @@ let workbench: Workbench;
 let alpha: FixtureVm;
 let beta: FixtureVm;
 
-async function rowsWhen(accept: (rows: TreeRow[]) => boolean, timeout = 10_000): Promise<TreeRow[]> {
-  const deadline = Date.now() + timeout;
-  let rows = await workbench.treeRows();
-  while (!accept(rows) && Date.now() < deadline) {
-    await workbench.page.waitForTimeout(100);
-    rows = await workbench.treeRows();
-  }
-  return rows;
-}
+const rowsWhen = (accept: (rows: TreeRow[]) => boolean, timeout = 10_000) => waitFor(() => workbench.treeRows(), accept, timeout);
 
 const vmRow = (rows: TreeRow[], vm: FixtureVm) => rows.find((r) => r.level === 1 && r.description.endsWith(`pid ${vm.pid}`));
 const statusItem = async () => (await workbench.statusBarItems()).find((i) => /crosvm/.test(i.text) && i.id.endsWith('crosvmGuard.status'));
 
 async function waitForStatus(pattern: RegExp, timeout = 10_000): Promise<string> {
-  const deadline = Date.now() + timeout;
-  let text = '';
-  while (Date.now() < deadline) {
-    text = (await statusItem())?.text ?? '';
-    if (pattern.test(text)) return text;
-    await workbench.page.waitForTimeout(50);
-  }
-  throw new Error(`status bar says "${text}", expected ${pattern}`);
+  const text = await waitFor(async () => (await statusItem())?.text ?? '', (t) => pattern.test(t), timeout, 50);
+  assert.match(text, pattern, `status bar says "${text}"`);
+  return text;
 }
 
 /** Counts DOM changes inside the side bar's tree for `ms` milliseconds. */

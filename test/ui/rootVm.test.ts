@@ -13,7 +13,7 @@ import { eventually, isFullyStopped, isRunning } from '../engine/procState';
 import { extensionHostPids } from '../runner/codeServer';
 import { ensureTestUser, TestUser } from '../runner/testUsers';
 import { debugWorkspace } from './debugWorkspace';
-import { openWorkbench, Workbench } from './workbench';
+import { openWorkbench, waitFor, Workbench } from './workbench';
 
 const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(safeRead(`/proc/${pid}/status`))?.[1]);
 
@@ -26,12 +26,8 @@ function safeRead(file: string): string {
 }
 
 async function waitForNotification(workbench: Workbench, message: RegExp, timeout = 15_000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const found = (await workbench.notifications()).find((n) => message.test(n.message));
-    if (found || Date.now() > deadline) return found;
-    await workbench.page.waitForTimeout(200);
-  }
+  const all = await waitFor(() => workbench.notifications(), (list) => list.some((n) => message.test(n.message)), timeout, 200);
+  return all.find((n) => message.test(n.message));
 }
 
 /** Every file below `dirs` that holds `secret`, and every /proc/<pid>/{cmdline,environ} that does. */

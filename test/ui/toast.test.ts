@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { isRunning } from '../engine/procState';
-import { openWorkbench, Workbench } from './workbench';
+import { openWorkbench, waitFor, Workbench } from './workbench';
 
 const NAME = 'crosvm-toast';
 
@@ -18,11 +18,8 @@ test('freezing a build without the swap feature with signals shows a toast that 
     assert.doesNotMatch(await workbench.page.title(), /Extension Development Host/, 'loaded as under development, not installed');
     await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/);
     await workbench.runCommand('crosvm: Freeze crosvm devices');
-    let toast;
-    for (let i = 0; !toast && i < 50; i++) {
-      toast = (await workbench.toasts()).find((n) => /Not freezing crosvm VM/.test(n.message));
-      if (!toast) await workbench.page.waitForTimeout(200);
-    }
+    const isRefusal = (n: { message: string }) => /Not freezing crosvm VM/.test(n.message);
+    const toast = (await waitFor(() => workbench!.toasts(), (all) => all.some(isRefusal), 10_000, 200)).find(isRefusal);
     assert.ok(toast, 'no toast about the unsafe build');
     assert.equal(toast.severity, 'warning');
     assert.match(toast.message, /--features swap/);

@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { extensionHostPids } from '../runner/codeServer';
-import { EXTENSION_ID, openWorkbench, Workbench } from './workbench';
+import { EXTENSION_ID, openWorkbench, waitFor, Workbench } from './workbench';
 
 const WINDOW_TITLE = 'crosvm Guard UI smoke';
 let workbench: Workbench;
@@ -25,7 +25,7 @@ test('the extension under development is activated and listed as running', { tim
   // A browser connection retried under load can start a second host while the first shuts
   // down: what must hold is that one remains.
   const hosts = () => extensionHostPids(workbench.server.process.pid ?? 0);
-  for (const deadline = Date.now() + 10_000; hosts().length !== 1 && Date.now() < deadline; ) await workbench.page.waitForTimeout(200);
+  await waitFor(hosts, (pids) => pids.length === 1, 10_000, 200);
   assert.equal(hosts().length, 1, `one extension host below code-server, found ${hosts().map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ').slice(0, 200)).join(' | ')}`);
   await workbench.runCommand('Developer: Show Running Extensions');
   // A modal editor listing activated extensions, virtualised: scroll until our row is rendered.

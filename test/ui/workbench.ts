@@ -18,6 +18,20 @@ import { OUTPUT_CHANNEL_NAME } from '../../src/ui/contributions';
 
 export const EXTENSION_ID = 'crosvm-guard.crosvm-guard';
 
+/**
+ * Reads `read()` every `every` ms until `accept` holds of it or `timeout` ms have passed, and
+ * returns the last value read: the caller asserts on it, so a failure shows what was there.
+ * The one deadline loop of the UI tests.
+ */
+export async function waitFor<T>(read: () => T | Promise<T>, accept: (value: T) => boolean, timeout = 10_000, every = 100): Promise<T> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await read();
+    if (accept(value) || Date.now() >= deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, every));
+  }
+}
+
 export interface OpenWorkbenchOptions {
   /** User settings for this workbench (merged over quietWorkbenchSettings). */
   settings?: Record<string, unknown>;
@@ -122,15 +136,11 @@ export class Workbench {
   async waitForActivation(extensionId = EXTENSION_ID, count = 1, timeout = DEFAULT_TIMEOUT): Promise<void> {
     const started = `ExtensionService#_doActivateExtension ${extensionId},`;
     const failed = `Activating extension ${extensionId} failed`;
-    const deadline = Date.now() + timeout;
-    for (;;) {
-      const log = this.extensionHostLog();
-      const failure = log.indexOf(failed);
-      if (failure >= 0) throw new Error(`activation of ${extensionId} failed:\n${log.slice(failure, failure + 2000)}`);
-      if (log.split(started).length - 1 >= count) return;
-      if (Date.now() > deadline) throw new Error(`${extensionId} was not activated ${count} time(s) within ${timeout} ms`);
-      await this.page.waitForTimeout(100);
-    }
+    const activations = (log: string) => log.split(started).length - 1;
+    const log = await waitFor(() => this.extensionHostLog(), (text) => text.includes(failed) || activations(text) >= count, timeout);
+    const failure = log.indexOf(failed);
+    if (failure >= 0) throw new Error(`activation of ${extensionId} failed:\n${log.slice(failure, failure + 2000)}`);
+    if (activations(log) < count) throw new Error(`${extensionId} was not activated ${count} time(s) within ${timeout} ms`);
   }
 
   /** The extension's own log (Output → crosvm Guard) of every extension host of this server. */
@@ -205,16 +215,11 @@ export class Workbench {
 
   /** Waits for a status bar item whose text (with `$(icon)`s) matches, and returns it. */
   async waitForStatusBarItem(text: RegExp, timeout = DEFAULT_TIMEOUT): Promise<StatusBarItem> {
-    const deadline = Date.now() + timeout;
-    for (;;) {
-      const items = await this.statusBarItems();
-      const item = items.find((candidate) => text.test(candidate.text));
-      if (item) return item;
-      if (Date.now() > deadline) {
-        throw new Error(`no status bar item matches ${text} within ${timeout} ms; there are: ${items.map((i) => JSON.stringify(i.text)).join(', ')}`);
-      }
-      await this.page.waitForTimeout(100);
-    }
+    const items = await waitFor(() => this.statusBarItems(), (all) => all.some((candidate) => text.test(candidate.text)), timeout);
+    const item = items.find((candidate) => text.test(candidate.text));
+    if (item) return item;
+    const there = items.map((i) => JSON.stringify(i.text)).join(', ');
+    throw new Error(`no status bar item matches ${text} within ${timeout} ms; there are: ${there}`);
   }
 
   async clickStatusBarItem(text: RegExp): Promise<void> {
