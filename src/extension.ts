@@ -114,7 +114,8 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
       settings = readSettings(log);
       debugFromWorkspace = debugSettingsFromWorkspace();
       const changed = (Object.keys(settings) as (keyof ExtensionSettings)[]).filter((key) => JSON.stringify(settings[key]) !== JSON.stringify(before[key]));
-      if (changed.length > 0) log.info(`Settings changed: ${changed.map((key) => `${key} ${JSON.stringify(before[key])} → ${JSON.stringify(settings[key])}`).join(', ')}.`);
+      const change = (key: keyof ExtensionSettings) => `${key} ${JSON.stringify(before[key])} → ${JSON.stringify(settings[key])}`;
+      if (changed.length > 0) log.info(`Settings changed: ${changed.map(change).join(', ')}.`);
       current.updateSettings(settings);
       updateTimer();
     }),

@@ -129,9 +129,8 @@ export function validateSettings(raw: Partial<Record<keyof ExtensionSettings, un
     if (value === undefined) continue;
     const problem = CHECKS[key](value);
     if (problem) {
-      warnings.push(
-        `Setting ${SETTINGS_SECTION}.${SettingKeys[key]} ${problem}; using the default ${JSON.stringify(DEFAULT_EXTENSION_SETTINGS[key])} instead of ${JSON.stringify(value)}.`,
-      );
+      const fallback = `using the default ${JSON.stringify(DEFAULT_EXTENSION_SETTINGS[key])} instead of ${JSON.stringify(value)}`;
+      warnings.push(`Setting ${SETTINGS_SECTION}.${SettingKeys[key]} ${problem}; ${fallback}.`);
     } else {
       settings[key] = value;
     }

@@ -72,7 +72,10 @@ export async function freezeInCgroups(targets: readonly FrozenProcess[], options
   const moves: Array<{ target: FrozenProcess; group: FreezeCgroup }> = [];
   for (const target of targets) {
     let originalDir = cgroupDirOf(target.pid, hierarchy);
-    if (!originalDir) return fail([{ pid: target.pid, label: target.label, reason: 'its cgroup could not be read (it exited, or lives outside the mounted hierarchy)' }]);
+    if (!originalDir) {
+      const reason = 'its cgroup could not be read (it exited, or lives outside the mounted hierarchy)';
+      return fail([{ pid: target.pid, label: target.label, reason }]);
+    }
     if (isFreezeCgroupDir(originalDir)) {
       if (options.ownCgroups?.has(originalDir)) continue;
       originalDir = path.dirname(originalDir);

@@ -181,7 +181,8 @@ export function thawAndRestore(groups: readonly FreezeCgroup[]): string[] {
           writeControl(group.originalDir, 'cgroup.procs', pid);
         } catch (error) {
           // ESRCH: it exited meanwhile, and is simply gone.
-          if (report && (error as NodeJS.ErrnoException).code !== 'ESRCH') problems.push(`move ${pid} back to ${group.originalDir}: ${(error as Error).message}`);
+          const gone = (error as NodeJS.ErrnoException).code === 'ESRCH';
+          if (report && !gone) problems.push(`move ${pid} back to ${group.originalDir}: ${(error as Error).message}`);
         }
       }
     };

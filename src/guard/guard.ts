@@ -111,6 +111,11 @@ export class CrosvmGuard implements FreezeEngine {
     return vm;
   }
 
+  /** `vm` with each of its processes read again (see rereadVm); undefined when the VM is gone. */
+  reread(vm: VmSnapshot): VmSnapshot | undefined {
+    return rereadVm(vm);
+  }
+
   /**
    * The VM as the last walk of it found it, each process read again (a freeze's first round
    * needs fresh states): what is gone or is another process now is dropped, and the freeze's

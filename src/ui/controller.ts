@@ -167,9 +167,10 @@ export class GuardController implements vscode.Disposable {
 
   /**
    * After a freeze or resume: shows what the engines hold at once, without reading /proc, and
-   * lists the host again only once nothing has changed for a moment. Stepping in a debugger
-   * freezes and resumes many times a second, and a listing (every process on the host) in
-   * between would delay the next stop's freeze.
+   * once nothing has changed for a moment, the states of the listed VMs' processes (a `stat`
+   * and a `status` each, not a listing of the host). Stepping in a debugger freezes and
+   * resumes many times a second, and a listing in between would delay the next stop's freeze
+   * or continue's resume. A VM gone or changed meanwhile is found by a full refresh.
    */
   private showEngineState(): void {
     setImmediate(() => {
@@ -177,7 +178,18 @@ export class GuardController implements vscode.Disposable {
       this.fireIfShownChanged();
     });
     clearTimeout(this.settling);
-    this.settling = setTimeout(() => this.refresh(), SETTLE_MS);
+    this.settling = setTimeout(() => this.refreshStates(), SETTLE_MS);
+  }
+
+  private refreshStates(): void {
+    const views: VmView[] = [];
+    for (const view of this.views) {
+      const snapshot = this.guard.reread(view.snapshot);
+      if (!snapshot || snapshot.devices.length !== view.snapshot.devices.length) return void this.refresh();
+      views.push({ ...view, snapshot, frozen: this.frozenVm(snapshot.main.pid) });
+    }
+    this.views = views;
+    this.fireIfShownChanged();
   }
 
   /** One refresh on the next turn of the event loop, however many changes came before it. */
