@@ -13,7 +13,7 @@ if (!existsSync(join(repoRoot, 'package.json'))) {
 export const testWorkspace = join(repoRoot, 'test', 'workspace');
 
 /** The extension-host test module (`export async function run()`), built by `node esbuild.mjs --tests`. */
-export const suiteIndex = join(repoRoot, 'out', 'test', 'suite', 'index.js');
+export const suiteIndex = join(repoRoot, 'out', 'test', 'suite', 'suiteMain.js');
 
 /** A test-only extension contributing Debian's native DAP adapter, lldb-vscode-14, as debug type `lldb-vscode`. */
 export const lldbTestExtension = join(repoRoot, 'test', 'lldbExtension');
