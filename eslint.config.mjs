@@ -21,7 +21,10 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { paths: [vscodeFree], patterns: [{ group: ['**/companion/**', '**/ui/**', '**/common/**'], message: 'src/guard is the bottom layer.' }] },
+        {
+          paths: [vscodeFree],
+          patterns: [{ group: ['**/companion/**', '**/ui/**', '**/common/**'], message: 'src/guard is the bottom layer.' }],
+        },
       ],
     },
   },

@@ -36,7 +36,9 @@ async function main(): Promise<void> {
     }
   }
   times.sort((a, b) => a - b);
-  console.log(`activate(): median ${times[Math.floor(times.length / 2)].toFixed(1)} ms, max ${times[times.length - 1].toFixed(1)} ms over ${runs} fresh workbenches (budget 50 ms)`);
+  console.log(
+    `activate(): median ${times[Math.floor(times.length / 2)].toFixed(1)} ms, max ${times[times.length - 1].toFixed(1)} ms over ${runs} fresh workbenches (budget 50 ms)`,
+  );
 }
 
 main()

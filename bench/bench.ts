@@ -324,7 +324,8 @@ function goals(rows: Row[]): string[] {
       if (!row) continue;
       const stop = row.freezeP50 / base.freezeP50;
       const resume = row.resumeP50 / base.resumeP50;
-      const what = path === 'lldb' ? 'LLDB stop / next' : path === 'js-debug' ? 'debugger stop / continue' : 'stop / continue, workbench busy';
+      const what =
+        path === 'lldb' ? 'LLDB stop / next' : path === 'js-debug' ? 'debugger stop / continue' : 'stop / continue, workbench busy';
       out.push(
         `${row.devices} devices, ${what} → all devices stopped / running, p50: ${fmt(row.freezeP50)} / ${fmt(row.resumeP50)} ms = ` +
           `${ratio(row.freezeP50, base.freezeP50)} / ${ratio(row.resumeP50, base.resumeP50)} the Node engine's freeze / resume (goal ≤ 1.5×): ` +
@@ -340,8 +341,16 @@ function goals(rows: Row[]): string[] {
     );
   };
   for (const devices of sizes.filter((n) => n >= 64)) {
-    versus(find(devices, HOST_METHODS.command), find(devices, HOST_METHODS.crosvm), 'extension host, the command against crosvm\'s algorithm in the same host');
-    versus(find(devices, BASE_METHOD), find(devices, "crosvm's ProcessesGuard¹"), 'plain Node, the engine as shipped against crosvm\'s algorithm');
+    versus(
+      find(devices, HOST_METHODS.command),
+      find(devices, HOST_METHODS.crosvm),
+      "extension host, the command against crosvm's algorithm in the same host",
+    );
+    versus(
+      find(devices, BASE_METHOD),
+      find(devices, "crosvm's ProcessesGuard¹"),
+      "plain Node, the engine as shipped against crosvm's algorithm",
+    );
   }
   return out;
 }
@@ -381,7 +390,12 @@ async function main(): Promise<void> {
   rows.sort((a, b) => a.devices - b.devices); // stable: plain-Node rows first within a size
 
   const isolated = process.env[ISOLATED_VARIABLE] ? 'in a private pid namespace; ' : '';
-  console.log(`\n${runs} runs per row after one warm-up; ${isolated}${process.version} (extension host: code-server's Node 24); ${os.cpus().length} cores; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
+  console.log(
+    `\n${runs} runs per row after one warm-up; ${isolated}${process.version} (extension host: code-server's Node 24); ${os.cpus().length} cores; load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}\n`,
+  );
   console.log(table(rows).join('\n'));
   console.log(
     `\nbase: "${BASE_METHOD}" of the same VM, plain Node. freeze = the call until every thread is confirmed stopped, resume = until it returns,` +
@@ -395,13 +409,24 @@ async function main(): Promise<void> {
   );
   for (const note of notes) console.log(`- ${note}`);
   const spanLines = spans(hostResults);
-  if (spanLines.length > 0) console.log(`\nWhere a debugger row's time goes, p50 / p95 ms per stop (the extension host's own events, stamped there):\n${spanLines.join('\n')}`);
+  if (spanLines.length > 0) {
+    console.log(
+      `\nWhere a debugger row's time goes, p50 / p95 ms per stop (the extension host's own events, stamped there):\n${spanLines.join('\n')}`,
+    );
+  }
   const goalLines = goals(rows);
   if (goalLines.length > 0) console.log(`\nGoals of issue 15, this run:\n${goalLines.map((g) => `- ${g}`).join('\n')}`);
   const out = path.join(__dirname, '..', '..', 'bench', 'results');
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'bench.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, runs, rows, notes, goals: goalLines, host: hostResults }, null, 2));
-  console.log(`\nwritten: bench/results/bench.json${hostRows ? ', bench/results/vscode-logs/ (the workbench\'s logs)' : ''}`);
+  fs.writeFileSync(
+    path.join(out, 'bench.json'),
+    JSON.stringify(
+      { date: new Date().toISOString(), node: process.version, runs, rows, notes, goals: goalLines, host: hostResults },
+      null,
+      2,
+    ),
+  );
+  console.log(`\nwritten: bench/results/bench.json${hostRows ? ", bench/results/vscode-logs/ (the workbench's logs)" : ''}`);
 }
 
 main()

@@ -42,7 +42,9 @@ export async function extensionHostRows(runs: number, sizes: number[]): Promise<
       const saved = join(repoRoot, 'bench', 'results', 'vscode-logs');
       rmSync(saved, { recursive: true, force: true });
       server.saveLogs(saved);
-      if (code !== 0 || !existsSync(config.resultFile)) throw new Error(`the extension-host bench ended with ${code}; VS Code logs saved to ${saved}`);
+      if (code !== 0 || !existsSync(config.resultFile)) {
+        throw new Error(`the extension-host bench ended with ${code}; VS Code logs saved to ${saved}`);
+      }
       return JSON.parse(readFileSync(config.resultFile, 'utf8')) as HostRow[];
     } finally {
       await browser.close();

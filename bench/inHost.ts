@@ -58,7 +58,11 @@ async function measureAll(config: BenchConfig): Promise<HostRow[]> {
       try {
         // A debuggee in no VM makes a stop freeze every VM of this user: it must be ours alone.
         const others = api.refresh().vms.filter((v) => v.pid !== vm.pid);
-        if (others.length > 0) throw new Error(`other crosvm VMs run here (pids ${others.map((v) => v.pid).join(', ')}); the js-debug rows would freeze them too`);
+        if (others.length > 0) {
+          throw new Error(
+            `other crosvm VMs run here (pids ${others.map((v) => v.pid).join(', ')}); the js-debug rows would freeze them too`,
+          );
+        }
         const n = vm.devices.length;
         log(`${n} devices: command path`);
         rows.push(await commandPath(vm, config.runs));
@@ -82,7 +86,13 @@ async function measureAll(config: BenchConfig): Promise<HostRow[]> {
 }
 
 /** Freeze then resume, timed each until it returns, after one warm-up cycle. */
-async function cycles(vm: FixtureVm, path: HostPath, runs: number, freeze: () => Promise<void>, resume: () => Promise<void>): Promise<HostRow> {
+async function cycles(
+  vm: FixtureVm,
+  path: HostPath,
+  runs: number,
+  freeze: () => Promise<void>,
+  resume: () => Promise<void>,
+): Promise<HostRow> {
   const row: HostRow = { devices: vm.devices.length, path, freezeMs: [], resumeMs: [], missed: 0 };
   for (let i = -1; i < runs; i++) {
     let t = hr();
@@ -151,7 +161,14 @@ class EngineEvents {
  * freezing (queue, choice of VM) → frozen (the engine, all threads confirmed) → the sampler
  * saw it; and the resuming request → resumed → the sampler saw it.
  */
-function addSpans(row: HostRow, events: EngineEvents, stop: bigint, allStopped: bigint | undefined, request: bigint | undefined, allRunning: bigint | undefined): void {
+function addSpans(
+  row: HostRow,
+  events: EngineEvents,
+  stop: bigint,
+  allStopped: bigint | undefined,
+  request: bigint | undefined,
+  allRunning: bigint | undefined,
+): void {
   const spans = (row.spans ??= {});
   const add = (name: string, from: bigint | undefined, to: bigint | undefined) => {
     if (from !== undefined && to !== undefined) (spans[name] ??= []).push(msBetween(from, to));
@@ -209,7 +226,14 @@ async function jsDebugStops(vm: FixtureVm, runs: number, busy: boolean, api: Cro
   const events = new EngineEvents(api);
   try {
     const program = path.join(folder.uri.fsPath, 'stopsInALoop.js');
-    const launch = { type: 'node', request: 'launch', name: 'bench: stops in a loop', program, args: [String(runs + 1)], console: 'internalConsole' };
+    const launch = {
+      type: 'node',
+      request: 'launch',
+      name: 'bench: stops in a loop',
+      program,
+      args: [String(runs + 1)],
+      console: 'internalConsole',
+    };
     if (!(await vscode.debug.startDebugging(folder, launch))) throw new Error('js-debug did not start');
     for (let k = 1; k <= runs + 1; k++) {
       await dap.waitForShownStop(k);
@@ -298,6 +322,11 @@ async function lldbSteps(vm: FixtureVm, runs: number, api: CrosvmGuardApi): Prom
     sampler.close();
     await vscode.debug.stopDebugging();
   }
-  row.note = ['the VM hot-plugs one device at the first stop (what wakes its run loop); the sampler watches the devices it had before', events.note()].filter((n) => n).join('; ');
+  row.note = [
+    'the VM hot-plugs one device at the first stop (what wakes its run loop); the sampler watches the devices it had before',
+    events.note(),
+  ]
+    .filter((n) => n)
+    .join('; ');
   return row;
 }

@@ -37,7 +37,9 @@ async function startDemoVm(withUnsafeVm: boolean, desktop: boolean): Promise<Dem
   // The sockets only name the VMs (the fixture creates none): the tree tells them apart by them.
   // A desktop VS Code reads your own settings: there the VMs are named crosvm, as yours are.
   const common = { executableName: desktop ? undefined : DEMO_NAME, tickMs: 50, kernel: 'bzImage' };
-  demoVms.push(await startFixtureVm({ ...common, build: 'swap', swapMonitor: true, devices: 3, deviceThreads: 2, socket: '/run/crosvm/demo.sock' }));
+  demoVms.push(
+    await startFixtureVm({ ...common, build: 'swap', swapMonitor: true, devices: 3, deviceThreads: 2, socket: '/run/crosvm/demo.sock' }),
+  );
   if (withUnsafeVm) demoVms.push(await startFixtureVm({ ...common, build: 'default', devices: 2, socket: '/run/crosvm/no-swap.sock' }));
   for (const vm of demoVms) {
     console.log(`Demo VM ${vm.pid} (${vm.build} build): ${vm.devices.map((d) => `${d.label} ${d.pid}`).join(', ')}`);
@@ -79,7 +81,9 @@ function parseArgs(argv: string[]): DemoArgs {
 async function main(): Promise<number | undefined> {
   const args = parseArgs(process.argv.slice(2));
   const code = args.desktop ? findOnPath('code') : undefined;
-  if (args.desktop && !code) throw new Error('--desktop needs the `code` command on PATH (VS Code: "Shell Command: Install \'code\' command in PATH").');
+  if (args.desktop && !code) {
+    throw new Error('--desktop needs the `code` command on PATH (VS Code: "Shell Command: Install \'code\' command in PATH").');
+  }
 
   const vm = await startDemoVm(args.unsafeVm, args.desktop);
   registerCleanup({ dispose: stopDemoVm, disposeSync: () => undefined });
@@ -87,7 +91,10 @@ async function main(): Promise<number | undefined> {
   // VS Code of yours may have (the demo's code-server starts with no extensions).
   const gdb = code && hasExtension(join(homedir(), '.vscode', 'extensions'), 'ms-vscode.cpptools-') ? findOnPath('gdb') : undefined;
   const workspace = makeDemoWorkspace(demoVms[0], gdb);
-  registerCleanup({ dispose: async () => rmSync(workspace, { recursive: true, force: true }), disposeSync: () => rmSync(workspace, { recursive: true, force: true }) });
+  registerCleanup({
+    dispose: async () => rmSync(workspace, { recursive: true, force: true }),
+    disposeSync: () => rmSync(workspace, { recursive: true, force: true }),
+  });
 
   if (code) {
     // --wait keeps the CLI running until the window closes, so the VM lives exactly as long.

@@ -70,6 +70,7 @@ async function main(): Promise<void> {
   const npx = (...args: string[]) => [process.execPath, path.join(root, 'node_modules', '.bin', args[0]), ...args.slice(1)];
   const stages: Stage[] = [
     { name: 'typecheck', command: npx('tsc', '--noEmit') },
+    { name: 'format', command: npx('prettier', '--check', 'src', 'test', 'bench', 'scripts', 'esbuild.mjs', 'eslint.config.mjs') },
     { name: 'lint', command: npx('eslint', 'src', 'test', 'bench', 'scripts') },
     { name: 'engine', command: nodeTest(['out/test/unit/', 'out/test/engine/'], path.join(tmp, 'engine.tap')), counts: tapCounts },
     { name: 'vscode', command: [process.execPath, 'out/test/runner/runExtensionTests.js'], counts: closingLineCounts('vscode') },
@@ -95,7 +96,9 @@ async function main(): Promise<void> {
       ok &&= good;
       // A stage that crashed or ran nothing still counts as a failure in the closing line.
       if (!good && counts.failed === 0) failed += 1;
-      summary.push(`${good ? 'ok  ' : 'FAIL'} ${stage.name}: ${counts.passed} passed, ${counts.failed} failed (${seconds} s)${counts.passed === 0 ? ' — no test ran' : ''}`);
+      summary.push(
+        `${good ? 'ok  ' : 'FAIL'} ${stage.name}: ${counts.passed} passed, ${counts.failed} failed (${seconds} s)${counts.passed === 0 ? ' — no test ran' : ''}`,
+      );
     } else {
       ok &&= code === 0;
       if (code !== 0) failed += 1;

@@ -82,7 +82,12 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   const views = [Views.Processes, Views.DebugProcesses].map((id) =>
     vscode.window.createTreeView(id, { treeDataProvider: tree, showCollapseAll: true }),
   );
-  context.subscriptions.push(statusBar, tree, ...views, ...new CommandHandlers(current, log, () => follower.takeManualControl()).register());
+  context.subscriptions.push(
+    statusBar,
+    tree,
+    ...views,
+    ...new CommandHandlers(current, log, () => follower.takeManualControl()).register(),
+  );
 
   // Context keys for `when` clauses: hide resume when nothing is frozen, and so on.
   const vmRunning = new ManagedContextKey<boolean>(ContextKeys.VmRunning);
@@ -113,7 +118,9 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
       const before = settings;
       settings = readSettings(log);
       debugFromWorkspace = debugSettingsFromWorkspace();
-      const changed = (Object.keys(settings) as (keyof ExtensionSettings)[]).filter((key) => JSON.stringify(settings[key]) !== JSON.stringify(before[key]));
+      const changed = (Object.keys(settings) as (keyof ExtensionSettings)[]).filter(
+        (key) => JSON.stringify(settings[key]) !== JSON.stringify(before[key]),
+      );
       const change = (key: keyof ExtensionSettings) => `${key} ${JSON.stringify(before[key])} → ${JSON.stringify(settings[key])}`;
       if (changed.length > 0) log.info(`Settings changed: ${changed.map(change).join(', ')}.`);
       current.updateSettings(settings);

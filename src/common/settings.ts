@@ -9,8 +9,18 @@ export type DebugTarget = 'auto' | 'all' | 'ask';
 export type Elevation = 'ask' | 'sudo' | 'pkexec' | 'never';
 
 /** The engine settings a user may set, and the extension's own. */
-type UserEngineSettings = Pick<GuardSettings, 'processNames' | 'excludeLabels' | 'stopTimeoutMs' | 'includeTracedProcesses' | 'assumeSwapBuild' | 'method'>;
-const USER_ENGINE_SETTINGS = ['processNames', 'excludeLabels', 'stopTimeoutMs', 'includeTracedProcesses', 'assumeSwapBuild', 'method'] as const;
+type UserEngineSettings = Pick<
+  GuardSettings,
+  'processNames' | 'excludeLabels' | 'stopTimeoutMs' | 'includeTracedProcesses' | 'assumeSwapBuild' | 'method'
+>;
+const USER_ENGINE_SETTINGS = [
+  'processNames',
+  'excludeLabels',
+  'stopTimeoutMs',
+  'includeTracedProcesses',
+  'assumeSwapBuild',
+  'method',
+] as const;
 
 export interface ExtensionSettings extends UserEngineSettings {
   readonly refreshIntervalMs: number;

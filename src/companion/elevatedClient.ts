@@ -74,7 +74,9 @@ const POLKIT_AGENTS = /^(polkit-gnome-au|polkit-kde-auth|polkit-mate-aut|lxpolki
 
 /** A local graphical session with a polkit agent, where pkexec can show its own dialog. */
 export function polkitAgentRuns(): boolean {
-  if (!fs.existsSync('/usr/bin/pkexec') || process.env.SSH_CONNECTION || !(process.env.DISPLAY || process.env.WAYLAND_DISPLAY)) return false;
+  if (!fs.existsSync('/usr/bin/pkexec') || process.env.SSH_CONNECTION || !(process.env.DISPLAY || process.env.WAYLAND_DISPLAY)) {
+    return false;
+  }
   const uid = process.getuid?.();
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -146,7 +148,8 @@ export class ElevatedGuard implements FreezeEngine {
     try {
       return await ElevatedGuard.launch('sudo', ['-n', '--', ...companion], options, undefined);
     } catch (error) {
-      const needsPassword = error instanceof ElevationError && error.reason === 'not-permitted' && /password is required/.test(error.message);
+      const needsPassword =
+        error instanceof ElevationError && error.reason === 'not-permitted' && /password is required/.test(error.message);
       if (!needsPassword) throw error;
       if (options.tool === 'auto' && polkitAgentRuns()) return ElevatedGuard.launch('pkexec', companion, options, undefined);
       if (!options.askPassword) throw error;
@@ -158,7 +161,12 @@ export class ElevatedGuard implements FreezeEngine {
     return ElevatedGuard.launch('sudo', ['-k', '-S', '-p', PROMPT, '--', ...companion], options, password);
   }
 
-  private static launch(command: 'sudo' | 'pkexec', args: string[], options: ElevationOptions, password: Buffer | undefined): Promise<ElevatedGuard> {
+  private static launch(
+    command: 'sudo' | 'pkexec',
+    args: string[],
+    options: ElevationOptions,
+    password: Buffer | undefined,
+  ): Promise<ElevatedGuard> {
     return new Promise((resolve, reject) => {
       // By its absolute path: a hostile PATH entry must never receive the password.
       const program = elevationProgram(command);
@@ -192,7 +200,10 @@ export class ElevatedGuard implements FreezeEngine {
       };
       // pkexec's time includes the user reading and answering polkit's dialog.
       const timeoutMs = options.startTimeoutMs ?? (command === 'pkexec' ? 120_000 : 15_000);
-      const timer = setTimeout(() => finish(new ElevationError('failed', `${command} did not start the companion within ${timeoutMs / 1000} s.`)), timeoutMs);
+      const timer = setTimeout(
+        () => finish(new ElevationError('failed', `${command} did not start the companion within ${timeoutMs / 1000} s.`)),
+        timeoutMs,
+      );
       child.on('error', (error) => finish(new ElevationError('failed', `${command} could not be started: ${error.message}`)));
       child.stderr?.setEncoding('utf8');
       child.stderr?.on('data', (chunk: string) => {
@@ -235,14 +246,11 @@ export class ElevatedGuard implements FreezeEngine {
             // The user closed polkit's dialog: a cancel, not an error to show.
             finish(new ElevationError('cancelled', 'The polkit dialog was dismissed; nothing was frozen.'));
           } else if (command === 'pkexec' && /textual authentication agent|No authentication agent/i.test(said)) {
-            finish(
-              new ElevationError(
-                'not-permitted',
-                noPolkitAgent(`${said}${stop}`),
-              ),
-            );
+            finish(new ElevationError('not-permitted', noPolkitAgent(`${said}${stop}`)));
           } else {
-            const notPermitted = /password is required|not in the sudoers|not allowed to execute|may not run sudo|Not authorized/i.test(said);
+            const notPermitted = /password is required|not in the sudoers|not allowed to execute|may not run sudo|Not authorized/i.test(
+              said,
+            );
             const how = signal ?? `exit ${code}`;
             const message = `${command} could not start the companion (${how})${said ? `: ${said}${stop}` : '.'}`;
             finish(new ElevationError(notPermitted ? 'not-permitted' : 'failed', message));
@@ -325,7 +333,9 @@ export class ElevatedGuard implements FreezeEngine {
   }
 
   private request(message: Unnumbered<ElevatedRequest>): Promise<OkReply> {
-    if (this.exited !== undefined) return Promise.reject(new GuardError('elevation-failed', `The elevated companion has ended (${this.exited}).`));
+    if (this.exited !== undefined) {
+      return Promise.reject(new GuardError('elevation-failed', `The elevated companion has ended (${this.exited}).`));
+    }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -347,10 +357,15 @@ export class ElevatedGuard implements FreezeEngine {
     this.exited = reason;
     const held = this.frozen;
     this.frozen = [];
-    for (const pending of this.pending.values()) pending.reject(new GuardError('elevation-failed', `The elevated companion ended (${reason}).`));
+    for (const pending of this.pending.values()) {
+      pending.reject(new GuardError('elevation-failed', `The elevated companion ended (${reason}).`));
+    }
     this.pending.clear();
     if (held.length > 0) {
-      this.log('warn', `The elevated companion ended (${reason}) while holding ${held.length} VM(s); on its way out it resumes what it holds.`);
+      this.log(
+        'warn',
+        `The elevated companion ended (${reason}) while holding ${held.length} VM(s); on its way out it resumes what it holds.`,
+      );
       this.emit({ type: 'resumed', report: { resumed: [], gone: held.flatMap((f) => f.processes), elapsedMs: 0 } });
     }
     for (const listener of [...this.exitListeners]) listener(reason);

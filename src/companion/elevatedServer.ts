@@ -117,10 +117,12 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number,
       // the idle time counts from the last request (the host's status calls keep it alive).
       pending++;
       idle(true);
-      queue = queue.then(() => handle(request)).finally(() => {
-        pending--;
-        idle(pending > 0 || guard.frozenVms.length > 0);
-      });
+      queue = queue
+        .then(() => handle(request))
+        .finally(() => {
+          pending--;
+          idle(pending > 0 || guard.frozenVms.length > 0);
+        });
     },
     hostGone: resumeAllAndExit,
     crashed: (error) => {

@@ -158,6 +158,7 @@ function needsElevationMessage(need: ElevationNeed, setting: ElevationSetting): 
       ? `crosvm VM ${need.vmPid} ${owner}; this window runs as uid ${process.geteuid?.()} and may not signal it.`
       : `crosvm VM ${need.vmPid} would shut down if its devices were stopped with signals (${need.evidence}), ` +
         'and this window may not write its cgroups for the cgroup freezer.';
-  const way = setting === 'never' ? ELEVATION_OFF : 'It can be frozen with administrator rights (as root the cgroup freezer is always open).';
+  const way =
+    setting === 'never' ? ELEVATION_OFF : 'It can be frozen with administrator rights (as root the cgroup freezer is always open).';
   return `${why} ${way}`;
 }

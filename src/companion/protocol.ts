@@ -52,7 +52,12 @@ export function parseCompanionArgv(argv: readonly string[]): CompanionArguments 
     return { mode: 'elevated', names, idleMs: ms('idle'), heartbeatMs: ms('heartbeat') };
   }
   const host = value('--host-pid');
-  return { mode: 'watch', journal: value('--journal'), hostPid: host !== undefined && isPid(Number(host)) ? Number(host) : undefined, idleMs: ms('idle') };
+  return {
+    mode: 'watch',
+    journal: value('--journal'),
+    hostPid: host !== undefined && isPid(Number(host)) ? Number(host) : undefined,
+    idleMs: ms('idle'),
+  };
 }
 
 // ---- watch mode: the host's own freezes, resumed by the companion if the host dies --------

@@ -17,7 +17,8 @@ import { companionArgv, HeldProcess, WatchRequest } from './protocol';
 import { spawnDetached } from './spawnDetached';
 
 /** What the companion is told: the processes it would SIGCONT, the cgroups it would thaw. */
-const signalled = (processes: Iterable<FrozenProcess>): HeldProcess[] => [...processes].map(({ pid, startTime, label }) => ({ pid, startTime, label }));
+const signalled = (processes: Iterable<FrozenProcess>): HeldProcess[] =>
+  [...processes].map(({ pid, startTime, label }) => ({ pid, startTime, label }));
 
 export interface CrashSafetyOptions {
   /** Where journals live: $XDG_RUNTIME_DIR/crosvm-guard, or the extension's storage. */
@@ -63,9 +64,18 @@ export class CrashSafety implements SafetyNet {
   }
 
   /** `cgroups` given, even empty (every target was born inside a freeze cgroup): the cgroup method. */
-  async willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): Promise<void> {
+  async willStop(
+    vm: ProcessIdentity & { name: string },
+    processes: readonly FrozenProcess[],
+    cgroups?: readonly FreezeCgroup[],
+  ): Promise<void> {
     let entry = this.held.get(vm.pid);
-    if (!entry) this.held.set(vm.pid, (entry = { vm, since: Date.now(), processes: new Map(), cgroups: new Map(), method: cgroups ? 'cgroup' : 'signal' }));
+    if (!entry) {
+      this.held.set(
+        vm.pid,
+        (entry = { vm, since: Date.now(), processes: new Map(), cgroups: new Map(), method: cgroups ? 'cgroup' : 'signal' }),
+      );
+    }
     for (const p of processes) entry.processes.set(identityKey(p), p);
     for (const g of cgroups ?? []) entry.cgroups.set(g.dir, g);
     this.ensureCompanion();
@@ -128,7 +138,10 @@ export class CrashSafety implements SafetyNet {
       this.companion = undefined;
       if (this.held.size === 0 || this.disposed) return;
       // It died while holding frozen processes: a new one takes over what it held.
-      this.options.log('warn', `The companion (pid ${child.pid}) ended (${signal ?? code}) while processes are frozen; starting a new one.`);
+      this.options.log(
+        'warn',
+        `The companion (pid ${child.pid}) ended (${signal ?? code}) while processes are frozen; starting a new one.`,
+      );
       this.ensureCompanion();
       this.writeJournal();
       const held = [...this.held.values()];

@@ -30,7 +30,9 @@ export function runWatchMode(journal: string | undefined, idleMs: number, hostPi
     const { resumed, gone } = continueProcesses([...held.values()].map((p) => ({ ...p, ppid: 0 })));
     held.clear();
     for (const problem of problems) log(problem);
-    log(`${reason}: thawed ${thawed} freeze cgroups, resumed ${resumed.length} (${resumed.map((p) => p.pid).join(' ')}), gone ${gone.length}`);
+    log(
+      `${reason}: thawed ${thawed} freeze cgroups, resumed ${resumed.length} (${resumed.map((p) => p.pid).join(' ')}), gone ${gone.length}`,
+    );
     // Nothing is left for a later window to resume. Only a file named like a journal.
     if (journal && /\/window-\d+-\d+\.json$/.test(journal)) removeJournal(journal);
     exit(0, reason);

@@ -8,7 +8,17 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StopFailure } from './errors';
-import { CgroupHierarchy, cgroupDirOf, FREEZE_PREFIX, FreezeCgroup, isFreezeCgroupDir, isFrozen, releaseFromFreezeCgroup, thawAndRestore, writeControl } from './cgroupfs';
+import {
+  CgroupHierarchy,
+  cgroupDirOf,
+  FREEZE_PREFIX,
+  FreezeCgroup,
+  isFreezeCgroupDir,
+  isFrozen,
+  releaseFromFreezeCgroup,
+  thawAndRestore,
+  writeControl,
+} from './cgroupfs';
 import { identityKey, LineageProof, ProcessSnapshot, ProofFailure, proveIdentity } from './processTree';
 import { Poller } from './poller';
 import { forkRaceFailure, leftVm, sortRound, TargetRules } from './targets';

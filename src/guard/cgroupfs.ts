@@ -235,4 +235,3 @@ export function releaseFromFreezeCgroup(pid: number, groups: readonly FreezeCgro
   writeControl(group.originalDir, 'cgroup.procs', String(pid));
   return true;
 }
-

@@ -51,7 +51,10 @@ export function mergeResumeReports(reports: readonly ResumeReport[]): ResumeRepo
 export function labelMatcher(patterns: readonly string[]): (label: string) => boolean {
   if (patterns.length === 0) return () => false;
   const alternatives = patterns.map((glob) =>
-    glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.'),
+    glob
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.'),
   );
   const regex = new RegExp(`^(?:${alternatives.join('|')})$`);
   return (label) => regex.test(label);
@@ -187,7 +190,9 @@ export class CrosvmGuard implements FreezeEngine {
       this.safetyNet?.didRelease(vm.processes, vm.cgroups);
       forgotten.push(vm);
     }
-    if (forgotten.length > 0) this.emit({ type: 'resumed', report: { resumed: [], gone: forgotten.flatMap((f) => f.processes), elapsedMs: 0 } });
+    if (forgotten.length > 0) {
+      this.emit({ type: 'resumed', report: { resumed: [], gone: forgotten.flatMap((f) => f.processes), elapsedMs: 0 } });
+    }
     return forgotten;
   }
 
@@ -250,7 +255,14 @@ export class CrosvmGuard implements FreezeEngine {
         choice.method === 'cgroup'
           ? await this.freezeWithCgroups(vm, identity, scope, choice.hierarchy, request, earlier, recent !== undefined)
           : await this.freezeWithSignals(vm, identity, scope, request, earlier, recent !== undefined);
-      const done: FreezeReport = { ...report, vm: identity, scope, methodReason: choice.why, swapBuild: this.swapBuildOf(vm), elapsedMs: performance.now() - started };
+      const done: FreezeReport = {
+        ...report,
+        vm: identity,
+        scope,
+        methodReason: choice.why,
+        swapBuild: this.swapBuildOf(vm),
+        elapsedMs: performance.now() - started,
+      };
       this.emit({ type: 'frozen', report: done });
       return done;
     } catch (error) {
@@ -295,7 +307,11 @@ export class CrosvmGuard implements FreezeEngine {
       // Everything this call stopped was resumed: nobody needs to hold it any more.
       if (announced.length > 0) net?.didRelease(announced);
       if (error instanceof StopTreeFailure) {
-        throw new FreezeError(vm.main.pid, error.failures, error.resumed.map((p) => p.pid));
+        throw new FreezeError(
+          vm.main.pid,
+          error.failures,
+          error.resumed.map((p) => p.pid),
+        );
       }
       throw error;
     }
@@ -339,7 +355,11 @@ export class CrosvmGuard implements FreezeEngine {
       release: net && ((processes, cgroups) => net.didRelease(processes, cgroups)),
     }).catch((error: unknown) => {
       if (!(error instanceof CgroupFreezeFailure)) throw error;
-      throw new FreezeError(vm.main.pid, error.failures, error.undone.map((p) => p.pid));
+      throw new FreezeError(
+        vm.main.pid,
+        error.failures,
+        error.undone.map((p) => p.pid),
+      );
     });
     if (result.frozen.length > 0 || earlier) {
       this.frozen.set(vm.main.pid, {
@@ -386,7 +406,10 @@ export class CrosvmGuard implements FreezeEngine {
         for (const p of vm.processes) if (!stillHeld.includes(p)) (readStat(p.pid)?.startTime === p.startTime ? resumed : gone).push(p);
         if (left.length > 0) {
           this.frozen.set(vm.vm.pid, { ...vm, cgroups: left, processes: stillHeld });
-          this.safetyNet?.didRelease(vm.processes.filter((p) => !stillHeld.includes(p)), vm.cgroups.filter((g) => !left.includes(g)));
+          this.safetyNet?.didRelease(
+            vm.processes.filter((p) => !stillHeld.includes(p)),
+            vm.cgroups.filter((g) => !left.includes(g)),
+          );
           continue;
         }
       } else {

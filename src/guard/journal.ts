@@ -74,11 +74,15 @@ export function parseJournal(value: unknown, mounted = mountedHierarchies()): Jo
   let total = 0;
   for (const vm of value.vms) {
     const id = identityOf(vm);
-    if (!id || !isObject(vm) || typeof vm.name !== 'string' || !isTicks(vm.since) || !Array.isArray(vm.processes)) return 'invalid VM entry';
+    if (!id || !isObject(vm) || typeof vm.name !== 'string' || !isTicks(vm.since) || !Array.isArray(vm.processes)) {
+      return 'invalid VM entry';
+    }
     const method = vm.method ?? 'signal';
     if (method !== 'signal' && method !== 'cgroup') return 'unknown method';
     const rawCgroups = vm.cgroups ?? [];
-    if (!Array.isArray(rawCgroups) || rawCgroups.length > MAX_CGROUPS || (method === 'signal' && rawCgroups.length > 0)) return 'invalid cgroups';
+    if (!Array.isArray(rawCgroups) || rawCgroups.length > MAX_CGROUPS || (method === 'signal' && rawCgroups.length > 0)) {
+      return 'invalid cgroups';
+    }
     const cgroups: FreezeCgroup[] = [];
     for (const raw of rawCgroups) {
       const group = validateFreezeCgroup(raw, mounted, owner.pid);
@@ -132,7 +136,9 @@ export function readJournals(dir: string): JournalEntry[] {
         continue;
       }
       const parsed = parseJournal(JSON.parse(fs.readFileSync(file, 'utf8')));
-      entries.push(typeof parsed === 'string' ? { file, journal: undefined, problem: parsed } : { file, journal: parsed, problem: undefined });
+      entries.push(
+        typeof parsed === 'string' ? { file, journal: undefined, problem: parsed } : { file, journal: parsed, problem: undefined },
+      );
     } catch (error) {
       entries.push({ file, journal: undefined, problem: (error as Error).message });
     }

@@ -20,7 +20,12 @@ export interface CgroupPlacement {
 
 export type MethodChoice =
   | { readonly method: 'signal'; readonly why: string }
-  | { readonly method: 'cgroup'; readonly why: string; readonly hierarchy: CgroupHierarchy; readonly access: Exclude<CgroupAccess, 'denied'> }
+  | {
+      readonly method: 'cgroup';
+      readonly why: string;
+      readonly hierarchy: CgroupHierarchy;
+      readonly access: Exclude<CgroupAccess, 'denied'>;
+    }
   | {
       readonly method: undefined;
       readonly why: string;

@@ -17,7 +17,12 @@ export interface FolderFacts {
   readonly mode: number;
 }
 
-const facts = (st: fs.Stats): FolderFacts => ({ isDirectory: st.isDirectory(), isSymbolicLink: st.isSymbolicLink(), uid: st.uid, mode: st.mode });
+const facts = (st: fs.Stats): FolderFacts => ({
+  isDirectory: st.isDirectory(),
+  isSymbolicLink: st.isSymbolicLink(),
+  uid: st.uid,
+  mode: st.mode,
+});
 
 /**
  * Why `folder` (with `parent`, the folder that holds it) is not private to `uid`, or undefined
@@ -94,10 +99,7 @@ export function chooseJournalFolder(options: { override?: string; runtimeDir?: s
   const uid = process.geteuid?.() ?? -1;
   const candidates = options.override
     ? [options.override]
-    : [
-        ...(options.runtimeDir ? [path.join(options.runtimeDir, 'crosvm-guard')] : []),
-        path.join(os.tmpdir(), `crosvm-guard-${uid}`),
-      ];
+    : [...(options.runtimeDir ? [path.join(options.runtimeDir, 'crosvm-guard')] : []), path.join(os.tmpdir(), `crosvm-guard-${uid}`)];
   const rejected: string[] = [];
   for (const folder of [...candidates, options.fallback]) {
     if (folder === options.fallback) fs.mkdirSync(path.dirname(folder), { recursive: true, mode: 0o700 });

@@ -122,12 +122,7 @@ export const walkHooks: { afterListing?: (root: number, pids: readonly number[])
  * pid that was reused into the tree while walking cannot make the walk loop. `threads`
  * receives each process's thread ids; for pids in `stopped` it also supplies them.
  */
-export function descendantPids(
-  root: number,
-  source: ChildrenSource,
-  threads?: ThreadIds,
-  stopped?: ReadonlySet<number>,
-): number[] {
+export function descendantPids(root: number, source: ChildrenSource, threads?: ThreadIds, stopped?: ReadonlySet<number>): number[] {
   const byParent = source === 'ppid-scan' ? childrenByParent() : undefined;
   const childrenOf = (pid: number) => (byParent ? (byParent.get(pid) ?? []) : childrenFromFiles(pid, threads, stopped));
   const seen = new Set<number>([root]);
@@ -180,7 +175,9 @@ export class LineageProof {
     const read = this.owners ? readStatAndOwner(target.pid) : undefined;
     const stat = read ? read.stat : this.owners ? undefined : readStat(target.pid);
     if (!stat || stat.startTime !== target.startTime || isExitedState(stat.state)) return { kind: 'gone', reason: GONE };
-    if (read && !this.owners?.has(read.uid)) return { kind: 'not-owned', reason: notOwnedReason(read.uid, this.owners as ReadonlySet<number>) };
+    if (read && !this.owners?.has(read.uid)) {
+      return { kind: 'not-owned', reason: notOwnedReason(read.uid, this.owners as ReadonlySet<number>) };
+    }
     // The main process itself (scope "vm"): its identity is the whole proof.
     if (target.pid === this.root.pid) return target.startTime === this.root.startTime ? undefined : { kind: 'gone', reason: GONE };
     if (!this.isLinked(stat.ppid, 0)) return { kind: 'left-vm', reason: notDescendantReason(this.root.pid, stat.ppid) };

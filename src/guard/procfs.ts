@@ -35,7 +35,10 @@ export function parseStat(text: string): StatFields | undefined {
   const close = text.lastIndexOf(')');
   if (open < 1 || close < open) return undefined;
   const pid = Number(text.slice(0, open).trim());
-  const rest = text.slice(close + 1).trim().split(' ');
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(' ');
   // rest[0] is field 3 (state); field N is rest[N - 3].
   if (rest.length < 20 || !Number.isSafeInteger(pid)) return undefined;
   const state = rest[0];

@@ -167,7 +167,9 @@ export async function stopTree(
   const skipped: SkippedProcess[] = [];
   const released: FrozenProcess[] = [];
   /** Every process the walks found in the tree: the links a lineage proof may use. */
-  const members = new Map<number, number>([...options.alreadyFrozen.values(), ...options.alreadySkipped.values()].map((p) => [p.pid, p.startTime]));
+  const members = new Map<number, number>(
+    [...options.alreadyFrozen.values(), ...options.alreadySkipped.values()].map((p) => [p.pid, p.startTime]),
+  );
   const handled = new Set<string>([...options.alreadyFrozen.keys(), ...options.alreadySkipped.keys()]);
   const handledPids = new Set<number>([...options.alreadyFrozen.values(), ...options.alreadySkipped.values()].map((p) => p.pid));
   const threads: ThreadIds = options.knownThreads ?? new Map();
@@ -222,7 +224,13 @@ export async function stopTree(
       await options.beforeStop?.(targets);
     } catch (error) {
       // Nobody could be told what is about to stop: stop nothing more, undo what is stopped.
-      return rollback(targets.map(({ pid, label }) => ({ pid, label, reason: `it could not be recorded for crash safety (${(error as Error).message})` })));
+      return rollback(
+        targets.map(({ pid, label }) => ({
+          pid,
+          label,
+          reason: `it could not be recorded for crash safety (${(error as Error).message})`,
+        })),
+      );
     }
     const failures: StopFailure[] = [];
     const signalled: FrozenProcess[] = [];

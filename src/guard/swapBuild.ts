@@ -85,7 +85,8 @@ export function judgeSwapBuild(vm: VmSnapshot, userSaysSwapBuild: boolean): Swap
   if ('found' in scan) {
     return {
       tolerant: false,
-      evidence: 'its executable has no vmm-swap code: a crosvm built without the swap feature shuts the VM down when a device process stops',
+      evidence:
+        'its executable has no vmm-swap code: a crosvm built without the swap feature shuts the VM down when a device process stops',
     };
   }
   return {
@@ -95,5 +96,4 @@ export function judgeSwapBuild(vm: VmSnapshot, userSaysSwapBuild: boolean): Swap
 }
 
 /** What a user can do about a VM whose build does not tolerate stopped children. */
-export const UNSAFE_BUILD_WAY_OUT =
-  'Rebuild crosvm with `--features swap`, or, if you know it was, set crosvmGuard.assumeSwapBuild.';
+export const UNSAFE_BUILD_WAY_OUT = 'Rebuild crosvm with `--features swap`, or, if you know it was, set crosvmGuard.assumeSwapBuild.';

@@ -166,4 +166,3 @@ export interface SafetyNet {
   /** They run again, or are gone (and the cgroups thawed and removed): nobody needs to resume them any more. */
   didRelease(processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): void;
 }
-

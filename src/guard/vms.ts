@@ -25,9 +25,7 @@ export function executableName(file: string): string {
 }
 
 export function matchesProcessNames(names: readonly string[], exe: string | undefined, argv0: string | undefined): boolean {
-  return (
-    (exe !== undefined && names.includes(executableName(exe))) || (argv0 !== undefined && names.includes(executableName(argv0)))
-  );
+  return (exe !== undefined && names.includes(executableName(exe))) || (argv0 !== undefined && names.includes(executableName(argv0)));
 }
 
 /** Options of `crosvm run` whose value tells one VM from another, in the order they are named by. */
@@ -76,7 +74,11 @@ export function shortVmName(cmdline: readonly string[]): string {
   const first = (options: string[]) => options.map((o) => values.get(o)).find((v) => v !== undefined);
   const socket = first(SOCKET_OPTIONS);
   const disk = first(DISK_OPTIONS);
-  const parts = [socket && path.basename(socket), disk ? path.basename(diskPath(disk)) : image && path.basename(image), memorySize(first(MEMORY_OPTIONS))];
+  const parts = [
+    socket && path.basename(socket),
+    disk ? path.basename(diskPath(disk)) : image && path.basename(image),
+    memorySize(first(MEMORY_OPTIONS)),
+  ];
   const name = parts.filter((p): p is string => Boolean(p));
   return name.length > 0 ? name.join(' · ') : [program, subcommand].filter(Boolean).join(' ');
 }

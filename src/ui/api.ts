@@ -33,7 +33,9 @@ export function apiFreezeRequest(options: unknown): ApiFreezeRequest {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object') throw new GuardError('invalid-argument', 'Freeze options must be an object.');
   const { scope, method, excludePids } = options as Record<string, unknown>;
-  if (scope !== undefined && scope !== 'devices' && scope !== 'vm') throw new GuardError('invalid-argument', 'scope must be "devices" or "vm".');
+  if (scope !== undefined && scope !== 'devices' && scope !== 'vm') {
+    throw new GuardError('invalid-argument', 'scope must be "devices" or "vm".');
+  }
   if (method !== undefined && method !== 'auto' && method !== 'signal' && method !== 'cgroup') {
     throw new GuardError('invalid-argument', 'method must be "auto", "signal" or "cgroup".');
   }

@@ -79,7 +79,9 @@ export class CommandHandlers {
     const already = targets.map((t) => this.controller.frozenVm(t.pid)).filter((f) => f && (f.scope === 'vm' || scope === 'devices'));
     if (already.length === targets.length) {
       const which = already.map((f) => `VM ${f?.vm.pid}`).join(', ');
-      void vscode.window.showInformationMessage(`crosvm ${which} ${already.length === 1 ? 'is' : 'are'} already frozen${scope === 'vm' ? ', vCPUs too' : ''}.`);
+      void vscode.window.showInformationMessage(
+        `crosvm ${which} ${already.length === 1 ? 'is' : 'are'} already frozen${scope === 'vm' ? ', vCPUs too' : ''}.`,
+      );
       return undefined;
     }
     targets = targets.filter((t) => !already.some((f) => f?.vm.pid === t.pid));
@@ -114,9 +116,7 @@ export class CommandHandlers {
       const report = await this.controller.resume(ref);
       const pids = report.resumed.map((p) => p.pid);
       if (pids.length > 0 || report.gone.length > 0) return pids;
-      const others = this.controller
-        .refresh()
-        .filter((v) => v.frozenElsewhere && !v.frozen && (!ref || v.snapshot.main.pid === ref.pid));
+      const others = this.controller.refresh().filter((v) => v.frozenElsewhere && !v.frozen && (!ref || v.snapshot.main.pid === ref.pid));
       for (const view of others) {
         const takeOver = 'Resume VM';
         const choice = await vscode.window.showWarningMessage(
@@ -166,7 +166,9 @@ export class CommandHandlers {
     }));
     // "All VMs": those a freeze would change (a VM frozen as asked already is left out).
     const open = vms.filter((vm) => !vm.frozen || (scope === 'vm' && vm.frozen.scope === 'devices'));
-    if (scope !== 'kill' && open.length > 1) items.push({ label: '$(layers) All VMs', description: plural(open.length, 'VM'), refs: open.map(refOf) });
+    if (scope !== 'kill' && open.length > 1) {
+      items.push({ label: '$(layers) All VMs', description: plural(open.length, 'VM'), refs: open.map(refOf) });
+    }
     const picked = await vscode.window.showQuickPick(items, {
       title: scope === 'kill' ? 'Kill crosvm VM' : scope === 'vm' ? 'Freeze entire crosvm VM (vCPUs too)' : 'Freeze crosvm devices',
       placeHolder: 'Which crosvm VM?',
@@ -225,7 +227,10 @@ export class CommandHandlers {
       const uri = vscode.Uri.parse(key);
       const [pid, startTime] = uri.query.split('@').map(Number);
       const node = this.nodeFromArgument(pid, false);
-      const text = node && (node instanceof VmNode ? node.view.snapshot.main : node.process).startTime === startTime ? detailsMarkdown(node) : goneMarkdown(pid);
+      const text =
+        node && (node instanceof VmNode ? node.view.snapshot.main : node.process).startTime === startTime
+          ? detailsMarkdown(node)
+          : goneMarkdown(pid);
       if (text === this.details.get(key)) continue;
       this.details.set(key, text);
       this.detailsChanged.fire(uri);
@@ -240,10 +245,7 @@ export class CommandHandlers {
       const vm = this.controller.guard.inspectVm(ref);
       const foreign = [vm.main, ...vm.devices].find((p) => !maySignal(p.pid));
       if (foreign) {
-        throw new GuardError(
-          'not-permitted',
-          mayNotKill(vm.main.pid, foreign),
-        );
+        throw new GuardError('not-permitted', mayNotKill(vm.main.pid, foreign));
       }
       const kill = 'Kill VM';
       const choice = await vscode.window.showWarningMessage(
@@ -255,7 +257,9 @@ export class CommandHandlers {
       // Proven again right before the signal: the user may have waited at the dialog.
       this.controller.guard.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime });
       await new Promise<void>((resolve, reject) => treeKill(vm.main.pid, 'SIGKILL', (error) => (error ? reject(error) : resolve())));
-      this.log.info(`Killed VM ${vm.main.pid} (${vm.name}) and its ${plural(vm.devices.length, 'device process', 'device processes')} with SIGKILL.`);
+      this.log.info(
+        `Killed VM ${vm.main.pid} (${vm.name}) and its ${plural(vm.devices.length, 'device process', 'device processes')} with SIGKILL.`,
+      );
       await this.controller.resume(ref);
       this.controller.refresh();
       return true;
@@ -276,7 +280,10 @@ export class CommandHandlers {
     if (code === 'unsafe-build' || code === 'cgroup-unavailable' || code === 'needs-elevation') actions.push('Open Settings');
     if (code === 'vm-gone' || code === 'not-crosvm') actions.push('Refresh');
     actions.push('Show Log');
-    const show = code === 'unsafe-build' || code === 'cgroup-unavailable' || code === 'needs-elevation' ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
+    const show =
+      code === 'unsafe-build' || code === 'cgroup-unavailable' || code === 'needs-elevation'
+        ? vscode.window.showWarningMessage
+        : vscode.window.showErrorMessage;
     const choice = await show(message, ...actions);
     if (choice === 'Retry') void retry?.();
     else if (choice === elevate) {
@@ -300,7 +307,10 @@ export class CommandHandlers {
 /** The status-bar message after a freeze: what froze, and what was left running and why. */
 function frozeMessage(reports: readonly FreezeReport[], count: number, ms: number): string {
   const skipped = reports.flatMap((r) => r.skipped).map((s) => `${s.label} ${s.pid} (${s.reason})`);
-  return `froze ${plural(count, 'process', 'processes')} in ${ms.toFixed(1)} ms` + (skipped.length > 0 ? `; left running: ${skipped.join(', ')}` : '');
+  return (
+    `froze ${plural(count, 'process', 'processes')} in ${ms.toFixed(1)} ms` +
+    (skipped.length > 0 ? `; left running: ${skipped.join(', ')}` : '')
+  );
 }
 
 /** Picker icons: the tree's state icons (a quick pick cannot colour them). */

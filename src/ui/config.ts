@@ -30,7 +30,8 @@ export function readSettings(log: vscode.LogOutputChannel): ExtensionSettings {
     } else {
       const legacy = LEGACY_SETTING_KEYS[key];
       const inspected = legacy ? config.inspect(name) : undefined;
-      const set = inspected && [inspected.globalValue, inspected.workspaceValue, inspected.workspaceFolderValue].some((v) => v !== undefined);
+      const set =
+        inspected && [inspected.globalValue, inspected.workspaceValue, inspected.workspaceFolderValue].some((v) => v !== undefined);
       raw[key] = legacy && !set ? config.get(legacy) : config.get(name);
     }
   }

@@ -125,7 +125,9 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
   /** The user toggled by hand: automatic freezing stops for the running sessions. */
   takeManualControl(): void {
     for (const state of this.sessions.values()) {
-      if (!state.manual && this.isAutomatic(state)) this.log.info(`Automatic freezing off for debug session "${state.session.name}": manual control.`);
+      if (!state.manual && this.isAutomatic(state)) {
+        this.log.info(`Automatic freezing off for debug session "${state.session.name}": manual control.`);
+      }
       state.manual = true;
     }
     this.changed.fire();
@@ -208,7 +210,10 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     clearTimeout(state.rechoose); // it is stopped: the choice made before serves
     state.rechoose = undefined;
     if (!state.chosen) {
-      state.chosen = { refs: (await this.targets(state)).map((v) => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime })), at: Date.now() };
+      state.chosen = {
+        refs: (await this.targets(state)).map((v) => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime })),
+        at: Date.now(),
+      };
     }
     const reports: FreezeReport[] = [];
     state.stopped = true;
@@ -221,7 +226,9 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
       } catch (error) {
         // Never crash a VM at a breakpoint, nor ask for a password there: leave it running,
         // show it in the status bar, and say so once per session with the way out.
-        const refused = error instanceof GuardError && (error.code === 'unsafe-build' || error.code === 'needs-elevation' || error.code === 'cgroup-unavailable');
+        const refused =
+          error instanceof GuardError &&
+          (error.code === 'unsafe-build' || error.code === 'needs-elevation' || error.code === 'cgroup-unavailable');
         state.notFrozen.set(ref.pid, (error as Error).message);
         if (!refused) state.chosen = undefined; // the VM may have exited: choose again next time
         if (state.warned.has(ref.pid)) continue;
@@ -248,20 +255,26 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
   private async offerWayOut(state: SessionState, ref: VmRef, error: GuardError): Promise<void> {
     const elevate = 'Freeze with administrator rights…';
     const settings = 'Open Settings';
-    const actions = error.code === 'needs-elevation' && this.controller.elevation.setting !== 'never' ? [elevate, 'Show Log'] : [settings, 'Show Log'];
+    const actions =
+      error.code === 'needs-elevation' && this.controller.elevation.setting !== 'never' ? [elevate, 'Show Log'] : [settings, 'Show Log'];
     const choice = await vscode.window.showWarningMessage(
       `Debug session "${state.session.name}" is stopped, but crosvm VM ${ref.pid} keeps running: ${error.message}`,
       ...actions,
     );
     if (choice === 'Show Log') this.log.show();
     else if (choice === settings) {
-      void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.${error.code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method}`);
+      void vscode.commands.executeCommand(
+        'workbench.action.openSettings',
+        `${SETTINGS_SECTION}.${error.code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method}`,
+      );
     } else if (choice === elevate) {
       try {
         await this.controller.elevation.start();
       } catch (failure) {
         this.log.warn(`Debug session "${state.session.name}": elevation failed: ${(failure as Error).message}`);
-        if (!(failure instanceof ElevationError && failure.reason === 'cancelled')) void vscode.window.showErrorMessage((failure as Error).message);
+        if (!(failure instanceof ElevationError && failure.reason === 'cancelled')) {
+          void vscode.window.showErrorMessage((failure as Error).message);
+        }
         return;
       }
       // Still stopped: freeze it now, in the session's order of events.
@@ -302,7 +315,10 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
 
   /** targets() without a dialog: for `auto` and `all`, from a fresh listing. */
   private chooseNow(state: SessionState): VmRef[] {
-    return this.targetViews(state, this.controller.refresh()).map((v) => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime }));
+    return this.targetViews(state, this.controller.refresh()).map((v) => ({
+      pid: v.snapshot.main.pid,
+      startTime: v.snapshot.main.startTime,
+    }));
   }
 
   /** The VMs of `vms` that debug.target `auto` or `all` picks for this session. */

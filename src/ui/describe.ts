@@ -135,7 +135,8 @@ export function vmTooltip(view: VmView): string {
   lines.push(`uid ${vm.main.uid} · ${plural(vm.main.threads, 'thread')} (vCPUs included) · ${devices}`, '');
   const why = escapeMarkdown;
   if (frozen) {
-    const what = frozen.scope === 'vm' ? 'its device processes and its main process with every vCPU thread' : 'its device processes (the vCPUs run)';
+    const what =
+      frozen.scope === 'vm' ? 'its device processes and its main process with every vCPU thread' : 'its device processes (the vCPUs run)';
     lines.push(`$(debug-pause) **Frozen** since ${clockTime(frozen.since)} with ${methodName(frozen.method)}: ${what}.`);
     const skipped = frozen.skipped.map((s) => `${escapeMarkdown(s.label)} ${s.pid} (${why(s.detail)})`);
     if (skipped.length > 0) lines.push('', `Left running: ${skipped.join(', ')}.`);
@@ -153,7 +154,11 @@ export function vmTooltip(view: VmView): string {
   } else if (view.method.method === 'signal') {
     lines.push(`$(check) **Can be frozen** with signals: ${why(swapBuild.evidence)}.`);
   } else if (view.method.method === 'cgroup') {
-    lines.push(`$(check) **Can be frozen** with the ${why(view.method.why)}.`, '', `$(warning) Not with signals: ${why(swapBuild.evidence)}.`);
+    lines.push(
+      `$(check) **Can be frozen** with the ${why(view.method.why)}.`,
+      '',
+      `$(warning) Not with signals: ${why(swapBuild.evidence)}.`,
+    );
   } else {
     lines.push(`$(error) **Cannot be frozen**: ${why(view.method.error.message)}`);
   }
@@ -179,7 +184,12 @@ export function processTooltip(vm: VmView, p: ProcessSnapshot, placement: Placem
       ` · parent pid ${p.ppid}`,
   ];
   if (placement?.dir) {
-    const access = placement.access === 'denied' ? 'not writable by this window' : placement.access === 'root' ? 'writable (root)' : 'writable (delegated to you)';
+    const access =
+      placement.access === 'denied'
+        ? 'not writable by this window'
+        : placement.access === 'root'
+          ? 'writable (root)'
+          : 'writable (delegated to you)';
     lines.push('', `cgroup ${codeSpan(placement.dir)} · ${access}`);
   }
   return lines.join('\n');
@@ -204,7 +214,9 @@ export function vmOfProcess(vms: readonly VmView[], pid: number | undefined): Vm
 /** Which VMs a debug session freezes at each stop, and why, in one Markdown sentence. */
 export function debugTargetsSentence(s: DebugSessionTargets, vms: readonly VmView[]): string {
   const session = `Debug session "${escapeMarkdown(s.session)}"`;
-  if (!s.automatic) return `${session} freezes nothing by itself (setting \`crosvmGuard.debug.autoFreeze\` is off, or you took manual control).`;
+  if (!s.automatic) {
+    return `${session} freezes nothing by itself (setting \`crosvmGuard.debug.autoFreeze\` is off, or you took manual control).`;
+  }
   if (s.target === 'all') return `${session} freezes every VM at each stop (setting \`crosvmGuard.debug.target\` is \`all\`).`;
   if (s.target === 'ask') {
     return s.asked === undefined

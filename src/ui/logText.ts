@@ -26,14 +26,28 @@ export function resumedLine(report: ResumeReport): string {
   return `Resumed ${processes(report.resumed.length)} in ${ms(report.elapsedMs)} [${listed(report.resumed)}]${gone}`;
 }
 
-export function tookOverLine(vmPid: number, ownerPid: number, thawedCgroups: number | undefined, resumed: number, notes: readonly string[]): string {
+export function tookOverLine(
+  vmPid: number,
+  ownerPid: number,
+  thawedCgroups: number | undefined,
+  resumed: number,
+  notes: readonly string[],
+): string {
   const how = thawedCgroups === undefined ? '' : `thawed ${plural(thawedCgroups, 'freeze cgroup')}, `;
   const more = notes.length > 0 ? ` ${notes.join('; ')}` : '';
   return `Took over VM ${vmPid} from the window of extension host ${ownerPid}: ${how}${processes(resumed)} running again.${more}`;
 }
 
 /** What a debug session's automatic freeze or resume did, and in how long. */
-export function autoLine(what: 'freeze' | 'resume', cause: string, session: string, debuggeePid: number | undefined, count: number, vms: readonly number[], elapsed: number): string {
+export function autoLine(
+  what: 'freeze' | 'resume',
+  cause: string,
+  session: string,
+  debuggeePid: number | undefined,
+  count: number,
+  vms: readonly number[],
+  elapsed: number,
+): string {
   const debuggee = debuggeePid ? `, debuggee pid ${debuggeePid}` : '';
   return `Auto-${what} on ${cause} (session "${session}"${debuggee}): ${processes(count)} of VM ${vms.join(', ')} in ${ms(elapsed)}.`;
 }

@@ -8,7 +8,16 @@
 import * as vscode from 'vscode';
 import { ProcessSnapshot } from '../guard';
 import { GuardController, VmView } from './controller';
-import { PROCESS_STATE_WORDS, processStateKind, ProcessStateKind, processTooltip, vmDescription, VmStateKind, vmStateKind, vmTooltip } from './describe';
+import {
+  PROCESS_STATE_WORDS,
+  processStateKind,
+  ProcessStateKind,
+  processTooltip,
+  vmDescription,
+  VmStateKind,
+  vmStateKind,
+  vmTooltip,
+} from './describe';
 
 export { processStateKind, ProcessStateKind } from './describe';
 
@@ -65,7 +74,8 @@ export class VmNode extends vscode.TreeItem {
     // signal it, so Kill is not offered.
     const method = frozen?.method ?? view.method.method;
     const state = frozen ? (frozen.scope === 'vm' ? 'frozenVm' : 'frozen') : frozenElsewhere ? 'frozenElsewhere' : 'running';
-    this.contextValue = `vm.${state}.${method || view.needsElevation ? 'freezable' : 'unsafe'}` + (view.needsElevation === 'signals' ? '.admin' : '');
+    this.contextValue =
+      `vm.${state}.${method || view.needsElevation ? 'freezable' : 'unsafe'}` + (view.needsElevation === 'signals' ? '.admin' : '');
     this.tooltip = new vscode.MarkdownString(vmTooltip(view), true);
     return this.rendered !== (this.rendered = rendering(this, VM_ICONS[kind]));
   }

@@ -60,7 +60,9 @@ export class GuardStatusBar implements vscode.Disposable {
       const elapsed = formatElapsed(now - Math.min(...frozen.map((f) => f.since)));
       this.item.text = `$(debug-pause) crosvm ${count} frozen ${elapsed}${auto}${notFrozen.length > 0 ? ' $(warning)' : ''}`;
       this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
-      this.item.accessibilityInformation = { label: `crosvm: ${plural(count, 'process', 'processes')} frozen for ${elapsed}. Click to resume.` };
+      this.item.accessibilityInformation = {
+        label: `crosvm: ${plural(count, 'process', 'processes')} frozen for ${elapsed}. Click to resume.`,
+      };
       this.startTicker();
     } else {
       const stopped = counts.stopped > 0 ? ` · ${counts.stopped} stopped` : '';

@@ -6,7 +6,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
 import { CrosvmGuard, ProcessIdentity } from '../../src/guard';
-import { cgroupDirOf, CgroupVersion, FreezeCgroup, freezerHierarchy, parseMountinfo, releaseFromFreezeCgroup, thawAndRestore } from '../../src/guard/cgroupfs';
+import {
+  cgroupDirOf,
+  CgroupVersion,
+  FreezeCgroup,
+  freezerHierarchy,
+  parseMountinfo,
+  releaseFromFreezeCgroup,
+  thawAndRestore,
+} from '../../src/guard/cgroupfs';
 import { freezeInCgroups } from '../../src/guard/cgroupFreezer';
 import { readJournals, recoverLeftovers } from '../../src/guard/journal';
 import { currentIdentity } from '../../src/guard/processTree';
@@ -34,8 +42,9 @@ function thawLeftovers(): void {
         if (!entry.isDirectory()) continue;
         const child = path.join(dir, entry.name);
         const maker = /^crosvm-guard-(\d+)-/.exec(entry.name)?.[1];
-        if (maker && (Number(maker) === process.pid || !fs.existsSync(`/proc/${maker}`))) leftovers.push({ version, dir: child, originalDir: dir });
-        else if (depth < 3) walk(child, depth + 1);
+        if (maker && (Number(maker) === process.pid || !fs.existsSync(`/proc/${maker}`))) {
+          leftovers.push({ version, dir: child, originalDir: dir });
+        } else if (depth < 3) walk(child, depth + 1);
       }
     };
     walk(hierarchy.mountPoint, 0);
@@ -83,7 +92,10 @@ for (const version of [2, 1] as CgroupVersion[]) {
       const report = await guard.freeze({ pid: vm.pid }, { method: 'cgroup', cgroupVersion: version });
       assert.equal(report.method, 'cgroup');
       assert.deepEqual(new Set(report.frozen.map((p) => p.pid)), new Set(devicePids(vm)));
-      assert.ok(devicePids(vm).every((pid) => cgroupFile(pid) !== before.get(pid)), 'a device is still in its own cgroup');
+      assert.ok(
+        devicePids(vm).every((pid) => cgroupFile(pid) !== before.get(pid)),
+        'a device is still in its own cgroup',
+      );
       const still = counters(vm);
       await sleep(200);
       assert.deepEqual(counters(vm), still, 'guest memory changed while frozen');
@@ -118,10 +130,14 @@ for (const version of [2, 1] as CgroupVersion[]) {
         process.kill(target.pid, 'SIGKILL');
         // Synchronous here: wait until the kernel has made it a zombie.
         const until = Date.now() + 2000;
-        while (Date.now() < until && !/\) Z /.test(fs.readFileSync(`/proc/${target.pid}/stat`, 'latin1'))) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        while (Date.now() < until && !/\) Z /.test(fs.readFileSync(`/proc/${target.pid}/stat`, 'latin1'))) {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        }
       };
-      await assert.rejects(freezeInCgroups(targets, { hierarchy, stopTimeoutMs: 2000, beforeMove: dies }), (error: Error & { failures?: Array<{ pid: number; reason: string }> }) =>
-        error.failures?.[0]?.pid === doomedStat.pid && /moving it into \S+ failed: it exited/.test(error.failures[0].reason),
+      await assert.rejects(
+        freezeInCgroups(targets, { hierarchy, stopTimeoutMs: 2000, beforeMove: dies }),
+        (error: Error & { failures?: Array<{ pid: number; reason: string }> }) =>
+          error.failures?.[0]?.pid === doomedStat.pid && /moving it into \S+ failed: it exited/.test(error.failures[0].reason),
       );
       for (const t of targets) {
         if (t.pid !== doomedStat.pid) assert.equal(cgroupFile(t.pid), before.get(t.pid), `${t.label} was not moved back`);
@@ -150,7 +166,8 @@ for (const version of [2, 1] as CgroupVersion[]) {
             throw new Error('injected after the moves');
           },
         }),
-        (error: Error & { failures?: Array<{ reason: string }> }) => /freezing failed: injected after the moves/.test(error.failures?.[0]?.reason ?? ''),
+        (error: Error & { failures?: Array<{ reason: string }> }) =>
+          /freezing failed: injected after the moves/.test(error.failures?.[0]?.reason ?? ''),
       );
       for (const t of targets) assert.equal(cgroupFile(t.pid), before.get(t.pid), `${t.label} was not moved back`);
       const dir = cgroupDirOf(vm.pid, hierarchy);
@@ -168,7 +185,9 @@ for (const version of [2, 1] as CgroupVersion[]) {
         willStop: async () => void (await vm.hotplugNow()),
         didRelease: (processes) => void released.push(...processes.map((p) => p.pid)),
       });
-      await assert.rejects(guard.freeze({ pid: vm.pid }, { method: 'cgroup', cgroupVersion: version }), (error: Error) => /new processes kept being forked/.test(error.message));
+      await assert.rejects(guard.freeze({ pid: vm.pid }, { method: 'cgroup', cgroupVersion: version }), (error: Error) =>
+        /new processes kept being forked/.test(error.message),
+      );
       assert.equal(guard.frozenVms.length, 0);
       assert.ok(released.length > 0, 'the safety net still holds what was rolled back');
       const hierarchy = freezerHierarchy(version);
@@ -191,10 +210,16 @@ for (const version of [2, 1] as CgroupVersion[]) {
       const blocker = path.join(group.dir, 'blocker');
       fs.mkdirSync(blocker);
       const first = await guard.resume();
-      assert.ok(first.problems?.some((p) => p.includes(`remove ${group.dir}`) && /EBUSY/.test(p)), JSON.stringify(first.problems));
+      assert.ok(
+        first.problems?.some((p) => p.includes(`remove ${group.dir}`) && /EBUSY/.test(p)),
+        JSON.stringify(first.problems),
+      );
       assert.ok(fs.existsSync(group.dir));
       assert.equal(guard.frozenVms.length, 1, 'the engine forgot a freeze cgroup that is still there');
-      assert.deepEqual(guard.frozenVms[0].cgroups?.map((g) => g.dir), [group.dir]);
+      assert.deepEqual(
+        guard.frozenVms[0].cgroups?.map((g) => g.dir),
+        [group.dir],
+      );
       // The devices themselves were moved back and run.
       const still = counters(vm);
       assert.ok(await eventually(() => counters(vm).every((c, i) => (c ?? 0n) > (still[i] ?? 0n)), 3000), 'a device stayed frozen');
@@ -233,7 +258,10 @@ describe('a child forked while frozen', () => {
     assert.equal(cgroupDirOf(born.pid, hierarchy), original, 'the child was not moved back');
     assert.equal(cgroupDirOf(vm.pid, hierarchy), original);
     assert.ok(!fs.existsSync(groups[0].dir), 'the freeze cgroup was left behind');
-    assert.ok(await eventually(() => (vm.deviceCounters().get(born.pid) ?? 0n) > (still ?? 0n), 3000), 'the child did not run after the thaw');
+    assert.ok(
+      await eventually(() => (vm.deviceCounters().get(born.pid) ?? 0n) > (still ?? 0n), 3000),
+      'the child did not run after the thaw',
+    );
     assert.ok(vm.isRunning());
   });
 });
@@ -287,7 +315,10 @@ describe('crash of the host while frozen by cgroup', () => {
       assert.deepEqual(counters(vm), still, 'guest memory changed while frozen');
       const companion = frozen.companionPid as number;
       host.child.kill('SIGKILL');
-      assert.ok(await eventually(() => groups.every((g) => !fs.existsSync(g.dir)), 1000), 'freeze cgroups still there 1 s after the host died');
+      assert.ok(
+        await eventually(() => groups.every((g) => !fs.existsSync(g.dir)), 1000),
+        'freeze cgroups still there 1 s after the host died',
+      );
       for (const pid of devicePids(vm)) assert.equal(cgroupFile(pid), before.get(pid), `pid ${pid} is not back in its cgroup`);
       assert.ok(await eventually(() => counters(vm).every((c, i) => (c ?? 0n) > (still[i] ?? 0n)), 3000), 'not running after the crash');
       assert.ok(await eventually(() => !fs.existsSync(`/proc/${companion}`), 2000), 'the companion kept running');
@@ -304,7 +335,10 @@ describe('crash of the host while frozen by cgroup', () => {
     const groups = frozen.cgroups as FreezeCgroup[];
     // The companion sleeps 500 ms before it loads: it wakes up orphaned, its parent is init.
     host.child.kill('SIGKILL');
-    assert.ok(await eventually(() => groups.every((g) => !fs.existsSync(g.dir)), 3000), 'freeze cgroups still there 3 s after the host died');
+    assert.ok(
+      await eventually(() => groups.every((g) => !fs.existsSync(g.dir)), 3000),
+      'freeze cgroups still there 3 s after the host died',
+    );
     for (const pid of devicePids(vm)) assert.equal(cgroupFile(pid), before.get(pid), `pid ${pid} is not back in its cgroup`);
     assert.ok(vm.isRunning(), 'the VM noticed the freeze');
   });
@@ -324,12 +358,18 @@ describe('crash of the host while frozen by cgroup', () => {
     await eventually(() => !fs.existsSync(`/proc/${host.child.pid}`), 2000);
     process.kill(companion, 'SIGKILL');
     await sleep(200);
-    assert.ok(groups.every((g) => fs.existsSync(g.dir)), 'nobody should have thawed yet');
+    assert.ok(
+      groups.every((g) => fs.existsSync(g.dir)),
+      'nobody should have thawed yet',
+    );
     const recovery = recoverLeftovers(dir, ['crosvm'], currentIdentity(process.pid) as ProcessIdentity);
     assert.equal(recovery.vms.length, 1, JSON.stringify(recovery));
     assert.equal(recovery.vms[0].method, 'cgroup');
     assert.deepEqual(new Set(recovery.vms[0].resumed.map((p) => p.pid)), new Set(devicePids(vm)));
-    assert.ok(groups.every((g) => !fs.existsSync(g.dir)), 'a freeze cgroup was left behind');
+    assert.ok(
+      groups.every((g) => !fs.existsSync(g.dir)),
+      'a freeze cgroup was left behind',
+    );
     for (const pid of devicePids(vm)) assert.equal(cgroupFile(pid), before.get(pid));
     assert.deepEqual(readJournals(dir), []);
   });
@@ -347,20 +387,31 @@ describe('crash of the host while frozen by cgroup', () => {
     hostile.forEach((group, n) =>
       fs.writeFileSync(
         path.join(dir, `window-${999_000 + n}-1.json`),
-        JSON.stringify({ version: 1, owner: { pid: 999_000 + n, startTime: 1 }, vms: [{ pid: 2, startTime: 0, name: 'x', since: 0, method: 'cgroup', processes: [], cgroups: [group] }] }),
+        JSON.stringify({
+          version: 1,
+          owner: { pid: 999_000 + n, startTime: 1 },
+          vms: [{ pid: 2, startTime: 0, name: 'x', since: 0, method: 'cgroup', processes: [], cgroups: [group] }],
+        }),
       ),
     );
     const recovery = recoverLeftovers(dir, ['crosvm'], currentIdentity(process.pid) as ProcessIdentity);
     assert.deepEqual(recovery.vms, []);
     assert.equal(recovery.invalid.length, hostile.length, JSON.stringify(recovery.invalid));
-    assert.ok(recovery.invalid.every((line) => /invalid freeze cgroup/.test(line)), JSON.stringify(recovery.invalid));
+    assert.ok(
+      recovery.invalid.every((line) => /invalid freeze cgroup/.test(line)),
+      JSON.stringify(recovery.invalid),
+    );
   });
 });
 
 /** Runs freezeAsChild.js as `uid`; returns its one JSON line. */
 function runEngineAs(uid: number, args: string[]): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(__dirname, 'freezeAsChild.js'), ...args], { uid, gid: uid, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [path.join(__dirname, 'freezeAsChild.js'), ...args], {
+      uid,
+      gid: uid,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let stdout = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.on('close', () => {
@@ -443,7 +494,10 @@ describe('method auto', () => {
     const before = new Map(devicePids(vm).map((pid) => [pid, cgroupFile(pid)]));
     const result = await runEngineAs(NOBODY, ['--request', String(vm.pid), '{"method":"auto"}']);
     assert.equal(result.code, 'unsafe-build', JSON.stringify(result));
-    assert.match(String(result.message), /shut the VM down; and the cgroup freezer, which crosvm does not notice, is not open here: uid 65534 may not write \/\S+/);
+    assert.match(
+      String(result.message),
+      /shut the VM down; and the cgroup freezer, which crosvm does not notice, is not open here: uid 65534 may not write \/\S+/,
+    );
     assert.match(String(result.message), /Two ways out: rebuild crosvm with `--features swap`.*or run crosvm in a cgroup delegated to you/);
     const explicit = await runEngineAs(NOBODY, ['--request', String(vm.pid), '{"method":"cgroup"}']);
     assert.equal(explicit.code, 'cgroup-unavailable', JSON.stringify(explicit));
@@ -465,7 +519,10 @@ describe('method auto', () => {
     const hierarchy = freezerHierarchy(2);
     assert.ok(hierarchy);
     for (const pid of devicePids(vm)) assert.equal(cgroupDirOf(pid, hierarchy), delegated.dir, `pid ${pid} was not moved back`);
-    assert.deepEqual(fs.readdirSync(delegated.dir).filter((name) => name.startsWith('crosvm-guard-')), []);
+    assert.deepEqual(
+      fs.readdirSync(delegated.dir).filter((name) => name.startsWith('crosvm-guard-')),
+      [],
+    );
   });
 
   it('an unwritable cgroup half-way rolls back what was already moved', async () => {
@@ -490,7 +547,11 @@ describe('method auto', () => {
     assert.ok(hierarchy);
     assert.equal(cgroupDirOf(first.pid, hierarchy), delegated.dir, 'the first device was not moved back');
     assert.equal(cgroupFile(second.pid), secondBefore);
-    assert.deepEqual(fs.readdirSync(delegated.dir).filter((name) => name.startsWith('crosvm-guard-')), [], 'a freeze cgroup was left behind');
+    assert.deepEqual(
+      fs.readdirSync(delegated.dir).filter((name) => name.startsWith('crosvm-guard-')),
+      [],
+      'a freeze cgroup was left behind',
+    );
     const still = counters(vm);
     assert.ok(await eventually(() => counters(vm).every((c, i) => (c ?? 0n) > (still[i] ?? 0n)), 3000), 'a device stayed frozen');
   });

@@ -126,8 +126,22 @@ describe('crash safety', () => {
     const write = (name: string, text: string) => fs.writeFileSync(path.join(dir, name), text);
     write('window-1-1.json', '{ not json');
     write('window-2-2.json', JSON.stringify({ version: 1, owner: { pid: 'x', startTime: 1 }, vms: [] }));
-    write('window-3-3.json', JSON.stringify({ version: 1, owner: { pid: 999_998, startTime: 1 }, vms: [{ pid: 1, startTime: 0, name: 'init', since: 0, processes: [{ pid: 1, startTime: 0, label: 'init' }] }] }));
-    write('window-4-4.json', JSON.stringify({ version: 1, owner: { pid: 999_997, startTime: 1 }, vms: [{ pid: 5, startTime: -1, name: 'x', since: 0, processes: [] }] }));
+    write(
+      'window-3-3.json',
+      JSON.stringify({
+        version: 1,
+        owner: { pid: 999_998, startTime: 1 },
+        vms: [{ pid: 1, startTime: 0, name: 'init', since: 0, processes: [{ pid: 1, startTime: 0, label: 'init' }] }],
+      }),
+    );
+    write(
+      'window-4-4.json',
+      JSON.stringify({
+        version: 1,
+        owner: { pid: 999_997, startTime: 1 },
+        vms: [{ pid: 5, startTime: -1, name: 'x', since: 0, processes: [] }],
+      }),
+    );
     write('window-5-5.json', 'x'.repeat(300 * 1024));
     write('window-6-6.json', JSON.stringify({ version: 2, owner: { pid: 999_996, startTime: 1 }, vms: [] }));
     write('window-7-7.json', JSON.stringify({ version: 1, owner: { pid: 999_995, startTime: 1 }, vms: new Array(100).fill({}) }));

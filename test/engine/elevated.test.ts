@@ -106,8 +106,14 @@ describe('the elevated companion on its own', () => {
     assert.deepEqual(counters(intolerant), still);
     assert.equal(((await ask({ op: 'status' })).frozen as unknown[]).length, 2);
     companion?.stdin?.end();
-    assert.ok(await eventually(() => devicePids(tolerant).every(isRunning), 1000), 'signal-frozen devices still stopped after the link broke');
-    assert.ok(await eventually(() => counters(intolerant).every((c, i) => c > still[i]), 2000), 'cgroup-frozen devices still frozen after the link broke');
+    assert.ok(
+      await eventually(() => devicePids(tolerant).every(isRunning), 1000),
+      'signal-frozen devices still stopped after the link broke',
+    );
+    assert.ok(
+      await eventually(() => counters(intolerant).every((c, i) => c > still[i]), 2000),
+      'cgroup-frozen devices still frozen after the link broke',
+    );
     assert.ok(await eventually(() => !alive(ready.pid as number), 2000), 'the companion kept running');
     assert.ok(tolerant.isRunning() && intolerant.isRunning());
   });
@@ -161,7 +167,10 @@ describe('the elevated companion when things go wrong', () => {
     const vm = await startFixtureVm({ build: 'swap' });
     const other = await startFixtureVm({ build: 'swap', uid: 65534, gid: 65534 });
     // No SUDO_UID or PKEXEC_UID could change that: the companion asks /proc who its parent is.
-    companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SUDO_UID: '65534', PKEXEC_UID: '65534' } });
+    companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, SUDO_UID: '65534', PKEXEC_UID: '65534' },
+    });
     const lines = jsonLines(companion);
     await lines.next((e) => e.event === 'ready');
     const before = processFacts(other);
@@ -180,16 +189,25 @@ describe('the elevated companion when things go wrong', () => {
 
   it('orphaned before it could see who started it: refuses to run at all', async () => {
     // The shell exits at once; by the time Node has loaded the companion, its parent is init.
-    const shell = spawn('sh', ['-c', `"${process.execPath}" "${companionScript}" --elevated --idle-ms 60000 & exit 0`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const shell = spawn('sh', ['-c', `"${process.execPath}" "${companionScript}" --elevated --idle-ms 60000 & exit 0`], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stderr = '';
     shell.stderr?.on('data', (chunk) => (stderr += chunk));
     const lines = jsonLines(shell);
-    assert.ok(await eventually(() => /cannot tell which user started it \(its parent is pid 1: it was orphaned\)/.test(stderr), 5000), stderr);
+    assert.ok(
+      await eventually(() => /cannot tell which user started it \(its parent is pid 1: it was orphaned\)/.test(stderr), 5000),
+      stderr,
+    );
     assert.equal(lines.all.length, 0, `it answered: ${JSON.stringify(lines.all)}`);
   });
 
   it('refuses to start for executable names that are not crosvm builds', () => {
-    const result = spawnSync(process.execPath, [companionScript, '--elevated', '--names', 'crosvm,sshd'], { encoding: 'utf8', input: '', timeout: 10_000 });
+    const result = spawnSync(process.execPath, [companionScript, '--elevated', '--names', 'crosvm,sshd'], {
+      encoding: 'utf8',
+      input: '',
+      timeout: 10_000,
+    });
     assert.equal(result.status, 2);
     assert.match(result.stderr, /invalid --names: only names that start with "crosvm"/);
     assert.doesNotMatch(result.stdout, /ready/);
@@ -220,7 +238,11 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
 
   it('a plain freeze from the user fails with a clear error and stops nothing', async () => {
     const vm = await startFixtureVm({ build: 'swap', swapMonitor: true });
-    const child = spawn(process.execPath, [path.join(__dirname, 'freezeAsChild.js'), String(vm.pid)], { uid: nopasswd.uid, gid: nopasswd.gid, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [path.join(__dirname, 'freezeAsChild.js'), String(vm.pid)], {
+      uid: nopasswd.uid,
+      gid: nopasswd.gid,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const result = await jsonLines(child).next(() => true);
     assert.equal(result.code, 'freeze-failed');
     assert.match(String(result.message), new RegExp(`crosvm runs as root; this window runs as uid ${nopasswd.uid} and may not signal it`));
@@ -302,9 +324,12 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     const answer = await events.next((e) => e.event === 'frozen' || e.event === 'error');
     assert.equal(answer.event, 'error', JSON.stringify(answer));
     assert.equal(answer.code, 'not-permitted');
-    assert.match(String(answer.message), new RegExp(`crosvm VM ${vm.pid} runs as uid ${withPassword.uid}: only VMs of root and uid ${nopasswd.uid} may be frozen here`));
+    assert.match(
+      String(answer.message),
+      new RegExp(`crosvm VM ${vm.pid} runs as uid ${withPassword.uid}: only VMs of root and uid ${nopasswd.uid} may be frozen here`),
+    );
     await sleep(150);
-    assert.deepEqual(processFacts(vm), before, "a process of the other user changed state or cgroup");
+    assert.deepEqual(processFacts(vm), before, 'a process of the other user changed state or cgroup');
     assert.ok(vm.isRunning());
   });
 
@@ -315,7 +340,12 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     const answer = await events.next((e) => e.event === 'frozen' || e.event === 'error');
     assert.equal(answer.event, 'error', JSON.stringify(answer));
     const foreign = vm.devices.find((d) => d.label === 'foreign-dev')?.pid;
-    assert.match(String(answer.message), new RegExp(`foreign-dev \\(pid ${foreign}\\): it runs as uid 65534; only processes of root and uid ${nopasswd.uid} may be frozen here`));
+    assert.match(
+      String(answer.message),
+      new RegExp(
+        `foreign-dev \\(pid ${foreign}\\): it runs as uid 65534; only processes of root and uid ${nopasswd.uid} may be frozen here`,
+      ),
+    );
     await sleep(150);
     assert.deepEqual(processFacts(vm), before, 'a process changed state or cgroup');
     assert.ok(vm.isRunning());

@@ -93,7 +93,10 @@ describe('discovery', () => {
     const guard = new CrosvmGuard();
     await assert.rejects(guard.freeze({ pid: process.pid }), (e: GuardError) => e.code === 'not-crosvm' && /is not crosvm/.test(e.message));
     const device = labelOf(vm, 'virtio-net');
-    await assert.rejects(guard.freeze({ pid: device.pid }), (e: GuardError) => e.code === 'not-crosvm' && new RegExp(`device process of crosvm VM ${vm.pid}`).test(e.message));
+    await assert.rejects(
+      guard.freeze({ pid: device.pid }),
+      (e: GuardError) => e.code === 'not-crosvm' && new RegExp(`device process of crosvm VM ${vm.pid}`).test(e.message),
+    );
     for (const pid of [1, 0, -4, 1.5, Number.NaN]) {
       await assert.rejects(guard.freeze({ pid }), (e: GuardError) => e.code === 'invalid-argument');
     }
@@ -140,7 +143,10 @@ describe('freeze and resume with signals', () => {
     const vm = await startFixtureVm({ build: 'default' });
     const guard = new CrosvmGuard();
     assert.equal(guard.swapBuildOf(guard.inspectVm({ pid: vm.pid })).tolerant, false);
-    await assert.rejects(guard.freeze({ pid: vm.pid }, { method: 'signal' }), (e: GuardError) => e.code === 'unsafe-build' && /--features swap/.test(e.message));
+    await assert.rejects(
+      guard.freeze({ pid: vm.pid }, { method: 'signal' }),
+      (e: GuardError) => e.code === 'unsafe-build' && /--features swap/.test(e.message),
+    );
     await sleep(200);
     assert.ok(vm.isRunning(), 'the VM died although nothing should have been signalled');
     assert.ok(devicePids(vm).every(isRunning));
@@ -181,7 +187,10 @@ describe('freeze and resume with signals', () => {
     });
     const device = (await hotplugged) as { pid: number };
     assert.ok(result.rounds >= 2, `expected a second round, got ${result.rounds}`);
-    assert.ok(result.stopped.some((p) => p.pid === device.pid), 'the hot-plugged device was not frozen');
+    assert.ok(
+      result.stopped.some((p) => p.pid === device.pid),
+      'the hot-plugged device was not frozen',
+    );
     assert.ok(isFullyStopped(device.pid));
     continueProcesses(result.stopped);
   });
@@ -204,7 +213,10 @@ describe('freeze and resume with signals', () => {
     );
     await Promise.all(plugged);
     const inspected = new CrosvmGuard().inspectVm({ pid: vm.pid });
-    assert.ok(inspected.devices.every((d) => isRunning(d.pid)), 'a device was left stopped');
+    assert.ok(
+      inspected.devices.every((d) => isRunning(d.pid)),
+      'a device was left stopped',
+    );
   });
 
   it('rolls back everything when the write-ahead fails in a later round', async () => {
@@ -225,11 +237,15 @@ describe('freeze and resume with signals', () => {
           throw new Error('journal disk full');
         },
       }),
-      (error: Error & { failures?: Array<{ reason: string }> }) => /could not be recorded for crash safety \(journal disk full\)/.test(error.failures?.[0]?.reason ?? ''),
+      (error: Error & { failures?: Array<{ reason: string }> }) =>
+        /could not be recorded for crash safety \(journal disk full\)/.test(error.failures?.[0]?.reason ?? ''),
     );
     assert.equal(round, 2);
     const inspected = new CrosvmGuard().inspectVm({ pid: vm.pid });
-    assert.ok(inspected.devices.every((d) => isRunning(d.pid)), 'a device stopped in round 1 was left stopped');
+    assert.ok(
+      inspected.devices.every((d) => isRunning(d.pid)),
+      'a device stopped in round 1 was left stopped',
+    );
   });
 
   it('freezing again stops only what is new', async () => {
@@ -240,7 +256,10 @@ describe('freeze and resume with signals', () => {
     assert.ok(!first.frozen.some((p) => p.pid === plugged.pid));
     assert.ok(isRunning(plugged.pid));
     const second = await guard.freeze({ pid: vm.pid });
-    assert.deepEqual(second.frozen.map((p) => p.pid), [plugged.pid]);
+    assert.deepEqual(
+      second.frozen.map((p) => p.pid),
+      [plugged.pid],
+    );
     assert.equal(guard.frozenVm(vm.pid)?.processes.length, first.frozen.length + 1);
     const resumed = await guard.resume({ pid: vm.pid });
     assert.equal(resumed.resumed.length, first.frozen.length + 1);
@@ -259,14 +278,21 @@ describe('freeze and resume with signals', () => {
     await guard.resume();
     await sleep(50);
     assert.ok(isFullyStopped(stopped.pid), 'resume woke a process it had not stopped');
-    assert.ok(devicePids(vm).filter((p) => p !== stopped.pid).every(isRunning));
+    assert.ok(
+      devicePids(vm)
+        .filter((p) => p !== stopped.pid)
+        .every(isRunning),
+    );
   });
 
   it('skips excluded labels', async () => {
     const vm = await startFixtureVm({ build: 'swap' });
     const guard = new CrosvmGuard({ excludeLabels: ['virtio*', 'weird) dev'] });
     const report = await guard.freeze({ pid: vm.pid });
-    const excluded = report.skipped.filter((s) => s.reason === 'excluded').map((s) => s.label).sort();
+    const excluded = report.skipped
+      .filter((s) => s.reason === 'excluded')
+      .map((s) => s.label)
+      .sort();
     assert.deepEqual(excluded, ['virtio snd', 'virtio-net', 'weird) dev']);
     assert.ok(isRunning(labelOf(vm, 'virtio-net').pid));
     assert.ok(isFullyStopped(labelOf(vm, 'pcivirtio-blk').pid));
@@ -305,12 +331,20 @@ describe('freeze and resume with signals', () => {
     const guard = new CrosvmGuard({ stopTimeoutMs: 300 });
     await assert.rejects(guard.freeze({ pid: vm.pid }), (e: FreezeError) => {
       assert.ok(e instanceof FreezeError);
-      assert.match(e.message, new RegExp(`stuck-dev \\(pid ${stuck.pid}\\): it did not stop within 300 ms: thread \\d+ is in uninterruptible sleep \\(state D\\)`));
+      assert.match(
+        e.message,
+        new RegExp(
+          `stuck-dev \\(pid ${stuck.pid}\\): it did not stop within 300 ms: thread \\d+ is in uninterruptible sleep \\(state D\\)`,
+        ),
+      );
       assert.ok(e.resumedPids.length > 0);
       return true;
     });
     const inspected = guard.inspectVm({ pid: vm.pid });
-    assert.ok(inspected.devices.every((d) => !isFullyStopped(d.pid)), 'a device was left stopped after the failed freeze');
+    assert.ok(
+      inspected.devices.every((d) => !isFullyStopped(d.pid)),
+      'a device was left stopped after the failed freeze',
+    );
     assert.equal(guard.frozenVms.length, 0);
   });
 
@@ -398,6 +432,9 @@ describe('processes the engine may not touch', () => {
     await new Promise((resolve) => host.on('close', resolve));
     const report = JSON.parse(stdout) as { frozen: unknown[]; skipped: Array<{ reason: string }> };
     assert.deepEqual(report.frozen, []);
-    assert.ok(report.skipped.some((s) => s.reason === 'self'), stdout);
+    assert.ok(
+      report.skipped.some((s) => s.reason === 'self'),
+      stdout,
+    );
   });
 });

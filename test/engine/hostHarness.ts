@@ -46,7 +46,12 @@ export interface Host {
   next(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
-export function startHost(vm: FixtureVm, journalDir: string, method: 'signal' | 'cgroup' | 'cgroup-v1' = 'signal', slowCompanion = false): Host {
+export function startHost(
+  vm: FixtureVm,
+  journalDir: string,
+  method: 'signal' | 'cgroup' | 'cgroup-v1' = 'signal',
+  slowCompanion = false,
+): Host {
   const args = [path.join(__dirname, 'hostProcess.js'), String(vm.pid), journalDir, method, ...(slowCompanion ? ['slow-companion'] : [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = jsonLines(child);
@@ -58,7 +63,13 @@ export function startHost(vm: FixtureVm, journalDir: string, method: 'signal' | 
  * environment of the user's own (no DISPLAY, nothing of root's); `extra`: method, tool and
  * heartbeat ms; `path`: folders put before the system's in PATH.
  */
-export function spawnElevatedHost(user: TestUser, vmPid: number, startTime: number, extra: readonly string[] = [], path_: readonly string[] = []): ChildProcess {
+export function spawnElevatedHost(
+  user: TestUser,
+  vmPid: number,
+  startTime: number,
+  extra: readonly string[] = [],
+  path_: readonly string[] = [],
+): ChildProcess {
   return spawn(process.execPath, [path.join(__dirname, 'elevatedHost.js'), String(vmPid), String(startTime), ...extra], {
     uid: user.uid,
     gid: user.gid,

@@ -18,10 +18,19 @@ const safety = new CrashSafety({
 });
 const guard = new CrosvmGuard();
 guard.setSafetyNet(safety);
-const request = method === 'signal' ? { method: 'signal' as const } : { method: 'cgroup' as const, cgroupVersion: method === 'cgroup-v1' ? (1 as const) : undefined };
+const request =
+  method === 'signal'
+    ? { method: 'signal' as const }
+    : { method: 'cgroup' as const, cgroupVersion: method === 'cgroup-v1' ? (1 as const) : undefined };
 guard.freeze({ pid: Number(vmPid) }, request).then(
   (report) =>
-    print({ event: 'frozen', pids: report.frozen.map((p) => p.pid), cgroups: report.cgroups ?? [], companionPid: safety.companionPid, journal: safety.journalPath }),
+    print({
+      event: 'frozen',
+      pids: report.frozen.map((p) => p.pid),
+      cgroups: report.cgroups ?? [],
+      companionPid: safety.companionPid,
+      journal: safety.journalPath,
+    }),
   (error: Error) => print({ event: 'error', message: error.message }),
 );
 setInterval(() => undefined, 1 << 30);

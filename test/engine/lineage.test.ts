@@ -65,7 +65,10 @@ function reuseDevicePidAtListing(vm: FixtureVm, listing: number): () => ChildPro
     assert.ok(pids.includes(device.pid), `walk ${walks} did not list ephemeral-dev`);
     const deviceStart = currentIdentity(device.pid)?.startTime;
     process.kill(device.pid, 'SIGKILL');
-    assert.ok(waitSync(() => !fs.existsSync(`/proc/${device.pid}`), 3000), 'the VM did not reap ephemeral-dev');
+    assert.ok(
+      waitSync(() => !fs.existsSync(`/proc/${device.pid}`), 3000),
+      'the VM did not reap ephemeral-dev',
+    );
     // Start times count 10 ms clock ticks: a newcomer in the device's own tick would be the
     // same (pid, start time), indistinguishable by any reader of /proc. Let the tick pass.
     waitSync(() => false, 25);
@@ -113,7 +116,10 @@ describe('a pid reused between listing and reading', () => {
     assertSkippedAsOutsider(report, pid);
     assert.ok(isRunning(pid), `the outsider is stopped: ${threadStates(pid).join('')}`);
     const others = vm.devices.filter((d) => d.label !== 'ephemeral-dev').map((d) => d.pid);
-    assert.ok(others.every((p) => threadStates(p).every((s) => s === 'T')), 'a device of the VM runs');
+    assert.ok(
+      others.every((p) => threadStates(p).every((s) => s === 'T')),
+      'a device of the VM runs',
+    );
   });
 
   it('cgroup freezer: the newcomer listed in the first walk is never moved', async () => {

@@ -29,10 +29,18 @@ function readOrEmpty(file: string): string {
   }
 }
 
-const pids = () => fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number);
+const pids = () =>
+  fs
+    .readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number);
 
 /** Real, effective, saved and file-system uid, from /proc (not from what the companion says). */
-const uidsOf = (pid: number) => /^Uid:\s+(.*)$/m.exec(readOrEmpty(`/proc/${pid}/status`))?.[1].split(/\s+/).map(Number);
+const uidsOf = (pid: number) =>
+  /^Uid:\s+(.*)$/m
+    .exec(readOrEmpty(`/proc/${pid}/status`))?.[1]
+    .split(/\s+/)
+    .map(Number);
 
 /**
  * The freeze cgroup a process sits in, read here from /proc and the cgroup files rather than
@@ -55,7 +63,9 @@ function freezeCgroupOf(pid: number): { dir: string; frozen: boolean } | undefin
     if (!mount) continue;
     // Mount point is field 5; these hierarchies are mounted at their root here.
     const dir = path.join(mount[0].split(' ')[4], where);
-    const frozen = v2 ? /^frozen 1$/m.test(readOrEmpty(path.join(dir, 'cgroup.events'))) : readOrEmpty(path.join(dir, 'freezer.state')).trim() === 'FROZEN';
+    const frozen = v2
+      ? /^frozen 1$/m.test(readOrEmpty(path.join(dir, 'cgroup.events')))
+      : readOrEmpty(path.join(dir, 'freezer.state')).trim() === 'FROZEN';
     return { dir, frozen };
   }
   return undefined;
@@ -88,7 +98,11 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
    */
   function leftovers(): string[] {
     return pids()
-      .filter((pid) => isAlive(pid) && (uidsOf(pid)?.[0] === user.uid || readOrEmpty(`/proc/${pid}/environ`).split('\0').includes(`PKEXEC_UID=${user.uid}`)))
+      .filter(
+        (pid) =>
+          isAlive(pid) &&
+          (uidsOf(pid)?.[0] === user.uid || readOrEmpty(`/proc/${pid}/environ`).split('\0').includes(`PKEXEC_UID=${user.uid}`)),
+      )
       .map((pid) => `${pid} (${readOrEmpty(`/proc/${pid}/cmdline`).split('\0').join(' ').trim()})`);
   }
 
@@ -150,7 +164,10 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     for (const pid of devicePids(vm)) {
       const group = freezeCgroupOf(pid);
       assert.ok(group, `device ${pid} is in no freeze cgroup: ${cgroupFile(pid)}`);
-      assert.ok(path.basename(group.dir).startsWith(`crosvm-guard-${companion}-`), `device ${pid} is in ${group.dir}, not a cgroup of the companion ${companion}`);
+      assert.ok(
+        path.basename(group.dir).startsWith(`crosvm-guard-${companion}-`),
+        `device ${pid} is in ${group.dir}, not a cgroup of the companion ${companion}`,
+      );
       assert.ok(group.frozen, `${group.dir} is not frozen`);
     }
     const still = counters(vm);
@@ -194,7 +211,10 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     const answer = await host.events.next((e) => e.event === 'frozen' || e.event === 'error');
     assert.equal(answer.event, 'error', JSON.stringify(answer));
     assert.equal(answer.code, 'not-permitted');
-    assert.match(String(answer.message), new RegExp(`crosvm VM ${vm.pid} runs as uid 65534: only VMs of root and uid ${user.uid} may be frozen here`));
+    assert.match(
+      String(answer.message),
+      new RegExp(`crosvm VM ${vm.pid} runs as uid 65534: only VMs of root and uid ${user.uid} may be frozen here`),
+    );
     await sleep(150);
     assert.deepEqual(facts(), before, 'a process of uid 65534 changed state or cgroup');
     assert.ok(devicePids(vm).every((pid) => freezeCgroupOf(pid) === undefined));
@@ -218,7 +238,10 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     assert.equal(error.name, 'ElevationError', JSON.stringify(error));
     // pkexec says the same for a wrong password and a vanished agent: not permitted.
     assert.equal(error.reason, 'not-permitted', JSON.stringify(error));
-    assert.match(String(error.message), /^pkexec could not start the companion \(exit 127\): Error executing command as another user: Not authorized\b/);
+    assert.match(
+      String(error.message),
+      /^pkexec could not start the companion \(exit 127\): Error executing command as another user: Not authorized\b/,
+    );
     // The agent was asked and the password refused: this is not the no-agent failure.
     assert.equal(agent.prompts, 1, agent.transcript());
     // The agent prints its verdict after pkexec has already failed: wait for the line.
@@ -231,7 +254,7 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     await assertNothingLeft();
   });
 
-  it('with no agent: start rejects at once with pkexec\'s reason, nothing is frozen and nothing is left', async () => {
+  it("with no agent: start rejects at once with pkexec's reason, nothing is frozen and nothing is left", async () => {
     const vm = await startFixtureVm({ build: 'default' });
     const host = startUserHost(vm);
     host.go();
@@ -240,7 +263,10 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     assert.equal(error.name, 'ElevationError', JSON.stringify(error));
     // Told as what it is, with pkexec's own words and the ways out.
     assert.equal(error.reason, 'not-permitted', JSON.stringify(error));
-    assert.match(String(error.message), /^No polkit authentication agent answered for this window, so pkexec could not ask for your password \(pkexec: Error creating textual authentication agent\b.*\) Set crosvmGuard\.elevation to "sudo"/);
+    assert.match(
+      String(error.message),
+      /^No polkit authentication agent answered for this window, so pkexec could not ask for your password \(pkexec: Error creating textual authentication agent\b.*\) Set crosvmGuard\.elevation to "sudo"/,
+    );
     // pkexec gives up in about 10 ms; the bound leaves room for a loaded machine, and is far
     // below the 15 s start time-out that a hanging pkexec would meet.
     assert.ok((error.ms as number) < 2000, `took ${String(error.ms)} ms`);
@@ -262,7 +288,10 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     const companion = elevated.companionPid as number;
     const frozen = await host.events.next((e) => e.event === 'frozen' || e.event === 'error');
     assert.equal(frozen.method, 'cgroup', JSON.stringify(frozen));
-    assert.ok(devicePids(vm).every((pid) => freezeCgroupOf(pid)?.frozen), 'not frozen');
+    assert.ok(
+      devicePids(vm).every((pid) => freezeCgroupOf(pid)?.frozen),
+      'not frozen',
+    );
     const frozenAt = counters(vm);
     // The host cannot signal its root companion (EPERM), nor need it: the end of the
     // companion's stdin is its cue.

@@ -68,7 +68,7 @@ describe('the journal folder', () => {
     assert.equal(readJournals(dir).filter((e) => e.journal).length, 1);
   });
 
-  it("a folder of another user is neither written nor read: its journals are not acted on", async () => {
+  it('a folder of another user is neither written nor read: its journals are not acted on', async () => {
     const vm = await startFixtureVm({ build: 'swap', devices: 1 });
     const device = vm.devices[0];
     process.kill(device.pid, 'SIGSTOP');
@@ -76,7 +76,10 @@ describe('the journal folder', () => {
     const dir = othersFolder();
     const startTime = currentIdentity(device.pid)?.startTime as number;
     // A journal that, trusted, would resume the device: planted by the other user.
-    fs.writeFileSync(journalFile(dir, { pid: 4_000_000, startTime: 1 }), JSON.stringify(journalOf([{ pid: device.pid, startTime, label: device.label }], vm.pid)));
+    fs.writeFileSync(
+      journalFile(dir, { pid: 4_000_000, startTime: 1 }),
+      JSON.stringify(journalOf([{ pid: device.pid, startTime, label: device.label }], vm.pid)),
+    );
     assert.deepEqual(readJournals(dir), []);
     const recovery = recoverLeftovers(dir, ['crosvm'], self);
     assert.deepEqual(recovery.vms, []);
@@ -115,15 +118,23 @@ describe('the journal folder', () => {
     fs.symlinkSync(target.file, path.join(dir, 'companion.log'));
     fs.symlinkSync(target.file, `${first.journalPath}.${process.pid}.tmp`);
     await first.willStop(vmRef, [device]);
-    assert.ok(logs.some((m) => /Could not write the journal .*is not private to this user: it belongs to uid 65534/.test(m)), logs.join('\n'));
+    assert.ok(
+      logs.some((m) => /Could not write the journal .*is not private to this user: it belongs to uid 65534/.test(m)),
+      logs.join('\n'),
+    );
     // A second window starting its companion there: no log opened through the link.
     const second = new CrashSafety({ journalDir: dir, companionScript, log: (_level, message) => logs.push(message) });
     safeties.push(second);
     await second.willStop(vmRef, [device]);
-    assert.ok(logs.some((m) => /The companion runs without a log: .*not private/.test(m)), logs.join('\n'));
+    assert.ok(
+      logs.some((m) => /The companion runs without a log: .*not private/.test(m)),
+      logs.join('\n'),
+    );
     assert.ok(target.unchanged(), 'a planted link was written through');
-    const ours = fs.readdirSync(dir).filter((name) => fs.lstatSync(path.join(dir, name)).uid !== OTHER && !fs.lstatSync(path.join(dir, name)).isSymbolicLink());
-    assert.deepEqual(ours, [], 'files were written into the other user\'s folder');
+    const ours = fs
+      .readdirSync(dir)
+      .filter((name) => fs.lstatSync(path.join(dir, name)).uid !== OTHER && !fs.lstatSync(path.join(dir, name)).isSymbolicLink());
+    assert.deepEqual(ours, [], "files were written into the other user's folder");
     first.didRelease([device]);
     second.didRelease([device]);
   });

@@ -19,7 +19,14 @@ export interface WorkbenchBrowser {
 export async function launchBrowser(onExit?: (code: number) => void): Promise<WorkbenchBrowser> {
   const browser = await chromium.launch({
     executablePath: chromiumPath(),
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
     // Signals are handled by cleanup.ts so the browser closes before code-server, in order.
     handleSIGINT: false,
     handleSIGTERM: false,

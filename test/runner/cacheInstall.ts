@@ -84,7 +84,15 @@ function npmInstall(pkg: string, staging: string, env: NodeJS.ProcessEnv): NpmRu
 
 /** The `npm error code …` with which npm says that it could not talk to the registry. */
 const NETWORK_CODES = [
-  'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_SOCKET_TIMEOUT', 'FETCH_ERROR',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ERR_SOCKET_TIMEOUT',
+  'FETCH_ERROR',
 ];
 const NETWORK_ERROR = new RegExp(`^npm error (code|errno) (${NETWORK_CODES.join('|')})$`, 'm');
 
@@ -92,7 +100,10 @@ const NETWORK_ERROR = new RegExp(`^npm error (code|errno) (${NETWORK_CODES.join(
 function installFailed(pkg: string, run: NpmRun): string {
   if (run.error) return `npm install ${pkg} could not start (${run.error.message}): is npm on PATH?`;
   if (run.signal) return `npm install ${pkg} was interrupted (${run.signal}): nothing was kept, the next run installs it again.`;
-  const lines = run.output.split('\n').map((line) => line.trimEnd()).filter(Boolean);
+  const lines = run.output
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .filter(Boolean);
   const npmLog = /complete log of this run can be found in:?\s*(\S+)/.exec(run.output)?.[1];
   const seeLog = npmLog ? ` (npm's log: ${npmLog})` : '';
   const networkCode = NETWORK_ERROR.exec(run.output)?.[2];

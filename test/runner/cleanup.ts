@@ -60,7 +60,11 @@ function installHandlers(): void {
       }
     }
   });
-  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const) {
     process.once(signal, () => {
       console.error(`\n${signal}: stopping everything started by this run`);
       // A second Ctrl-C while disposing exits at once; the 'exit' handler still kills.

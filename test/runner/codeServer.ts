@@ -1,7 +1,20 @@
 // Starts a real VS Code workbench (code-server) for one run: the extension-host test runner,
 // the UI test harness and the demo all go through startCodeServer().
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, hostname, tmpdir } from 'node:os';
 import { basename, delimiter, dirname, join, resolve, sep } from 'node:path';
@@ -146,9 +159,13 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   const userDataDir = options.userDataDir ? resolve(options.userDataDir) : mkdtempSync(join(tmpdir(), 'crosvm-guard-vscode-'));
   const extensionsDir = options.extensionsDir ? resolve(options.extensionsDir) : join(userDataDir, 'extensions');
   const [bindHost, port] = options.bindAddr ? parseBindAddr(options.bindAddr) : ['127.0.0.1', await freePort()];
-  const developmentPath = extensionDevelopmentPath && options.moreDevelopmentExtensions?.length
-    ? linkedExtensions(join(userDataDir, 'development-extensions'), [extensionDevelopmentPath, ...options.moreDevelopmentExtensions.map((p) => resolve(p))])
-    : extensionDevelopmentPath;
+  const developmentPath =
+    extensionDevelopmentPath && options.moreDevelopmentExtensions?.length
+      ? linkedExtensions(join(userDataDir, 'development-extensions'), [
+          extensionDevelopmentPath,
+          ...options.moreDevelopmentExtensions.map((p) => resolve(p)),
+        ])
+      : extensionDevelopmentPath;
 
   // code-server reads user settings from <user-data-dir>/User/settings.json (and, taking
   // precedence, machine settings from <user-data-dir>/Machine/settings.json). A workbench that
@@ -165,9 +182,7 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
   const serverLog = join(userDataDir, 'code-server.log');
   const logFd = openSync(serverLog, 'a');
 
-  const env: NodeJS.ProcessEnv = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !isInheritedVariableToDrop(name)),
-  );
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !isInheritedVariableToDrop(name)));
   // The user's own XDG_RUNTIME_DIR (VS Code puts its IPC sockets there), removed by dispose().
   let runtimeDir: string | undefined;
   const removeOwnFolders = (): void => {
@@ -195,15 +210,19 @@ export async function startCodeServer(options: CodeServerOptions): Promise<CodeS
 
   const args = [
     entry,
-    '--auth', 'none',
-    '--bind-addr', `${bindHost}:${port}`,
+    '--auth',
+    'none',
+    '--bind-addr',
+    `${bindHost}:${port}`,
     '--disable-telemetry',
     '--disable-update-check',
     ...(options.trust ? [] : ['--disable-workspace-trust']),
     // The web workbench honours the URL's `payload` (extension development, tests) only with this.
     ...(options.asInstalled ? [] : ['--vscode-option', 'enable-smoke-test-driver']),
-    '--user-data-dir', userDataDir,
-    '--extensions-dir', extensionsDir,
+    '--user-data-dir',
+    userDataDir,
+    '--extensions-dir',
+    extensionsDir,
     folder,
   ];
   // detached: code-server leads a new process group holding everything it starts (its server
@@ -277,7 +296,9 @@ function registerInstalledExtension(extensionsDir: string, folder: string, runAs
   const id = `${manifest.publisher}.${manifest.name}`;
   mkdirSync(extensionsDir, { recursive: true });
   const file = join(extensionsDir, 'extensions.json');
-  const entries = (existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { identifier: { id: string } }[]) : []).filter((e) => e.identifier.id !== id);
+  const entries = (existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { identifier: { id: string } }[]) : []).filter(
+    (e) => e.identifier.id !== id,
+  );
   entries.push({
     identifier: { id },
     version: manifest.version,
@@ -346,9 +367,13 @@ function assertAccessible(user: RunAs, path: string, modes: string, what: string
       return `${p} (missing)`;
     }
   };
-  const reason = blocked ? `${describe(blocked)} is not searchable by ${who}` : `${describe(path)} lacks ${[...modes].join('+')} for ${who}`;
-  throw new Error(`${what}, ${path}, must be accessible (${modes}) to the user code-server runs as: ${reason}. ` +
-    'Use a checkout or folder that user can read (e.g. not under /root or a 0700 mktemp folder); this harness does not change its permissions.');
+  const reason = blocked
+    ? `${describe(blocked)} is not searchable by ${who}`
+    : `${describe(path)} lacks ${[...modes].join('+')} for ${who}`;
+  throw new Error(
+    `${what}, ${path}, must be accessible (${modes}) to the user code-server runs as: ${reason}. ` +
+      'Use a checkout or folder that user can read (e.g. not under /root or a 0700 mktemp folder); this harness does not change its permissions.',
+  );
 }
 
 function describeUser(uid: number): string {
@@ -359,7 +384,9 @@ function describeUser(uid: number): string {
 /** `chown -R -h uid:gid` (symbolic links themselves, never what they point to). */
 function chownRecursively(user: RunAs, paths: string[]): void {
   const result = spawnSync('chown', ['-R', '-h', `${user.uid}:${user.gid}`, '--', ...paths], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`chown -R ${user.uid}:${user.gid} ${paths.join(' ')} failed: ${result.error?.message ?? result.stderr}`);
+  if (result.status !== 0) {
+    throw new Error(`chown -R ${user.uid}:${user.gid} ${paths.join(' ')} failed: ${result.error?.message ?? result.stderr}`);
+  }
 }
 
 /**
@@ -374,8 +401,12 @@ function userEnvironment(user: RunAs, inherited: NodeJS.ProcessEnv, runtimeDir: 
   const changes: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(inherited)) {
     if (value === undefined) continue;
-    if (key === 'PATH') changes.PATH = value.split(delimiter).filter((dir) => !insideRootHome(dir)).join(delimiter);
-    else if (/^(XDG_[A-Z_]+_(HOME|DIR|DIRS)|SUDO_[A-Z_]+|MAIL|OLDPWD)$/.test(key) || insideRootHome(value)) changes[key] = undefined;
+    if (key === 'PATH') {
+      changes.PATH = value
+        .split(delimiter)
+        .filter((dir) => !insideRootHome(dir))
+        .join(delimiter);
+    } else if (/^(XDG_[A-Z_]+_(HOME|DIR|DIRS)|SUDO_[A-Z_]+|MAIL|OLDPWD)$/.test(key) || insideRootHome(value)) changes[key] = undefined;
   }
   Object.assign(changes, { HOME: user.home, USER: name, LOGNAME: name, PWD: user.home, XDG_RUNTIME_DIR: runtimeDir });
   return changes;
@@ -398,8 +429,11 @@ function writeSettings(file: string, settings: Record<string, unknown>, quiet = 
 /** The extension's settings that package.json declares `machine` scoped. */
 const MACHINE_SCOPED: ReadonlySet<string> = new Set(
   Object.entries(
-    (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { contributes: { configuration: { properties: Record<string, { scope?: string }> } } }).contributes
-      .configuration.properties,
+    (
+      JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
+        contributes: { configuration: { properties: Record<string, { scope?: string }> } };
+      }
+    ).contributes.configuration.properties,
   )
     .filter(([, property]) => property.scope === 'machine' || property.scope === 'machine-overridable')
     .map(([key]) => key),

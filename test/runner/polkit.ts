@@ -44,11 +44,17 @@ export function isAlive(pid: number): boolean {
 }
 
 function busCall(method: string, ...args: string[]): string | undefined {
-  const result = spawnSync('dbus-send', ['--system', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', `org.freedesktop.DBus.${method}`, ...args], {
-    encoding: 'utf8',
-    timeout: 5000,
-  });
-  if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new Error('dbus-send not found: install the Debian package pkexec (it brings polkitd and dbus)');
+  const result = spawnSync(
+    'dbus-send',
+    ['--system', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', `org.freedesktop.DBus.${method}`, ...args],
+    {
+      encoding: 'utf8',
+      timeout: 5000,
+    },
+  );
+  if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+    throw new Error('dbus-send not found: install the Debian package pkexec (it brings polkitd and dbus)');
+  }
   return result.status === 0 ? result.stdout : undefined;
 }
 
@@ -83,7 +89,9 @@ function killSync(pid: number): void {
  */
 export async function ensurePolkit(): Promise<() => Promise<void>> {
   for (const file of ['/usr/bin/pkexec', POLKITD, '/usr/bin/pkttyagent', '/usr/bin/dbus-daemon', '/usr/bin/script']) {
-    if (!fs.existsSync(file)) throw new Error(`${file} is missing: install the Debian package pkexec (it brings polkitd and dbus; script is in bsdutils)`);
+    if (!fs.existsSync(file)) {
+      throw new Error(`${file} is missing: install the Debian package pkexec (it brings polkitd and dbus; script is in bsdutils)`);
+    }
   }
   const stops: Array<() => Promise<void>> = [];
   if (!busRuns()) stops.push(await startBus());
@@ -231,7 +239,10 @@ export async function startPolkitAgent(options: {
     if (tty?.startsWith('/dev/pts/') && (await until(() => echoOff(tty), 5000))) script.stdin?.write(`${password}\n`);
   };
   const onOutput = (chunk: Buffer) => {
-    const text = chunk.toString('utf8').replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '');
+    const text = chunk
+      .toString('utf8')
+      .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+      .replace(/\r/g, '');
     transcript += text;
     pending += text;
     agentPid ??= Number(/AGENTPID=(\d+)/.exec(transcript)?.[1]) || undefined;
@@ -272,7 +283,11 @@ export async function startPolkitAgent(options: {
     reader.on('end', () => resolve(true));
     reader.on('error', () => resolve(false));
   });
-  let outcome = await within(Promise.race([registered.then((ok) => (ok ? 'registered' : 'fifo error')), exited.then(() => 'exited')]), 5000, 'timed out');
+  let outcome = await within(
+    Promise.race([registered.then((ok) => (ok ? 'registered' : 'fifo error')), exited.then(() => 'exited')]),
+    5000,
+    'timed out',
+  );
   // pkttyagent also closes the descriptor when it exits, e.g. refused by polkitd.
   if (outcome === 'registered' && !(agentPid !== undefined && isAlive(agentPid))) outcome = 'exited';
   if (outcome !== 'registered') {

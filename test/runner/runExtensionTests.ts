@@ -71,8 +71,9 @@ async function main(): Promise<number> {
     else result.failed += 1;
   }
   const ok = suiteSucceeded(exitCode, result);
-  if (exitCode === 'timeout') console.error(`\nThe extension-host tests did not finish within ${timeoutSeconds} s (CROSVM_GUARD_TEST_TIMEOUT).`);
-  else if (!ok) console.error(`\nThe extension-host test run ended with code ${exitCode}.`);
+  if (exitCode === 'timeout') {
+    console.error(`\nThe extension-host tests did not finish within ${timeoutSeconds} s (CROSVM_GUARD_TEST_TIMEOUT).`);
+  } else if (!ok) console.error(`\nThe extension-host test run ended with code ${exitCode}.`);
   if (!ok && server) {
     const saved = join(testResultsDir, 'vscode-logs');
     rmSync(saved, { recursive: true, force: true });

@@ -49,7 +49,9 @@ export const POLKIT_RULE_FILE = join(POLKIT_RULES_DIR, '49-crosvm-guard-test.rul
  */
 export function ensureTestUser(kind: TestUserKind): TestUser {
   if (process.getuid?.() !== 0) {
-    throw new Error(`ensureTestUser('${kind}') must run as root (it adds a user and a sudoers or polkit rule); this process runs as uid ${process.getuid?.()}`);
+    throw new Error(
+      `ensureTestUser('${kind}') must run as root (it adds a user and a sudoers or polkit rule); this process runs as uid ${process.getuid?.()}`,
+    );
   }
   const name = TEST_USER_NAMES[kind];
   const user = lookUpUser(name) ?? createUser(name);
@@ -73,7 +75,11 @@ export function ensureTestUser(kind: TestUserKind): TestUser {
     password = setRandomPassword(name);
     // The password works: `sudo -S` reads it as a line on stdin.
     const result = runAs(user, 'sudo', ['-S', '-p', '', '--', 'true'], { input: `${password}\n`, check: false });
-    if (result.status !== 0) throw new Error(`\`sudo -S true\` as ${name} with the password just set failed (exit ${result.status}): ${String(result.stderr).trim()}`);
+    if (result.status !== 0) {
+      throw new Error(
+        `\`sudo -S true\` as ${name} with the password just set failed (exit ${result.status}): ${String(result.stderr).trim()}`,
+      );
+    }
   }
   // Without a terminal, sudo ties a time stamp to the parent process of the `sudo -S` (here this
   // runner): a later `sudo -n` with the same parent would then get through without a password
@@ -114,14 +120,26 @@ type Account = Omit<TestUser, 'password'>;
 export function lookUpUser(nameOrUid: string | number): Account | undefined {
   const result = spawnSync('getent', ['passwd', String(nameOrUid)], { encoding: 'utf8' });
   if (result.status === 2) return undefined; // "key not found"
-  if (result.status !== 0) throw new Error(`getent passwd ${nameOrUid} failed: ${result.error?.message ?? `exit ${result.status}`} ${result.stderr}`);
+  if (result.status !== 0) {
+    throw new Error(`getent passwd ${nameOrUid} failed: ${result.error?.message ?? `exit ${result.status}`} ${result.stderr}`);
+  }
   const [name, , uid, gid, , home] = result.stdout.trim().split('\n')[0].split(':');
   return { name, uid: Number(uid), gid: Number(gid), home };
 }
 
 function createUser(name: string): Account {
   // --user-group: its own group of the same name; no supplementary groups (so no %sudo rule applies).
-  run('useradd', ['--create-home', '--home-dir', join('/home', name), '--shell', '/bin/bash', '--user-group', '--comment', 'crosvm Guard test user', name]);
+  run('useradd', [
+    '--create-home',
+    '--home-dir',
+    join('/home', name),
+    '--shell',
+    '/bin/bash',
+    '--user-group',
+    '--comment',
+    'crosvm Guard test user',
+    name,
+  ]);
   const user = lookUpUser(name);
   if (!user) throw new Error(`useradd ${name} succeeded but getent passwd ${name} finds no such user`);
   return user;
@@ -160,7 +178,9 @@ function checkSudo(user: Account, kind: TestUserKind): void {
     throw new Error(`\`sudo -n true\` as ${user.name} failed (exit ${result.status}): ${stderr.trim()}`);
   }
   if (kind === 'password' && !(result.status !== 0 && /a password is required/.test(stderr))) {
-    throw new Error(`\`sudo -n true\` as ${user.name} should be refused for want of a password, but exited ${result.status}: ${stderr.trim()}`);
+    throw new Error(
+      `\`sudo -n true\` as ${user.name} should be refused for want of a password, but exited ${result.status}: ${stderr.trim()}`,
+    );
   }
 }
 
@@ -172,7 +192,9 @@ function checkSudo(user: Account, kind: TestUserKind): void {
  * watches the folder and never reads a half-written file.
  */
 function installPolkitRule(name: string): void {
-  if (!existsSync(POLKIT_RULES_DIR)) throw new Error(`${POLKIT_RULES_DIR} is missing: install the Debian package pkexec (it brings polkitd)`);
+  if (!existsSync(POLKIT_RULES_DIR)) {
+    throw new Error(`${POLKIT_RULES_DIR} is missing: install the Debian package pkexec (it brings polkitd)`);
+  }
   const text = [
     `// crosvm Guard's test user (test/runner/testUsers.ts); remove with: userdel -r ${name} && rm ${POLKIT_RULE_FILE}`,
     'polkit.addAdminRule(function (action, subject) {',
@@ -201,17 +223,30 @@ function checkNoSudo(user: Account): void {
   const result = run('sudo', ['-n', '-l', '-U', user.name], { check: false });
   const stdout = result.stdout.toString();
   if (!/is not allowed to run sudo/.test(stdout)) {
-    throw new Error(`${user.name} should have no sudo rights, but \`sudo -l -U ${user.name}\` says (exit ${result.status}): ${stdout.trim()} ${result.stderr.toString().trim()}`);
+    throw new Error(
+      `${user.name} should have no sudo rights, but \`sudo -l -U ${user.name}\` says (exit ${result.status}): ${stdout.trim()} ${result.stderr.toString().trim()}`,
+    );
   }
 }
 
-function runAs(user: Account, command: string, args: string[], options: SpawnSyncOptions & { check?: boolean } = {}): ReturnType<typeof spawnSync> {
+function runAs(
+  user: Account,
+  command: string,
+  args: string[],
+  options: SpawnSyncOptions & { check?: boolean } = {},
+): ReturnType<typeof spawnSync> {
   const [setpriv, ...prefix] = asUserCommand(user);
   return run(setpriv, [...prefix, command, ...args], {
     ...options,
     cwd: '/',
     // What a login gives; sudo's env_reset keeps little of it anyway.
-    env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: user.home, USER: user.name, LOGNAME: user.name, LANG: process.env.LANG ?? 'C.UTF-8' },
+    env: {
+      PATH: '/usr/local/bin:/usr/bin:/bin',
+      HOME: user.home,
+      USER: user.name,
+      LOGNAME: user.name,
+      LANG: process.env.LANG ?? 'C.UTF-8',
+    },
   });
 }
 
@@ -219,7 +254,9 @@ function run(command: string, args: string[], options: SpawnSyncOptions & { chec
   const { check = true, ...spawnOptions } = options;
   const result = spawnSync(command, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: 30_000, ...spawnOptions });
   if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    throw new Error(`${command} not found: install the Debian packages sudo (sudo, visudo), passwd (useradd, chpasswd) and util-linux (setpriv)`);
+    throw new Error(
+      `${command} not found: install the Debian packages sudo (sudo, visudo), passwd (useradd, chpasswd) and util-linux (setpriv)`,
+    );
   }
   if (check && result.status !== 0) {
     const detail = result.error?.message ?? `exit ${result.status ?? result.signal}: ${String(result.stderr ?? '').trim()}`;

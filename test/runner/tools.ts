@@ -14,10 +14,7 @@ const CODE_SERVER_PACKAGE = 'code-server@4.139.1';
 
 /** `$CROSVM_GUARD_CACHE`, else `$XDG_CACHE_HOME/crosvm-guard`, else `~/.cache/crosvm-guard`. */
 export function cacheDir(): string {
-  return (
-    process.env.CROSVM_GUARD_CACHE ||
-    join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'crosvm-guard')
-  );
+  return process.env.CROSVM_GUARD_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'crosvm-guard');
 }
 
 /** Node 24 (code-server 4.139 declares engines.node 24; the machine's Node is 20). Returns the node binary. */
@@ -74,10 +71,14 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
   if (accessibleBy(user, tools.node, 'rx') && accessibleBy(user, tools.entry, 'r')) return tools;
   const prefixes = ['node24', 'code-server'].map((name) => join(cacheDir(), name));
   const key = createHash('sha256')
-    .update(prefixes.map((prefix) => {
-      const stat = statSync(prefix);
-      return `${realpathSync(prefix)}:${stat.ino}:${stat.mtimeMs}`;
-    }).join('\n'))
+    .update(
+      prefixes
+        .map((prefix) => {
+          const stat = statSync(prefix);
+          return `${realpathSync(prefix)}:${stat.ino}:${stat.mtimeMs}`;
+        })
+        .join('\n'),
+    )
     .digest('hex')
     .slice(0, 12);
   const ownCopies = `${SHARED_TOOLS_PREFIX}${sharedCopiesKey()}-`;
@@ -118,7 +119,9 @@ export function ensureCodeServerFor(user: { uid: number; gid: number }): { node:
   // /var/tmp is world-writable: use only a folder that root made and nobody else may change.
   const stat = lstatSync(shared);
   if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0 || !existsSync(result.entry) || !existsSync(result.node)) {
-    throw new Error(`${shared} is not a complete root-owned copy of the tools (owner uid ${stat.uid}, mode ${(stat.mode & 0o7777).toString(8)}); remove it and run again`);
+    throw new Error(
+      `${shared} is not a complete root-owned copy of the tools (owner uid ${stat.uid}, mode ${(stat.mode & 0o7777).toString(8)}); remove it and run again`,
+    );
   }
   if (!accessibleBy(user, result.node, 'rx') || !accessibleBy(user, result.entry, 'r')) {
     throw new Error(`uid ${user.uid} cannot run ${result.node} ${result.entry} (is ${SHARED_TOOLS_PARENT} or a parent not searchable?)`);

@@ -131,12 +131,23 @@ suite('commands', () => {
     assert.match(report.methodReason, /root may write it/);
     const still = devicePids(vm).map((pid) => vm.deviceCounters().get(pid));
     await sleep(200);
-    assert.deepEqual(devicePids(vm).map((pid) => vm.deviceCounters().get(pid)), still, 'a device ran while frozen');
+    assert.deepEqual(
+      devicePids(vm).map((pid) => vm.deviceCounters().get(pid)),
+      still,
+      'a device ran while frozen',
+    );
     assert.ok(vm.isRunning(), 'the VM noticed the freeze');
     assert.equal(guard.getState().frozen[0]?.method, 'cgroup');
     await vscode.commands.executeCommand('crosvmGuard.resume');
-    assert.deepEqual(devicePids(vm).map((pid) => fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')), cgroupsBefore, 'a device is not back in its cgroup');
-    assert.ok(await eventually(() => devicePids(vm).every((pid, i) => (vm.deviceCounters().get(pid) ?? 0n) > (still[i] ?? 0n))), 'not running after resume');
+    assert.deepEqual(
+      devicePids(vm).map((pid) => fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')),
+      cgroupsBefore,
+      'a device is not back in its cgroup',
+    );
+    assert.ok(
+      await eventually(() => devicePids(vm).every((pid, i) => (vm.deviceCounters().get(pid) ?? 0n) > (still[i] ?? 0n))),
+      'not running after resume',
+    );
   });
 
   test('the API rejects a pid that is not crosvm, and a bad argument', async () => {
@@ -155,7 +166,10 @@ suite('commands', () => {
     await sleep(200);
     assert.ok(vm.isRunning(), 'the VM shut down: it was sent SIGSTOP');
     assert.ok(devicePids(vm).every(isRunning));
-    await assert.rejects(guard.freeze(vm.pid, { scope: 'everything' } as unknown as Parameters<CrosvmGuardApi['freeze']>[1]), /scope must be/);
+    await assert.rejects(
+      guard.freeze(vm.pid, { scope: 'everything' } as unknown as Parameters<CrosvmGuardApi['freeze']>[1]),
+      /scope must be/,
+    );
   });
 
   test('the API reports every change of state', async () => {
@@ -261,7 +275,10 @@ suite('settings', () => {
     const settingsFile = path.join(folder.uri.fsPath, '.vscode', 'settings.json');
     fs.mkdirSync(path.dirname(settingsFile), { recursive: true });
     // A hostile repository names the extension host's own executable as "crosvm".
-    fs.writeFileSync(settingsFile, JSON.stringify({ 'crosvmGuard.processNames': [path.basename(process.execPath)], 'crosvmGuard.assumeSwapBuild': true }));
+    fs.writeFileSync(
+      settingsFile,
+      JSON.stringify({ 'crosvmGuard.processNames': [path.basename(process.execPath)], 'crosvmGuard.assumeSwapBuild': true }),
+    );
     try {
       await sleep(1500); // the configuration service picks the file up asynchronously
       assert.equal(vscode.workspace.getConfiguration('crosvmGuard').inspect('processNames')?.globalValue, undefined);

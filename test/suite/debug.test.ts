@@ -41,7 +41,16 @@ async function startSession(program: string, extra: Partial<vscode.DebugConfigur
       resolve(s);
     });
   });
-  assert.ok(await vscode.debug.startDebugging(folder, { type: 'node', request: 'launch', name: 'crosvm Guard test', program: path.join(folder.uri.fsPath, program), console: 'internalConsole', ...extra }));
+  assert.ok(
+    await vscode.debug.startDebugging(folder, {
+      type: 'node',
+      request: 'launch',
+      name: 'crosvm Guard test',
+      program: path.join(folder.uri.fsPath, program),
+      console: 'internalConsole',
+      ...extra,
+    }),
+  );
   return started;
 }
 
@@ -98,7 +107,10 @@ suite('debug sessions', () => {
       assert.ok(await eventually(() => devicePids(vm).every(isRunning), 5000), 'still frozen after the session ended');
       // Strictly alternating: never two freezes without a resume between them.
       const changes = events.filter((e) => e === 'frozen' || e === 'resumed');
-      assert.ok(changes.every((e, i) => i === 0 || e !== changes[i - 1]), changes.join(' '));
+      assert.ok(
+        changes.every((e, i) => i === 0 || e !== changes[i - 1]),
+        changes.join(' '),
+      );
     } finally {
       listening.dispose();
       stops.dispose();
@@ -113,7 +125,7 @@ suite('debug sessions', () => {
     try {
       await startSession('debuggee.js');
       await stops.waitFor(1);
-      assert.ok(await eventually(() => devicePids(mine).every(isFullyStopped), 5000), 'this user\'s VM is not frozen at the stop');
+      assert.ok(await eventually(() => devicePids(mine).every(isFullyStopped), 5000), "this user's VM is not frozen at the stop");
       await sleep(200);
       assert.ok(devicePids(others).every(isRunning), 'a VM of uid 65534 was frozen by a debug session of uid 0');
       await vscode.debug.stopDebugging();
@@ -198,7 +210,10 @@ suite('debug sessions', () => {
       assert.ok(vm, JSON.stringify(state.vms));
       assert.ok(await eventually(() => (api.getState().frozen.find((f) => f.vm.pid === vm.pid)?.processes.length ?? 0) >= 2, 5000));
       const frozen = api.getState().frozen.find((f) => f.vm.pid === vm.pid);
-      assert.ok(frozen && frozen.processes.length === 2 && frozen.processes.every((p) => p.label === 'sleep'), JSON.stringify(api.getState().frozen));
+      assert.ok(
+        frozen && frozen.processes.length === 2 && frozen.processes.every((p) => p.label === 'sleep'),
+        JSON.stringify(api.getState().frozen),
+      );
       assert.ok(frozen.processes.every((p) => isFullyStopped(p.pid)));
       assert.ok(!frozen.processes.some((p) => p.pid === vm.pid));
       assert.ok(isRunning(vm.pid), 'the debuggee itself was stopped');

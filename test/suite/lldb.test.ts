@@ -45,10 +45,20 @@ suite('native debugger (LLDB)', () => {
       assert.ok(await eventually(() => devices().every(isFullyStopped), 5000), 'the devices are not frozen at the breakpoint');
       // Every thread of the debuggee is in LLDB's tracing stop `t`, never a job-control stop
       // `T` of ours; the other VM runs.
-      assert.ok(threadStates(vm.pid).every((s) => s === 't'), `main: ${threadStates(vm.pid).join('')}`);
-      assert.ok(other.devices.every((d) => isRunning(d.pid)), 'the VM not being debugged was frozen');
+      assert.ok(
+        threadStates(vm.pid).every((s) => s === 't'),
+        `main: ${threadStates(vm.pid).join('')}`,
+      );
+      assert.ok(
+        other.devices.every((d) => isRunning(d.pid)),
+        'the VM not being debugged was frozen',
+      );
       const frozen = api.getState().frozen;
-      assert.deepEqual(frozen.map((f) => f.vm.pid), [vm.pid], JSON.stringify(frozen));
+      assert.deepEqual(
+        frozen.map((f) => f.vm.pid),
+        [vm.pid],
+        JSON.stringify(frozen),
+      );
       assert.ok(!frozen[0].processes.some((p) => p.pid === vm.pid), 'the debuggee is in the frozen list');
 
       for (let step = 1; step <= 5; step++) {
@@ -57,9 +67,15 @@ suite('native debugger (LLDB)', () => {
         await dap.waitForShownStop(1 + step);
         assert.ok(await eventually(() => devices().every(isFullyStopped), 5000), `not frozen after step ${step}`);
         assert.ok(events.filter((e) => e.type === 'resumed').length > resumedBefore, `step ${step} did not resume the devices first`);
-        assert.ok(threadStates(vm.pid).every((s) => s === 't'), `main after step ${step}: ${threadStates(vm.pid).join('')}`);
+        assert.ok(
+          threadStates(vm.pid).every((s) => s === 't'),
+          `main after step ${step}: ${threadStates(vm.pid).join('')}`,
+        );
       }
-      assert.ok(other.devices.every((d) => isRunning(d.pid)), 'the VM not being debugged was frozen while stepping');
+      assert.ok(
+        other.devices.every((d) => isRunning(d.pid)),
+        'the VM not being debugged was frozen while stepping',
+      );
       // Had we sent the debuggee SIGSTOP, LLDB would have reported it as a stop of its own.
       assert.deepEqual([...new Set(dap.stops.map((s) => s.message.body?.reason))].sort(), ['breakpoint', 'step']);
 
@@ -71,10 +87,16 @@ suite('native debugger (LLDB)', () => {
       assert.ok(await eventually(() => isRunning(vm.pid), 5000), `main after detach: ${threadStates(vm.pid).join('')}`);
       const vcpus = vm.vcpuCounters();
       await sleep(200);
-      assert.ok(vm.vcpuCounters().every((c, i) => c > vcpus[i]), 'the vCPUs do not run after detach');
+      assert.ok(
+        vm.vcpuCounters().every((c, i) => c > vcpus[i]),
+        'the vCPUs do not run after detach',
+      );
       assert.ok(vm.isRunning() && other.isRunning(), 'a VM died');
       const changes = events.filter((e) => e.type === 'frozen' || e.type === 'resumed').map((e) => e.type);
-      assert.ok(changes.every((e, i) => i === 0 || e !== changes[i - 1]), changes.join(' '));
+      assert.ok(
+        changes.every((e, i) => i === 0 || e !== changes[i - 1]),
+        changes.join(' '),
+      );
     } finally {
       listening.dispose();
       dap.dispose();

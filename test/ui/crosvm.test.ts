@@ -42,12 +42,18 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
   });
 
   test('the status bar shows the running VM and its device count', async () => {
-    assert.equal(await waitForStatus(new RegExp(`^\\$\\(vm-running\\) crosvm ${vm.devices.length}$`)), `$(vm-running) crosvm ${vm.devices.length}`);
+    assert.equal(
+      await waitForStatus(new RegExp(`^\\$\\(vm-running\\) crosvm ${vm.devices.length}$`)),
+      `$(vm-running) crosvm ${vm.devices.length}`,
+    );
   });
 
   test('the tree view lists the VM and its devices in their parent/child shape', async () => {
     await workbench.openView('crosvm Guard');
-    const rows = await waitFor(() => workbench.treeRows(), (all) => all.some((r) => r.label === 'mkfs process'));
+    const rows = await waitFor(
+      () => workbench.treeRows(),
+      (all) => all.some((r) => r.label === 'mkfs process'),
+    );
     const vmRow = rows.find((r) => r.level === 1);
     assert.ok(vmRow, JSON.stringify(rows));
     assert.equal(vmRow.label, `${NAME} run`);
@@ -66,7 +72,11 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     assert.ok(await eventually(() => devicePids().every(isFullyStopped), 5000), 'devices are not stopped in /proc');
     assert.ok(isRunning(vm.pid));
     await waitForStatus(new RegExp(`^\\$\\(debug-pause\\) crosvm ${vm.devices.length} frozen \\d:\\d\\d$`));
-    const rows = await waitFor(() => workbench.treeRows(), (all) => all.some((r) => r.label === 'virtio-net' && /frozen/.test(r.description)), 5000);
+    const rows = await waitFor(
+      () => workbench.treeRows(),
+      (all) => all.some((r) => r.label === 'virtio-net' && /frozen/.test(r.description)),
+      5000,
+    );
     const net = rows.find((r) => r.label === 'virtio-net');
     assert.match(net?.description ?? '', /frozen/);
     assert.equal(net?.icon, 'debug-pause');
@@ -104,7 +114,10 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     const cgroupsBefore = devicePids().map((pid) => readFileSync(`/proc/${pid}/cgroup`, 'latin1'));
     const deviceRow = async (pattern: RegExp) => {
       const matches = (r: TreeRow) => r.level === 2 && pattern.test(r.description);
-      const rows = await waitFor(() => workbench.treeRows(), (all) => all.some(matches));
+      const rows = await waitFor(
+        () => workbench.treeRows(),
+        (all) => all.some(matches),
+      );
       return { rows, found: rows.find(matches) };
     };
     const running = await deviceRow(new RegExp(`^${vm.devices[0].pid} · running$`));
@@ -125,7 +138,11 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     assert.ok(vm.isRunning(), 'the VM noticed the freeze');
     await workbench.clickStatusBarItem(/frozen/);
     await waitForStatus(/^\$\(vm-running\) crosvm \d+$/);
-    assert.deepEqual(devicePids().map((pid) => readFileSync(`/proc/${pid}/cgroup`, 'latin1')), cgroupsBefore, 'a device is not back in its cgroup');
+    assert.deepEqual(
+      devicePids().map((pid) => readFileSync(`/proc/${pid}/cgroup`, 'latin1')),
+      cgroupsBefore,
+      'a device is not back in its cgroup',
+    );
     assert.ok(vm.isRunning());
   });
 });
@@ -209,7 +226,10 @@ describe('crosvm Guard in Restricted Mode', { timeout: 240_000 }, () => {
 function hostileWorkspace(processNames: string[]): string {
   const folder = mkdtempSync(join(tmpdir(), 'crosvm-guard-hostile-'));
   mkdirSync(join(folder, '.vscode'));
-  writeFileSync(join(folder, '.vscode', 'settings.json'), JSON.stringify({ 'crosvmGuard.processNames': processNames, 'crosvmGuard.assumeSwapBuild': true }));
+  writeFileSync(
+    join(folder, '.vscode', 'settings.json'),
+    JSON.stringify({ 'crosvmGuard.processNames': processNames, 'crosvmGuard.assumeSwapBuild': true }),
+  );
   writeFileSync(join(folder, 'README.md'), 'A workspace that should not be trusted.\n');
   return folder;
 }

@@ -14,7 +14,10 @@ export function debugWorkspace(owner?: TestUser, settings?: Record<string, unkno
   const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-debug-'));
   fs.copyFileSync(path.join(testWorkspace, 'debuggee.js'), path.join(folder, 'debuggee.js'));
   fs.mkdirSync(path.join(folder, '.vscode'));
-  const launch = { version: '0.2.0', configurations: [{ type: 'node', request: 'launch', name: 'debuggee', program: '${workspaceFolder}/debuggee.js' }] };
+  const launch = {
+    version: '0.2.0',
+    configurations: [{ type: 'node', request: 'launch', name: 'debuggee', program: '${workspaceFolder}/debuggee.js' }],
+  };
   const files = { 'launch.json': launch, ...(settings ? { 'settings.json': settings } : {}) };
   for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(folder, '.vscode', name), JSON.stringify(content));
   if (owner) {

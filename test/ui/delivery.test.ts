@@ -17,7 +17,10 @@ const exists = (pid: number) => fs.existsSync(`/proc/${pid}`);
 
 test('npm run demo serves a workbench whose palette freezes the demo VM; Ctrl-C stops everything', { timeout: 180_000 }, async () => {
   // The compiled demo script, as `npm run demo` runs it after building.
-  const demo = spawn(process.execPath, [path.join(repoRoot, 'out', 'scripts', 'demo.js')], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const demo = spawn(process.execPath, [path.join(repoRoot, 'out', 'scripts', 'demo.js')], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   demo.stdout.on('data', (chunk) => (output += chunk));
   demo.stderr.on('data', (chunk) => (output += chunk));
@@ -38,7 +41,11 @@ test('npm run demo serves a workbench whose palette freezes the demo VM; Ctrl-C 
     await waitForWorkbench(browser.page);
     workbench = new Workbench({ logsDir, process: demo, dispose: async () => undefined }, browser);
     await workbench.waitForActivation();
-    assert.doesNotMatch(await workbench.page.title(), /Extension Development Host/, 'the demo loads the extension as under development, not installed');
+    assert.doesNotMatch(
+      await workbench.page.title(),
+      /Extension Development Host/,
+      'the demo loads the extension as under development, not installed',
+    );
     await workbench.runCommand('crosvm: Freeze crosvm devices');
     assert.ok(await eventually(() => devicePids.every(isFullyStopped), 10_000), 'the demo VM was not frozen');
     await workbench.waitForStatusBarItem(/crosvm \d+ frozen/);
@@ -56,7 +63,10 @@ test('npm run demo serves a workbench whose palette freezes the demo VM; Ctrl-C 
     await workbench.page.locator(`.part.statusbar [id="${status.id}"] .statusbar-item-label`).hover();
     const tooltip = workbench.hover();
     await tooltip.waitFor({ timeout: 10_000 });
-    assert.match(await tooltip.innerText(), /Debug session "Stand-in debuggee \(Node\)" freezes all of your VMs at each stop: the debuggee (is unknown|\(pid \d+\) is no crosvm VM)/);
+    assert.match(
+      await tooltip.innerText(),
+      /Debug session "Stand-in debuggee \(Node\)" freezes all of your VMs at each stop: the debuggee (is unknown|\(pid \d+\) is no crosvm VM)/,
+    );
     await workbench.page.keyboard.press('Shift+F5');
     assert.ok(await eventually(() => devicePids.every(isRunning), 20_000), 'the end of the debug session did not resume the demo VM');
 
@@ -76,19 +86,32 @@ test('the .vsix holds only what users need, installs into code-server and activa
     const vsix = path.join(tmp, 'crosvm-guard.vsix');
     const vsce = path.join(repoRoot, 'node_modules', '.bin', 'vsce');
     const flags = ['--no-dependencies', '--allow-missing-repository'];
-    const packed = spawnSync(vsce, ['package', ...flags, '--no-rewrite-relative-links', '--out', vsix], { cwd: repoRoot, encoding: 'utf8' });
+    const packed = spawnSync(vsce, ['package', ...flags, '--no-rewrite-relative-links', '--out', vsix], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    });
     assert.equal(packed.status, 0, packed.stderr + packed.stdout);
     const listed = spawnSync(vsce, ['ls', '--no-dependencies'], { cwd: repoRoot, encoding: 'utf8' }).stdout.trim().split('\n').sort();
-    assert.deepEqual(listed.filter((f) => !/^(README\.md|LICENSE|package\.json|dist\/(extension|companion)\.js|media\/.+\.(svg|png))$/.test(f)), [], 'the .vsix carries files users do not need');
+    assert.deepEqual(
+      listed.filter((f) => !/^(README\.md|LICENSE|package\.json|dist\/(extension|companion)\.js|media\/.+\.(svg|png))$/.test(f)),
+      [],
+      'the .vsix carries files users do not need',
+    );
     assert.ok(listed.includes('dist/extension.js') && listed.includes('dist/companion.js'));
 
     const extensionsDir = path.join(tmp, 'extensions');
     const { node, entry } = ensureCodeServer();
     const config = path.join(tmp, 'config.yaml');
     fs.writeFileSync(config, 'auth: none\n'); // else code-server writes a password config to ~/.config
-    const installed = spawnSync(node, [entry, '--extensions-dir', extensionsDir, '--install-extension', vsix], { encoding: 'utf8', env: { ...process.env, CODE_SERVER_CONFIG: config } });
+    const installed = spawnSync(node, [entry, '--extensions-dir', extensionsDir, '--install-extension', vsix], {
+      encoding: 'utf8',
+      env: { ...process.env, CODE_SERVER_CONFIG: config },
+    });
     assert.equal(installed.status, 0, installed.stderr + installed.stdout);
-    assert.ok(fs.readdirSync(extensionsDir).some((name) => name.startsWith(`${EXTENSION_ID}-`)), fs.readdirSync(extensionsDir).join(', '));
+    assert.ok(
+      fs.readdirSync(extensionsDir).some((name) => name.startsWith(`${EXTENSION_ID}-`)),
+      fs.readdirSync(extensionsDir).join(', '),
+    );
 
     workbench = await openWorkbench({ extensionDevelopmentPath: null, extensionsDir });
     await workbench.runCommand('crosvm: Show Log');

@@ -25,24 +25,32 @@ const vmRow = (rows: TreeRow[], vm: FixtureVm) => rows.find((r) => r.level === 1
 const statusItem = async () => (await workbench.statusBarItems()).find((i) => /crosvm/.test(i.text) && i.id.endsWith('crosvmGuard.status'));
 
 async function waitForStatus(pattern: RegExp, timeout = 10_000): Promise<string> {
-  const text = await waitFor(async () => (await statusItem())?.text ?? '', (t) => pattern.test(t), timeout, 50);
+  const text = await waitFor(
+    async () => (await statusItem())?.text ?? '',
+    (t) => pattern.test(t),
+    timeout,
+    50,
+  );
   assert.match(text, pattern, `status bar says "${text}"`);
   return text;
 }
 
 /** Counts DOM changes inside the side bar's tree for `ms` milliseconds. */
 async function treeMutations(ms: number): Promise<number> {
-  return workbench.page.locator('.part.sidebar .pane-body .monaco-list-rows').first().evaluate(async (root, duration) => {
-    // The page's own MutationObserver (this function runs in the browser).
-    type Observer = { observe(node: unknown, options: object): void; disconnect(): void };
-    const { MutationObserver } = globalThis as unknown as { MutationObserver: new (callback: (records: unknown[]) => void) => Observer };
-    let count = 0;
-    const observer = new MutationObserver((records) => (count += records.length));
-    observer.observe(root, { subtree: true, childList: true, attributes: true, characterData: true });
-    await new Promise((resolve) => setTimeout(resolve, duration));
-    observer.disconnect();
-    return count;
-  }, ms);
+  return workbench.page
+    .locator('.part.sidebar .pane-body .monaco-list-rows')
+    .first()
+    .evaluate(async (root, duration) => {
+      // The page's own MutationObserver (this function runs in the browser).
+      type Observer = { observe(node: unknown, options: object): void; disconnect(): void };
+      const { MutationObserver } = globalThis as unknown as { MutationObserver: new (callback: (records: unknown[]) => void) => Observer };
+      let count = 0;
+      const observer = new MutationObserver((records) => (count += records.length));
+      observer.observe(root, { subtree: true, childList: true, attributes: true, characterData: true });
+      await new Promise((resolve) => setTimeout(resolve, duration));
+      observer.disconnect();
+      return count;
+    }, ms);
 }
 
 describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
@@ -51,7 +59,12 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     // Signals forced on a build that dies of them: this VM cannot be frozen.
     beta = await startFixtureVm({ build: 'default', executableName: NAME, devices: 1, disk: '/var/vms/beta.img' });
     workbench = await openWorkbench({
-      settings: { 'crosvmGuard.refreshInterval': REFRESH_MS, 'crosvmGuard.processNames': [NAME], 'crosvmGuard.method': 'signal', 'crosvmGuard.excludeLabels': ['virtio snd'] },
+      settings: {
+        'crosvmGuard.refreshInterval': REFRESH_MS,
+        'crosvmGuard.processNames': [NAME],
+        'crosvmGuard.method': 'signal',
+        'crosvmGuard.excludeLabels': ['virtio snd'],
+      },
     });
     await workbench.waitForActivation();
     await workbench.openView('crosvm Guard');
@@ -73,7 +86,10 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     assert.equal(b?.description, `cannot be frozen · pid ${beta.pid}`);
     assert.equal(b?.icon, 'circle-slash');
     assert.notDeepEqual(a?.iconClasses, b?.iconClasses);
-    assert.ok(rows.filter((r) => r.level > 1).every((r) => r.icon === 'circle-filled' && / · running$/.test(r.description)), JSON.stringify(rows));
+    assert.ok(
+      rows.filter((r) => r.level > 1).every((r) => r.icon === 'circle-filled' && / · running$/.test(r.description)),
+      JSON.stringify(rows),
+    );
     // Icons show state: running is not the pause glyph a click would mean.
     assert.match((await statusItem())?.text ?? '', /^\$\(vm-running\) crosvm \d+$/);
   });
@@ -147,7 +163,10 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     assert.match(await tab.innerText(), /^Preview /, 'not a rendered preview');
     const preview = async (): Promise<string> => {
       for (const frame of workbench.page.frames()) {
-        const text = await frame.locator('body').innerText({ timeout: 1000 }).catch(() => '');
+        const text = await frame
+          .locator('body')
+          .innerText({ timeout: 1000 })
+          .catch(() => '');
         if (text.includes(`crosvm VM ${alpha.pid}`) && text.includes('Device processes')) return text;
       }
       return '';
@@ -188,7 +207,9 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     const rows = await rowsWhen((r) => /^frozen/.test(vmRow(r, alpha)?.description ?? ''));
     assert.equal(vmRow(rows, alpha)?.description, `frozen, vCPUs too · pid ${alpha.pid}`);
     assert.equal(vmRow(rows, alpha)?.icon, 'debug-pause');
-    const net = rows.find((r) => r.label === 'virtio-net' && r.description.startsWith(String(alpha.devices.find((d) => d.label === 'virtio-net')?.pid)));
+    const net = rows.find(
+      (r) => r.label === 'virtio-net' && r.description.startsWith(String(alpha.devices.find((d) => d.label === 'virtio-net')?.pid)),
+    );
     assert.match(net?.description ?? '', / · frozen$/);
     assert.equal(net?.icon, 'debug-pause');
     // The status bar: the same pause glyph for the same state, the action in the tooltip.
@@ -257,8 +278,14 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
       return [...seen.values()];
     };
     const user = await read();
-    assert.ok(user.some((i) => i.label === 'Refresh Interval'), JSON.stringify(user));
-    assert.ok(user.some((i) => i.label === 'Stop Timeout'), JSON.stringify(user));
+    assert.ok(
+      user.some((i) => i.label === 'Refresh Interval'),
+      JSON.stringify(user),
+    );
+    assert.ok(
+      user.some((i) => i.label === 'Stop Timeout'),
+      JSON.stringify(user),
+    );
     assert.ok(!user.some((i) => / Ms$/.test(i.label)), JSON.stringify(user.map((i) => i.label)));
     // Machine-scoped settings are on the Remote tab in code-server (as over Remote-SSH).
     await editor.locator('.settings-tabs-widget .action-label', { hasText: /Remote/ }).click();

@@ -26,7 +26,12 @@ function safeRead(file: string): string {
 }
 
 async function waitForNotification(workbench: Workbench, message: RegExp, timeout = 15_000) {
-  const all = await waitFor(() => workbench.notifications(), (list) => list.some((n) => message.test(n.message)), timeout, 200);
+  const all = await waitFor(
+    () => workbench.notifications(),
+    (list) => list.some((n) => message.test(n.message)),
+    timeout,
+    200,
+  );
   return all.find((n) => message.test(n.message));
 }
 
@@ -83,7 +88,10 @@ describe('a root VM from an unprivileged VS Code, with a sudo password', { timeo
     await workbench.runCommand('crosvm: Freeze crosvm devices');
     const notification = await waitForNotification(workbench, /runs as root/);
     assert.ok(notification, 'no notification');
-    assert.match(notification.message, new RegExp(`crosvm VM ${vm.pid} runs as root; this window runs as uid ${user.uid} and may not signal it`));
+    assert.match(
+      notification.message,
+      new RegExp(`crosvm VM ${vm.pid} runs as root; this window runs as uid ${user.uid} and may not signal it`),
+    );
     assert.deepEqual(notification.buttons, ['Freeze with administrator rights…', 'Open Settings', 'Show Log']);
     assert.ok(devices().every(isRunning));
   });
@@ -92,7 +100,10 @@ describe('a root VM from an unprivileged VS Code, with a sudo password', { timeo
     await workbench.clickNotificationButton(/runs as root/, 'Freeze with administrator rights…');
     const box = workbench.page.locator('.quick-input-widget input[type="password"]');
     await box.waitFor({ timeout: 15_000 });
-    assert.match(await workbench.page.locator('.quick-input-widget').innerText(), /Password for sudo \(user crosvm-guard-pw\)\. crosvm Guard starts a small helper as root/);
+    assert.match(
+      await workbench.page.locator('.quick-input-widget').innerText(),
+      /Password for sudo \(user crosvm-guard-pw\)\. crosvm Guard starts a small helper as root/,
+    );
     await box.fill(user.password as string);
     await workbench.page.keyboard.press('Enter');
     assert.ok(await eventually(() => devices().every(isFullyStopped), 15_000), 'the root VM was not frozen');
@@ -166,7 +177,10 @@ describe('your own VM whose build dies on signals, outside a delegated cgroup, e
     assert.match(rows.find((r) => r.level === 1)?.description ?? '', /^needs admin \(cgroup freezer\) · pid/, JSON.stringify(rows));
     await workbench.runCommand('crosvm: Freeze crosvm devices');
     const counters = () => devices.map((pid) => vm.deviceCounters().get(pid) ?? 0n);
-    assert.ok(await eventually(() => cgroups().every((c, i) => c !== before[i]), 15_000), 'the devices were not moved into a freeze cgroup');
+    assert.ok(
+      await eventually(() => cgroups().every((c, i) => c !== before[i]), 15_000),
+      'the devices were not moved into a freeze cgroup',
+    );
     const still = counters();
     await workbench.page.waitForTimeout(200);
     assert.deepEqual(counters(), still, 'a device ran while frozen');
@@ -230,12 +244,17 @@ describe('debug settings from a workspace, from an unprivileged VS Code with pas
     await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
     await workbench.runCommand('Debug: Start Debugging');
     const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
-    assert.ok(await eventually(() => /no automatic freeze of VM \d+ on DAP event "stopped"/.test(workbench.extensionLog()), 30_000), `the stop did not try${why()}`);
+    assert.ok(
+      await eventually(() => /no automatic freeze of VM \d+ on DAP event "stopped"/.test(workbench.extensionLog()), 30_000),
+      `the stop did not try${why()}`,
+    );
     assert.match(workbench.extensionLog(), /automatic freezing was turned on by this workspace's settings: a workspace never starts them/);
     assert.doesNotMatch(workbench.extensionLog(), /Starting the elevated companion/);
     await workbench.waitForStatusBarItem(/not frozen/);
     assert.ok(devices.every(isRunning), 'a device of the root VM was frozen');
-    const sudos = readdirSync('/proc').filter((n) => /^\d+$/.test(n) && uidOf(Number(n)) === user.uid && /^sudo$/m.test(safeRead(`/proc/${n}/comm`)));
+    const sudos = readdirSync('/proc').filter(
+      (n) => /^\d+$/.test(n) && uidOf(Number(n)) === user.uid && /^sudo$/m.test(safeRead(`/proc/${n}/comm`)),
+    );
     assert.deepEqual(sudos, [], 'sudo runs for the workspace');
     await workbench.page.keyboard.press('Shift+F5');
     assert.ok(vm.isRunning());

@@ -10,9 +10,26 @@ import { openWorkbench } from './workbench';
 const NAME = 'crosvm-shots';
 
 test('the README screenshots: two VMs, one frozen', { timeout: 240_000 }, async () => {
-  const dev = await startFixtureVm({ build: 'swap', swapMonitor: true, executableName: NAME, devices: 2, socket: '/run/crosvm/dev-vm.sock', kernel: 'bzImage' });
-  const ci = await startFixtureVm({ build: 'swap', swapMonitor: true, executableName: NAME, devices: 1, socket: '/run/crosvm/ci-vm.sock', disk: '/var/vms/rootfs.img' });
-  const workbench = await openWorkbench({ asInstalled: true, settings: { 'crosvmGuard.processNames': [NAME], 'crosvmGuard.refreshIntervalMs': 500 } });
+  const dev = await startFixtureVm({
+    build: 'swap',
+    swapMonitor: true,
+    executableName: NAME,
+    devices: 2,
+    socket: '/run/crosvm/dev-vm.sock',
+    kernel: 'bzImage',
+  });
+  const ci = await startFixtureVm({
+    build: 'swap',
+    swapMonitor: true,
+    executableName: NAME,
+    devices: 1,
+    socket: '/run/crosvm/ci-vm.sock',
+    disk: '/var/vms/rootfs.img',
+  });
+  const workbench = await openWorkbench({
+    asInstalled: true,
+    settings: { 'crosvmGuard.processNames': [NAME], 'crosvmGuard.refreshIntervalMs': 500 },
+  });
   try {
     await workbench.waitForActivation();
     await workbench.openView('crosvm Guard');
@@ -28,8 +45,14 @@ test('the README screenshots: two VMs, one frozen', { timeout: 240_000 }, async 
       await workbench.page.waitForTimeout(100);
       rows = await workbench.treeRows();
     }
-    assert.ok(rows.some((r) => r.label === 'dev-vm.sock · bzImage' && /^frozen/.test(r.description)), JSON.stringify(rows));
-    assert.ok(rows.some((r) => r.label === 'ci-vm.sock · rootfs.img' && r.description === `running · pid ${ci.pid}`), JSON.stringify(rows));
+    assert.ok(
+      rows.some((r) => r.label === 'dev-vm.sock · bzImage' && /^frozen/.test(r.description)),
+      JSON.stringify(rows),
+    );
+    assert.ok(
+      rows.some((r) => r.label === 'ci-vm.sock · rootfs.img' && r.description === `running · pid ${ci.pid}`),
+      JSON.stringify(rows),
+    );
     // A side bar wide enough for whole rows.
     const sidebar = await workbench.page.locator('.part.sidebar').boundingBox();
     if (sidebar) {

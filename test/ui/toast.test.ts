@@ -13,13 +13,23 @@ test('freezing a build without the swap feature with signals shows a toast that 
   const unsafe = await startFixtureVm({ build: 'default', executableName: NAME });
   let workbench: Workbench | undefined;
   try {
-    workbench = await openWorkbench({ asInstalled: true, settings: { 'crosvmGuard.method': 'signal', 'crosvmGuard.processNames': [NAME] } });
+    workbench = await openWorkbench({
+      asInstalled: true,
+      settings: { 'crosvmGuard.method': 'signal', 'crosvmGuard.processNames': [NAME] },
+    });
     await workbench.waitForActivation();
     assert.doesNotMatch(await workbench.page.title(), /Extension Development Host/, 'loaded as under development, not installed');
     await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/);
     await workbench.runCommand('crosvm: Freeze crosvm devices');
     const isRefusal = (n: { message: string }) => /Not freezing crosvm VM/.test(n.message);
-    const toast = (await waitFor(() => workbench!.toasts(), (all) => all.some(isRefusal), 10_000, 200)).find(isRefusal);
+    const toast = (
+      await waitFor(
+        () => workbench!.toasts(),
+        (all) => all.some(isRefusal),
+        10_000,
+        200,
+      )
+    ).find(isRefusal);
     assert.ok(toast, 'no toast about the unsafe build');
     assert.equal(toast.severity, 'warning');
     assert.match(toast.message, /--features swap/);

@@ -9,10 +9,13 @@ import { EXTENSION_ID, openWorkbench, waitFor, Workbench } from './workbench';
 const WINDOW_TITLE = 'crosvm Guard UI smoke';
 let workbench: Workbench;
 
-before(async () => {
-  // A distinctive window title proves the settings file is where code-server reads it.
-  workbench = await openWorkbench({ settings: { 'window.title': `${WINDOW_TITLE} \${rootName}` } });
-}, { timeout: 120_000 });
+before(
+  async () => {
+    // A distinctive window title proves the settings file is where code-server reads it.
+    workbench = await openWorkbench({ settings: { 'window.title': `${WINDOW_TITLE} \${rootName}` } });
+  },
+  { timeout: 120_000 },
+);
 
 after(() => workbench?.close());
 
@@ -26,7 +29,13 @@ test('the extension under development is activated and listed as running', { tim
   // down: what must hold is that one remains.
   const hosts = () => extensionHostPids(workbench.server.process.pid ?? 0);
   await waitFor(hosts, (pids) => pids.length === 1, 10_000, 200);
-  assert.equal(hosts().length, 1, `one extension host below code-server, found ${hosts().map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ').slice(0, 200)).join(' | ')}`);
+  assert.equal(
+    hosts().length,
+    1,
+    `one extension host below code-server, found ${hosts()
+      .map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ').slice(0, 200))
+      .join(' | ')}`,
+  );
   await workbench.runCommand('Developer: Show Running Extensions');
   // A modal editor listing activated extensions, virtualised: scroll until our row is rendered.
   const list = workbench.page.locator('.runtime-extensions-editor .monaco-list');

@@ -137,7 +137,11 @@ export class Workbench {
     const started = `ExtensionService#_doActivateExtension ${extensionId},`;
     const failed = `Activating extension ${extensionId} failed`;
     const activations = (log: string) => log.split(started).length - 1;
-    const log = await waitFor(() => this.extensionHostLog(), (text) => text.includes(failed) || activations(text) >= count, timeout);
+    const log = await waitFor(
+      () => this.extensionHostLog(),
+      (text) => text.includes(failed) || activations(text) >= count,
+      timeout,
+    );
     const failure = log.indexOf(failed);
     if (failure >= 0) throw new Error(`activation of ${extensionId} failed:\n${log.slice(failure, failure + 2000)}`);
     if (activations(log) < count) throw new Error(`${extensionId} was not activated ${count} time(s) within ${timeout} ms`);
@@ -162,7 +166,11 @@ export class Workbench {
     const { logsDir } = this.server;
     if (!existsSync(logsDir)) return '';
     return readdirSync(logsDir)
-      .flatMap((start) => readdirSync(join(logsDir, start)).filter((name) => name.startsWith('exthost')).map((host) => join(logsDir, start, host, 'remoteexthost.log')))
+      .flatMap((start) =>
+        readdirSync(join(logsDir, start))
+          .filter((name) => name.startsWith('exthost'))
+          .map((host) => join(logsDir, start, host, 'remoteexthost.log')),
+      )
       .filter((file) => existsSync(file))
       .map((file) => readFileSync(file, 'utf8'))
       .join('\n');
@@ -215,7 +223,11 @@ export class Workbench {
 
   /** Waits for a status bar item whose text (with `$(icon)`s) matches, and returns it. */
   async waitForStatusBarItem(text: RegExp, timeout = DEFAULT_TIMEOUT): Promise<StatusBarItem> {
-    const items = await waitFor(() => this.statusBarItems(), (all) => all.some((candidate) => text.test(candidate.text)), timeout);
+    const items = await waitFor(
+      () => this.statusBarItems(),
+      (all) => all.some((candidate) => text.test(candidate.text)),
+      timeout,
+    );
     const item = items.find((candidate) => text.test(candidate.text));
     if (item) return item;
     const there = items.map((i) => JSON.stringify(i.text)).join(', ');
@@ -291,7 +303,9 @@ export class Workbench {
     return widget.locator('.monaco-list-row').evaluateAll((rows) =>
       rows.map((row) => {
         const label = row.querySelector('.quick-input-list-label .label-name, .monaco-icon-label .label-name');
-        const icon = [...(label?.querySelectorAll('.codicon') ?? [])].flatMap((i) => [...i.classList]).find((c) => c.startsWith('codicon-') && !c.startsWith('codicon-modifier-'));
+        const icon = [...(label?.querySelectorAll('.codicon') ?? [])]
+          .flatMap((i) => [...i.classList])
+          .find((c) => c.startsWith('codicon-') && !c.startsWith('codicon-modifier-'));
         return {
           label: (label?.textContent ?? '').trim(),
           icon: icon?.slice('codicon-'.length),
@@ -312,9 +326,7 @@ export class Workbench {
    * VS Code shows no toasts, so the centre is where they are.) Leaves the centre as it was.
    */
   async notifications(): Promise<Notification[]> {
-    return this.withNotificationCenter(async (center) =>
-      center.locator('.notification-list-item').evaluateAll(readNotifications),
-    );
+    return this.withNotificationCenter(async (center) => center.locator('.notification-list-item').evaluateAll(readNotifications));
   }
 
   /**
@@ -323,13 +335,18 @@ export class Workbench {
    * (`asInstalled`) shows any.
    */
   async toasts(): Promise<Notification[]> {
-    return this.page.locator('.notifications-toasts .notification-toast-container:visible .notification-list-item').evaluateAll(readNotifications);
+    return this.page
+      .locator('.notifications-toasts .notification-toast-container:visible .notification-list-item')
+      .evaluateAll(readNotifications);
   }
 
   /** Clicks a button of the newest notification whose message matches. */
   async clickNotificationButton(message: RegExp, button: string): Promise<void> {
     await this.withNotificationCenter(async (center) => {
-      const item = center.locator('.notification-list-item').filter({ has: this.page.locator('.notification-list-item-message', { hasText: message }) }).first();
+      const item = center
+        .locator('.notification-list-item')
+        .filter({ has: this.page.locator('.notification-list-item-message', { hasText: message }) })
+        .first();
       await item.locator('.notification-list-item-buttons-container .monaco-button', { hasText: button }).click();
     });
   }
@@ -373,7 +390,10 @@ export class Workbench {
       }
       await this.page.keyboard.press('ControlOrMeta+A');
       await this.page.keyboard.type(text);
-      await row.or(noMatch).waitFor({ timeout: 2_000 }).catch(() => undefined);
+      await row
+        .or(noMatch)
+        .waitFor({ timeout: 2_000 })
+        .catch(() => undefined);
       if (await row.isVisible()) break;
       await this.page.keyboard.press('Escape');
       if (Date.now() >= deadline) throw new Error(`"${label}" is not offered for "${text}" in the quick input`);

@@ -2,18 +2,45 @@
 // shows other users' process names and command lines literally.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { codeBlock, codeSpan, debugTargetsSentence, escapeMarkdown, plural, processTooltip, vmDescription, vmTooltip } from '../../src/ui/describe';
+import {
+  codeBlock,
+  codeSpan,
+  debugTargetsSentence,
+  escapeMarkdown,
+  plural,
+  processTooltip,
+  vmDescription,
+  vmTooltip,
+} from '../../src/ui/describe';
 import type { VmView } from '../../src/ui/controller';
 import type { ProcessSnapshot } from '../../src/guard';
 
 const HOSTILE = '**x**[y](z)';
 
 function proc(over: Partial<ProcessSnapshot> = {}): ProcessSnapshot {
-  return { pid: 200, ppid: 100, label: 'virtio-net', state: 'S', startTime: 5, threads: 1, uid: 1000, savedUid: 1000, tracerPid: 0, ...over };
+  return {
+    pid: 200,
+    ppid: 100,
+    label: 'virtio-net',
+    state: 'S',
+    startTime: 5,
+    threads: 1,
+    uid: 1000,
+    savedUid: 1000,
+    tracerPid: 0,
+    ...over,
+  };
 }
 
 function view(over: Partial<VmView> = {}, main: Partial<ProcessSnapshot> = {}, cmdline = ['crosvm', 'run', 'bzImage']): VmView {
-  const snapshot = { main: proc({ pid: 100, ppid: 1, label: 'crosvm', threads: 3, ...main }), cmdline, exe: '/usr/bin/crosvm', name: 'bzImage', devices: [proc()], threadIds: new Map() };
+  const snapshot = {
+    main: proc({ pid: 100, ppid: 1, label: 'crosvm', threads: 3, ...main }),
+    cmdline,
+    exe: '/usr/bin/crosvm',
+    name: 'bzImage',
+    devices: [proc()],
+    threadIds: new Map(),
+  };
   return {
     snapshot,
     swapBuild: { tolerant: true, evidence: 'a "swap monitor" process (pid 201) runs: vmm-swap is enabled for this VM' },
@@ -73,14 +100,26 @@ describe('wording', () => {
   });
 
   it('says on the row when the vCPUs are frozen too', () => {
-    const frozen = (scope: 'devices' | 'vm') => ({ vm: { pid: 100, startTime: 5, name: 'x' }, scope, method: 'signal' as const, since: 0, processes: [], skipped: [] });
+    const frozen = (scope: 'devices' | 'vm') => ({
+      vm: { pid: 100, startTime: 5, name: 'x' },
+      scope,
+      method: 'signal' as const,
+      since: 0,
+      processes: [],
+      skipped: [],
+    });
     assert.equal(vmDescription(view({ frozen: frozen('vm') })), 'frozen, vCPUs too · pid 100');
     assert.equal(vmDescription(view({ frozen: frozen('devices') })), 'frozen · pid 100');
     assert.match(vmTooltip(view({ frozen: frozen('vm') })), /every vCPU thread/);
   });
 
   it('names the state of a VM that cannot be frozen or needs administrator rights', () => {
-    const refused = { method: undefined, why: 'signals would shut it down', error: new Error('no'), refusal: 'unsafe-signals' } as unknown as VmView['method'];
+    const refused = {
+      method: undefined,
+      why: 'signals would shut it down',
+      error: new Error('no'),
+      refusal: 'unsafe-signals',
+    } as unknown as VmView['method'];
     assert.equal(vmDescription(view({ method: refused })), 'cannot be frozen · pid 100');
     assert.equal(vmDescription(view({ needsElevation: 'signals' }, { uid: 0 })), 'needs admin (uid 0) · pid 100');
   });
@@ -91,13 +130,22 @@ describe('which VMs a debug session freezes, and why', () => {
   const vms = [view(), view({}, { pid: 300 })];
 
   it('names the VM the debuggee belongs to', () => {
-    assert.match(debugTargetsSentence({ ...session, debuggeePid: 100 }, vms), /freezes VM 100 at each stop: the debuggee \(pid 100\) is its main process/);
-    assert.match(debugTargetsSentence({ ...session, debuggeePid: 200 }, vms), /freezes VM 100 at each stop: the debuggee \(pid 200\) is one of its processes/);
+    assert.match(
+      debugTargetsSentence({ ...session, debuggeePid: 100 }, vms),
+      /freezes VM 100 at each stop: the debuggee \(pid 100\) is its main process/,
+    );
+    assert.match(
+      debugTargetsSentence({ ...session, debuggeePid: 200 }, vms),
+      /freezes VM 100 at each stop: the debuggee \(pid 200\) is one of its processes/,
+    );
   });
 
   it('says "all of your VMs" when the debuggee is unknown or no VM', () => {
     assert.match(debugTargetsSentence(session, vms), /freezes all of your VMs at each stop: the debuggee is unknown/);
-    assert.match(debugTargetsSentence({ ...session, debuggeePid: 4242 }, vms), /all of your VMs at each stop: the debuggee \(pid 4242\) is no crosvm VM/);
+    assert.match(
+      debugTargetsSentence({ ...session, debuggeePid: 4242 }, vms),
+      /all of your VMs at each stop: the debuggee \(pid 4242\) is no crosvm VM/,
+    );
   });
 
   it('follows the settings and escapes the session name', () => {

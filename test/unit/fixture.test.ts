@@ -88,7 +88,10 @@ describe('crosvm fixture', () => {
 
     // vhost-user fs is a child of the main process, but only vCPU 0's children file lists it.
     const vhost = device(vm, 'vhost-user fs');
-    assert.deepEqual(vm.vcpuTids.map((tid) => comm(vm.pid, tid)), ['crosvm_vcpu0', 'crosvm_vcpu1']);
+    assert.deepEqual(
+      vm.vcpuTids.map((tid) => comm(vm.pid, tid)),
+      ['crosvm_vcpu0', 'crosvm_vcpu1'],
+    );
     assert.ok(!childrenFile(vm.pid, vm.pid).includes(vhost.pid), 'the main thread lists vhost-user fs');
     assert.ok(childrenFile(vm.pid, vm.vcpuTids[0]).includes(vhost.pid), 'vCPU 0 does not list vhost-user fs');
 
@@ -116,13 +119,19 @@ describe('crosvm fixture', () => {
     // Hot-plug: on a timer and on request, both forked by the main thread.
     const timed = await vm.waitForHotplug();
     const requested = await Promise.all([vm.hotplugNow(), vm.hotplugNow()]);
-    assert.deepEqual([timed, ...requested].map((d) => d.label), ['hotplug-dev', 'hotplug-dev-0', 'hotplug-dev-1']);
+    assert.deepEqual(
+      [timed, ...requested].map((d) => d.label),
+      ['hotplug-dev', 'hotplug-dev-0', 'hotplug-dev-1'],
+    );
     for (const d of [timed, ...requested]) {
       assert.equal(d.ppid, vm.pid);
       assert.ok(childrenFile(vm.pid, vm.pid).includes(d.pid));
       assert.ok(vm.devices.includes(d));
     }
-    await countersMove(vm, requested.map((d) => d.slot));
+    await countersMove(
+      vm,
+      requested.map((d) => d.slot),
+    );
 
     assert.equal(fs.statSync(vm.memPath).mode & 0o777, 0o644);
     process.kill(device(vm, 'virtio snd').pid, 'SIGSTOP'); // stop() must cope with a frozen device
@@ -136,8 +145,14 @@ describe('crosvm fixture', () => {
 
   it('default build: a stopped device crashes the VM with the crosvm log line', async () => {
     const vm = await startFixtureVm({ build: 'default' });
-    assert.deepEqual(vm.devices.map((d) => d.label), BUILT_IN);
-    await countersMove(vm, vm.devices.map((d) => d.slot));
+    assert.deepEqual(
+      vm.devices.map((d) => d.label),
+      BUILT_IN,
+    );
+    await countersMove(
+      vm,
+      vm.devices.map((d) => d.slot),
+    );
     const ids = identities(vm);
     // The child forked by a vCPU thread counts as well: SIGCHLD goes to the whole process.
     const vhost = device(vm, 'vhost-user fs');
@@ -196,9 +211,15 @@ describe('crosvm fixture', () => {
     assert.ok(elapsed < 2000, `took ${elapsed} ms`);
     assert.equal(vm.devices.length, BUILT_IN.length + 64);
     const extra = vm.devices.filter((d) => d.label.startsWith('virtio-dev-'));
-    assert.deepEqual(extra.map((d) => d.label), Array.from({ length: 64 }, (_, k) => `virtio-dev-${k}`));
+    assert.deepEqual(
+      extra.map((d) => d.label),
+      Array.from({ length: 64 }, (_, k) => `virtio-dev-${k}`),
+    );
     for (const d of extra) assert.equal(taskStates(d.pid).size, 2, `${d.label} threads`);
-    await countersMove(vm, extra.map((d) => d.slot));
+    await countersMove(
+      vm,
+      extra.map((d) => d.slot),
+    );
     const ids = identities(vm);
     await vm.stop();
     assertAllGone(ids);

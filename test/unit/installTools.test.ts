@@ -91,9 +91,10 @@ interface InstallOptions {
 function install(prefix: string, options: InstallOptions = {}): HelperRun {
   const resultFile = path.join(work, `result-${++runs}.json`);
   const args = [prefix, options.spec ?? tarball, installedMarker(prefix), resultFile];
-  const [command, ...rest] = options.viaNpm === false
-    ? [...(options.command ?? []), process.execPath, HELPER, ...args]
-    : ['npm', 'run', '--silent', 'probe', '--', ...args];
+  const [command, ...rest] =
+    options.viaNpm === false
+      ? [...(options.command ?? []), process.execPath, HELPER, ...args]
+      : ['npm', 'run', '--silent', 'probe', '--', ...args];
   const run = spawnSync(command, rest, { cwd: runner, env: { ...process.env, ...options.env }, encoding: 'utf8' });
   assert.ok(fs.existsSync(resultFile), `the helper wrote no result (exit ${run.status}):\n${run.stdout}\n${run.stderr}`);
   return { result: JSON.parse(fs.readFileSync(resultFile, 'utf8')) as ProbeResult, stderr: run.stderr };
@@ -112,7 +113,11 @@ describe('the nested npm install that fills the tools cache', () => {
     assert.match(seen.node, /^v24\./);
     assert.match(seen.agent, /node\/v24\./, `the install script saw the outer npm's user agent: ${seen.agent}`);
     assert.deepEqual(leftovers(prefix), []);
-    assert.deepEqual(fs.readdirSync(prefix).filter((name) => name.endsWith('.log')), [], 'the install log stayed in the cache');
+    assert.deepEqual(
+      fs.readdirSync(prefix).filter((name) => name.endsWith('.log')),
+      [],
+      'the install log stayed in the cache',
+    );
   });
 
   it('that fails quotes the last error lines of the install script, and keeps nothing', () => {
@@ -191,7 +196,8 @@ describe('the nested npm install that fills the tools cache', () => {
     const { result } = install(prefix, { viaNpm: false, command: asUser });
     assert.equal(result.ok, false);
     assertOneLine(result.message);
-    const denied = /^Cannot install \S+ into the tools cache \(EACCES: permission denied, mkdir '.*probe\.partial-\d+'\): make \S+ writable, or set CROSVM_GUARD_CACHE/;
+    const denied =
+      /^Cannot install \S+ into the tools cache \(EACCES: permission denied, mkdir '.*probe\.partial-\d+'\): make \S+ writable, or set CROSVM_GUARD_CACHE/;
     assert.match(result.message ?? '', denied);
     assert.equal(fs.existsSync(prefix), false);
 

@@ -50,7 +50,8 @@ describe('parseStat', () => {
 
 describe('parseStatus', () => {
   it('reads real/effective/saved uid and TracerPid', () => {
-    const text = 'Name:\tvirtio-net\nState:\tS (sleeping)\nTgid:\t12\nPid:\t12\nPPid:\t1\nTracerPid:\t4321\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t5\t5\t5\n';
+    const text =
+      'Name:\tvirtio-net\nState:\tS (sleeping)\nTgid:\t12\nPid:\t12\nPPid:\t1\nTracerPid:\t4321\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t5\t5\t5\n';
     assert.deepEqual(parseStatus(text), { uid: { real: 1000, effective: 1001, saved: 1002 }, tracerPid: 4321 });
   });
   it('is not fooled by a Name: line that imitates other lines', () => {
@@ -64,12 +65,14 @@ describe('parseChildren / parseCmdline', () => {
   it('reads space-separated pids with a trailing space', () => assert.deepEqual(parseChildren('12 13 140 '), [12, 13, 140]));
   it('reads an empty children file', () => assert.deepEqual(parseChildren(''), []));
   it('drops anything that is not a pid', () => assert.deepEqual(parseChildren('12 x -3 0 1.5 7'), [12, 7]));
-  it('splits NUL-separated argv', () => assert.deepEqual(parseCmdline('/usr/bin/crosvm\0run\0--mem\0 1024\0'), ['/usr/bin/crosvm', 'run', '--mem', ' 1024']));
+  it('splits NUL-separated argv', () =>
+    assert.deepEqual(parseCmdline('/usr/bin/crosvm\0run\0--mem\0 1024\0'), ['/usr/bin/crosvm', 'run', '--mem', ' 1024']));
   it('keeps the last argument without a trailing NUL', () => assert.deepEqual(parseCmdline('crosvm\0run'), ['crosvm', 'run']));
 });
 
 describe('process names', () => {
-  it('strips " (deleted)" of a binary rebuilt while running', () => assert.equal(executableName('/src/target/debug/crosvm (deleted)'), 'crosvm'));
+  it('strips " (deleted)" of a binary rebuilt while running', () =>
+    assert.equal(executableName('/src/target/debug/crosvm (deleted)'), 'crosvm'));
   it('matches the executable or argv[0]', () => {
     assert.ok(matchesProcessNames(['crosvm'], '/usr/bin/crosvm', undefined));
     assert.ok(matchesProcessNames(['crosvm'], undefined, './target/release/crosvm'));
@@ -79,8 +82,14 @@ describe('process names', () => {
   it('names a VM by what tells it apart: socket, disk or kernel image, memory', () => {
     assert.equal(shortVmName(['/usr/bin/crosvm', 'run', '--mem', '1024', '/img/bzImage']), 'bzImage · 1 GiB');
     assert.equal(shortVmName(['crosvm', 'run', '--disable-sandbox', '--rwdisk', 'rootfs.img', 'vmlinux']), 'rootfs.img');
-    assert.equal(shortVmName(['crosvm', 'run', '-m', '512', '--socket', '/run/vm1.sock', '--block', 'path=/d/a.img,ro', 'bzImage']), 'vm1.sock · a.img · 512 MiB');
-    assert.equal(shortVmName(['crosvm', '--log-level', 'debug', 'run', '--mem=size=8192', '--socket=/tmp/b.sock', 'k']), 'b.sock · k · 8 GiB');
+    assert.equal(
+      shortVmName(['crosvm', 'run', '-m', '512', '--socket', '/run/vm1.sock', '--block', 'path=/d/a.img,ro', 'bzImage']),
+      'vm1.sock · a.img · 512 MiB',
+    );
+    assert.equal(
+      shortVmName(['crosvm', '--log-level', 'debug', 'run', '--mem=size=8192', '--socket=/tmp/b.sock', 'k']),
+      'b.sock · k · 8 GiB',
+    );
     assert.equal(shortVmName(['crosvm', 'run', '--mem', '/tmp/m']), 'crosvm run');
     assert.equal(shortVmName(['crosvm', 'run', '--mem', '/tmp/m', '--swap']), 'crosvm run');
     assert.equal(shortVmName([]), 'crosvm');

@@ -9,7 +9,9 @@ import { apiFreezeRequest } from '../../src/ui/api';
 
 describe('judgeInvoker: who started the root companion', () => {
   const self = { ppid: 500, startTime: 1000 };
-  const cases: Array<[string, { ppid: number; startTime: number }, { uid: number; startTime: number } | undefined, { uid: number } | RegExp]> = [
+  const cases: Array<
+    [string, { ppid: number; startTime: number }, { uid: number; startTime: number } | undefined, { uid: number } | RegExp]
+  > = [
     ['sudo run by uid 1000 (its real uid)', self, { uid: 1000, startTime: 990 }, { uid: 1000 }],
     ['sudo run by root', self, { uid: 0, startTime: 990 }, { uid: 0 }],
     ['started in the same clock tick as its parent', self, { uid: 1000, startTime: 1000 }, { uid: 1000 }],
@@ -41,7 +43,12 @@ describe('privateFolderProblem', () => {
     ['ours but group-writable', { ...mine, mode: 0o40770 }, tmp, /others may write to it \(mode 770\)/],
     ['ours but world-writable', { ...mine, mode: 0o40777 }, tmp, /others may write to it/],
     ["ours, inside another user's runtime folder", mine, { ...home, uid: 1001 }, /folder it is in belongs to uid 1001/],
-    ['ours, inside a world-writable folder without the sticky bit', mine, { ...tmp, mode: 0o40777 }, /others may write to the folder it is in/],
+    [
+      'ours, inside a world-writable folder without the sticky bit',
+      mine,
+      { ...tmp, mode: 0o40777 },
+      /others may write to the folder it is in/,
+    ],
   ];
   for (const [name, folder, parent, expected] of cases) {
     it(name, () => {
@@ -54,11 +61,19 @@ describe('privateFolderProblem', () => {
 
 describe('apiFreezeRequest: what another extension may ask of a freeze', () => {
   it('keeps what a person could choose', () => {
-    assert.deepEqual(apiFreezeRequest({ scope: 'vm', method: 'cgroup', excludePids: [42] }), { scope: 'vm', method: 'cgroup', excludePids: [42] });
+    assert.deepEqual(apiFreezeRequest({ scope: 'vm', method: 'cgroup', excludePids: [42] }), {
+      scope: 'vm',
+      method: 'cgroup',
+      excludePids: [42],
+    });
     assert.deepEqual(apiFreezeRequest(undefined), {});
   });
   it('drops what no setting offers: signals on a build not proven safe, a forced cgroup version', () => {
-    assert.deepEqual(apiFreezeRequest({ allowUnsafeSignals: true, cgroupVersion: 1, method: 'signal' }), { scope: undefined, method: 'signal', excludePids: undefined });
+    assert.deepEqual(apiFreezeRequest({ allowUnsafeSignals: true, cgroupVersion: 1, method: 'signal' }), {
+      scope: undefined,
+      method: 'signal',
+      excludePids: undefined,
+    });
   });
   const refused: Array<[string, unknown, RegExp]> = [
     ['not an object', 'signal', /must be an object/],

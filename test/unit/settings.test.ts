@@ -32,7 +32,11 @@ describe('validateSettings', () => {
     ['numbers in a list', { excludeLabels: [1, 2] }, /excludeLabels must be a list of label patterns/],
     ['a timeout too small', { stopTimeoutMs: 1 }, /crosvmGuard.stopTimeout must be a whole number from 50 to 60000/],
     ['a fractional interval', { refreshIntervalMs: 1000.5 }, /crosvmGuard.refreshInterval must be a whole number/],
-    ['an unknown visibility', { statusBarVisibility: 'sometimes' }, /statusBar.visibility must be one of whenVmRunning, debugging, always, never/],
+    [
+      'an unknown visibility',
+      { statusBarVisibility: 'sometimes' },
+      /statusBar.visibility must be one of whenVmRunning, debugging, always, never/,
+    ],
     ['a string for a boolean', { assumeSwapBuild: 'yes' }, /assumeSwapBuild must be true or false/],
     ['a negative safety valve', { maxFreezeSeconds: -1 }, /maxFreezeSeconds must be a whole number from 0 to 86400/],
   ];
