@@ -174,7 +174,13 @@ export class GuardController implements vscode.Disposable {
    */
   private showEngineState(): void {
     setImmediate(() => {
-      this.views = this.views.map((v) => ({ ...v, frozen: this.frozenVm(v.snapshot.main.pid) }));
+      // The VM whose freeze changed is read again at once (its processes' states, a few reads
+      // each), so that no row says running while it is frozen; the others wait for the settle.
+      this.views = this.views.map((v) => {
+        const frozen = this.frozenVm(v.snapshot.main.pid);
+        if (frozen === v.frozen) return v;
+        return { ...v, snapshot: this.guard.reread(v.snapshot) ?? v.snapshot, frozen };
+      });
       this.fireIfShownChanged();
     });
     clearTimeout(this.settling);

@@ -241,7 +241,7 @@ describe('debug settings from a workspace, from an unprivileged VS Code with pas
     const folder = debugWorkspace(user, { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' });
     workbench = await openWorkbench({ runAs: user, folder });
     await workbench.waitForActivation();
-    await workbench.waitForStatusBarItem(/^\$\(debug-pause\) crosvm \d+$/, 30_000);
+    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 30_000);
     await workbench.runCommand('Debug: Start Debugging');
     const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
     assert.ok(
