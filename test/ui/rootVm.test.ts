@@ -191,6 +191,22 @@ describe('your own VM whose build dies on signals, outside a delegated cgroup, e
   });
 });
 
+/**
+ * A root VM, and a workbench run by the passwordless-sudo test user on a debug workspace (with
+ * `folderSettings` in its .vscode/settings.json), debugging started: the VM's devices, the
+ * workbench, and its log for failure messages.
+ */
+async function debugRootVmAsUser(settings: Record<string, unknown>, folderSettings?: Record<string, unknown>) {
+  const user = ensureTestUser('nopasswd');
+  const vm = await startFixtureVm({ build: 'swap', devices: 2 });
+  const workbench = await openWorkbench({ runAs: user, folder: debugWorkspace(user, folderSettings), settings });
+  await workbench.waitForActivation();
+  await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 30_000);
+  await workbench.runCommand('Debug: Start Debugging');
+  const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
+  return { user, vm, devices: vm.devices.map((d) => d.pid), workbench, why };
+}
+
 describe('a root VM at a debugger stop, from an unprivileged VS Code with passwordless sudo', { timeout: 300_000 }, () => {
   let workbench: Workbench;
   after(async () => {
@@ -199,17 +215,11 @@ describe('a root VM at a debugger stop, from an unprivileged VS Code with passwo
   });
 
   test('each stop freezes it through sudo -n with nothing asked, each continue resumes it', async () => {
-    const user = ensureTestUser('nopasswd');
-    const vm = await startFixtureVm({ build: 'swap', devices: 2 });
-    const devices = vm.devices.map((d) => d.pid);
     // elevation "ask" (the default): at a stop only what asks nothing may run. The debuggee is
     // in no VM, and target "auto" would then freeze only this user's VMs: "all" takes root's.
-    const settings = { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' };
-    workbench = await openWorkbench({ runAs: user, folder: debugWorkspace(user), settings });
-    await workbench.waitForActivation();
-    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 30_000);
-    await workbench.runCommand('Debug: Start Debugging');
-    const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
+    const session = await debugRootVmAsUser({ 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' });
+    const { vm, devices, why } = session;
+    workbench = session.workbench;
     // The debuggee stops at its first `debugger;`: the root VM freezes through the root companion.
     assert.ok(await eventually(() => devices.every(isFullyStopped), 30_000), `not frozen at the first stop${why()}`);
     assert.equal(await workbench.page.locator('.quick-input-widget input[type="password"]').isVisible(), false, 'a password box at a stop');
@@ -234,16 +244,10 @@ describe('debug settings from a workspace, from an unprivileged VS Code with pas
   });
 
   test('a stop never starts elevation for them: the root VM runs on, the status bar says so, no sudo runs', async () => {
-    const user = ensureTestUser('nopasswd');
-    const vm = await startFixtureVm({ build: 'swap', devices: 2 });
-    const devices = vm.devices.map((d) => d.pid);
     // The folder's own .vscode/settings.json turns automatic freezing on for every VM.
-    const folder = debugWorkspace(user, { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' });
-    workbench = await openWorkbench({ runAs: user, folder });
-    await workbench.waitForActivation();
-    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 30_000);
-    await workbench.runCommand('Debug: Start Debugging');
-    const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
+    const session = await debugRootVmAsUser({}, { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' });
+    const { user, vm, devices, why } = session;
+    workbench = session.workbench;
     assert.ok(
       await eventually(() => /no automatic freeze of VM \d+ on DAP event "stopped"/.test(workbench.extensionLog()), 30_000),
       `the stop did not try${why()}`,
