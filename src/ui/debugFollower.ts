@@ -289,20 +289,22 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     const wasStopped = state.stopped;
     state.stopped = false;
     state.notFrozen.clear();
+    // The devices first; the status bar, the log and the next choice can wait a moment.
+    if (state.frozen.length > 0) {
+      const started = performance.now();
+      const vms = state.frozen;
+      state.frozen = [];
+      let count = 0;
+      for (const ref of vms) count += (await this.controller.resumeQuietly(ref)).resumed.length;
+      const pids = vms.map((v) => v.pid);
+      this.log.info(autoLine('resume', cause, state.session.name, undefined, count, pids, performance.now() - started));
+    }
     if (wasStopped) this.changed.fire();
     // VMs may come and go while it runs: choose again, unless it stops first (a step).
     if (this.sessions.has(state.session.id)) {
       clearTimeout(state.rechoose);
       state.rechoose = setTimeout(() => this.prepare(state), RECHOOSE_AFTER_MS);
     }
-    if (state.frozen.length === 0) return;
-    const started = performance.now();
-    const vms = state.frozen;
-    state.frozen = [];
-    let count = 0;
-    for (const ref of vms) count += (await this.controller.resumeQuietly(ref)).resumed.length;
-    const pids = vms.map((v) => v.pid);
-    this.log.info(autoLine('resume', cause, state.session.name, undefined, count, pids, performance.now() - started));
   }
 
   /** Which VMs a stop freezes, per crosvmGuard.debug.target. Waits on a dialog only for `ask`. */
