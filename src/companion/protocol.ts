@@ -6,8 +6,6 @@ import { CgroupHierarchy, FreezeCgroup, mountedHierarchies, validateFreezeCgroup
 import type { FreezeReport, FreezeScope, FrozenVm, MethodSetting, ResumeReport } from '../guard/types';
 import { isPid, isTicks } from '../guard/validate';
 
-export { identityOf, isObject, isPid, isTicks } from '../guard/validate';
-
 // ---- the command line: which mode, and its few numbers -------------------------------------
 
 /**

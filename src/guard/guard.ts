@@ -24,6 +24,7 @@ import {
   GuardSettings,
   ResumeReport,
   SafetyNet,
+  SkippedProcess,
   VmIdentity,
   VmRef,
 } from './types';
@@ -317,16 +318,7 @@ export class CrosvmGuard implements FreezeEngine {
     }
     // Announced, then found outside the VM right before the signal: nobody may resume them.
     if (result.released.length > 0) net?.didRelease(result.released);
-    if (result.stopped.length > 0 || earlier) {
-      this.frozen.set(vm.main.pid, {
-        vm: identity,
-        scope,
-        method: 'signal',
-        since: earlier?.since ?? Date.now(),
-        processes: [...(earlier?.processes ?? []), ...result.stopped],
-        skipped: [...(earlier?.skipped ?? []), ...result.skipped],
-      });
-    }
+    this.hold(identity, scope, earlier, { method: 'signal' }, result.stopped, result.skipped);
     return { method: 'signal', frozen: result.stopped, skipped: result.skipped, rounds: result.rounds };
   }
 
@@ -361,19 +353,29 @@ export class CrosvmGuard implements FreezeEngine {
         error.undone.map((p) => p.pid),
       );
     });
-    if (result.frozen.length > 0 || earlier) {
-      this.frozen.set(vm.main.pid, {
-        vm: identity,
-        scope,
-        method: 'cgroup',
-        cgroupVersion: hierarchy.version,
-        cgroups: [...(earlier?.cgroups ?? []), ...result.cgroups],
-        since: earlier?.since ?? Date.now(),
-        processes: [...(earlier?.processes ?? []), ...result.frozen],
-        skipped: [...(earlier?.skipped ?? []), ...result.skipped],
-      });
-    }
+    const how = { method: 'cgroup' as const, cgroupVersion: hierarchy.version, cgroups: [...(earlier?.cgroups ?? []), ...result.cgroups] };
+    this.hold(identity, scope, earlier, how, result.frozen, result.skipped);
     return { method: 'cgroup', ...result };
+  }
+
+  /** Adds what one freeze call froze and skipped to what this guard holds of the VM (either method). */
+  private hold(
+    vm: VmIdentity,
+    scope: FreezeScope,
+    earlier: FrozenVm | undefined,
+    how: Pick<FrozenVm, 'method' | 'cgroupVersion' | 'cgroups'>,
+    frozen: readonly FrozenProcess[],
+    skipped: readonly SkippedProcess[],
+  ): void {
+    if (frozen.length === 0 && !earlier) return;
+    this.frozen.set(vm.pid, {
+      vm,
+      scope,
+      ...how,
+      since: earlier?.since ?? Date.now(),
+      processes: [...(earlier?.processes ?? []), ...frozen],
+      skipped: [...(earlier?.skipped ?? []), ...skipped],
+    });
   }
 
   /** The rules both methods apply to every process of a VM (see targets.ts). */

@@ -172,12 +172,11 @@ export class LineageProof {
 
   /** Why `target` may not be touched, or undefined when it is proven. */
   check(target: ProcessIdentity): ProofFailure | undefined {
-    const read = this.owners ? readStatAndOwner(target.pid) : undefined;
-    const stat = read ? read.stat : this.owners ? undefined : readStat(target.pid);
-    if (!stat || stat.startTime !== target.startTime || isExitedState(stat.state)) return { kind: 'gone', reason: GONE };
-    if (read && !this.owners?.has(read.uid)) {
-      return { kind: 'not-owned', reason: notOwnedReason(read.uid, this.owners as ReadonlySet<number>) };
-    }
+    const owners = this.owners;
+    const read = owners ? readStatAndOwner(target.pid) : undefined;
+    const stat = owners ? read?.stat : readStat(target.pid);
+    if (!isStill(target, stat)) return { kind: 'gone', reason: GONE };
+    if (owners && read && !owners.has(read.uid)) return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
     // The main process itself (scope "vm"): its identity is the whole proof.
     if (target.pid === this.root.pid) return target.startTime === this.root.startTime ? undefined : { kind: 'gone', reason: GONE };
     if (!this.isLinked(stat.ppid, 0)) return { kind: 'left-vm', reason: notDescendantReason(this.root.pid, stat.ppid) };
@@ -214,10 +213,14 @@ export interface ProofFailure {
 
 const GONE = 'it exited (its pid names no process, a zombie, or another process)';
 
+/** `stat`, read just now, is still `target`: same start time, and not exited. */
+function isStill(target: ProcessIdentity, stat: StatFields | undefined): stat is StatFields {
+  return stat !== undefined && stat.startTime === target.startTime && !isExitedState(stat.state);
+}
+
 /** The plainest proof: the pid still names the process with that start time, not exited. */
 export function proveIdentity(target: ProcessIdentity): ProofFailure | undefined {
-  const now = readStat(target.pid);
-  return now?.startTime === target.startTime && !isExitedState(now.state) ? undefined : { kind: 'gone', reason: GONE };
+  return isStill(target, readStat(target.pid)) ? undefined : { kind: 'gone', reason: GONE };
 }
 
 /** `root and uid 1000`: who may have processes frozen by this engine. */
