@@ -113,6 +113,9 @@ export const quietWorkbenchSettings: Record<string, unknown> = {
   'extensions.autoUpdate': false,
   'update.mode': 'none',
   'telemetry.telemetryLevel': 'off',
+  // A revealed JavaScript file starts the TypeScript server, whose type acquisition runs
+  // `npm install` for typings: offline it fails and tries again, taking a core meanwhile.
+  'typescript.disableAutomaticTypeAcquisition': true,
 };
 
 /**
