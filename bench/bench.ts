@@ -29,7 +29,7 @@ import { startFixtureVm, stopAllFixtureVms, FixtureVm } from '../test/fixture/fi
 import { ensureSystemPackages } from '../test/runner/systemPackages';
 import { CrosvmProcessesGuard } from './crosvmAlgorithm';
 import { extensionHostRows } from './hostRows';
-import type { HostPath, HostRow } from './hostBench';
+import { HOST_PROC_VARIABLE, type HostPath, type HostRow } from './hostBench';
 
 const treeKillAsync = promisify(treeKill) as (pid: number, signal: string) => Promise<void>;
 
@@ -360,18 +360,29 @@ function spans(results: HostRow[]): string[] {
   for (const row of results) {
     const named = Object.entries(row.spans ?? {}).map(([name, ms]) => `${name} ${fmt(percentile(ms, 50))} / ${fmt(percentile(ms, 95))}`);
     if (named.length > 0) out.push(`- ${row.devices} devices, ${row.path}: ${named.join('; ')}`);
-    if (row.note) out.push(`  (${row.note})`);
+    const busy = row.busyBeforePercent === undefined ? undefined : `CPUs ${row.busyBeforePercent}% busy in the second before`;
+    const about = [row.sampledBy && `sampled by ${row.sampledBy}`, busy, row.note].filter((a) => a);
+    if (about.length > 0) out.push(`  (${about.join('; ')})`);
   }
   return out;
 }
 
 function isolateAndRerun(): boolean {
   if (process.getuid?.() !== 0 || process.env[ISOLATED_VARIABLE] || !fs.existsSync('/usr/bin/unshare')) return false;
-  const result = spawnSync('/usr/bin/unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', process.execPath, __filename, ...args], {
-    stdio: 'inherit',
-    env: { ...process.env, [ISOLATED_VARIABLE]: '1' },
-  });
-  process.exitCode = result.status ?? 1;
+  // The sampler's kernel trace names threads by their pids on the host: the host's /proc stays
+  // visible to it (bind-mounted, in the private mount namespace only) to translate ours.
+  const hostProc = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-host-proc-'));
+  const mountProc = 'mount --bind /proc "$0" && mount -t proc proc /proc && exec "$@"';
+  const command = ['/bin/sh', '-c', mountProc, hostProc, process.execPath, __filename, ...args];
+  try {
+    const result = spawnSync('/usr/bin/unshare', ['--pid', '--fork', '--mount', '--propagation', 'private', '--kill-child', ...command], {
+      stdio: 'inherit',
+      env: { ...process.env, [ISOLATED_VARIABLE]: '1', [HOST_PROC_VARIABLE]: hostProc },
+    });
+    process.exitCode = result.status ?? 1;
+  } finally {
+    fs.rmdirSync(hostProc);
+  }
   return true;
 }
 
@@ -402,9 +413,9 @@ async function main(): Promise<void> {
       '\n  unless the method says otherwise.' +
       "\n¹ timed with one fix, the state parsed after the last ')' (weak point 3): as written it never sees `weird) dev` stop." +
       "\n  It still walks only the main thread's children (weak point 1), so it freezes fewer processes than the others." +
-      '\n² from the DAP message reaching the extension host (a tracker there stamps it) to the moment a separate sampler process' +
-      '\n  (bench/sampler.ts) has seen every thread of every device in T, or every one running again; both on CLOCK_MONOTONIC.' +
-      '\n  As root the sampler runs at real-time priority (chrt --fifo), so that its own wake-ups stay out of the numbers.' +
+      '\n² from the DAP message reaching the extension host (a tracker there stamps it) to the moment the last thread of every' +
+      '\n  device stopped (T), or the last was woken, seen outside by bench/sampler.ts; both on CLOCK_MONOTONIC. As root the' +
+      "\n  sampler reads it from a kernel trace of these threads' scheduler events (nothing polls); otherwise it polls /proc." +
       '\n  The first stop of each session is a warm-up. "lost": steps where the sampler fell out of step (not counted).',
   );
   for (const note of notes) console.log(`- ${note}`);

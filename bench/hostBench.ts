@@ -1,6 +1,10 @@
 // What bench/hostRows.ts (outside) and bench/inHost.ts (inside the extension host) exchange.
 
+import type { SamplerHow } from './sampler';
+
 export const BENCH_CONFIG_VARIABLE = 'CROSVM_GUARD_BENCH';
+/** Where the host's /proc is, when the bench runs in a pid namespace of its own (bench.ts). */
+export const HOST_PROC_VARIABLE = 'CROSVM_GUARD_BENCH_HOST_PROC';
 
 export interface BenchConfig {
   runs: number;
@@ -23,6 +27,10 @@ export interface HostRow {
    */
   spans?: Record<string, number[]>;
   note?: string;
+  /** How the sampler outside saw the threads (debugger rows). */
+  sampledBy?: SamplerHow;
+  /** The machine's CPUs busy, in %, in the second before the row started (debugger rows). */
+  busyBeforePercent?: number;
 }
 
 export type HostPath = 'command' | 'crosvm' | 'js-debug' | 'js-debug busy' | 'lldb';

@@ -207,6 +207,37 @@ function tsServers(): number[] {
     .map(Number);
 }
 
+/** The share of the machine's CPU time spent busy over the next second, in %. */
+async function machineBusyPercent(): Promise<number> {
+  const ticks = () => {
+    const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { total: fields.reduce((a, b) => a + b, 0), idle: fields[3] + fields[4] }; // idle + iowait
+  };
+  const before = ticks();
+  await sleep(1000);
+  const after = ticks();
+  return Math.round(100 * (1 - (after.idle - before.idle) / Math.max(1, after.total - before.total)));
+}
+
+/**
+ * Opens `file`, if given, until the TypeScript server has answered for it, then waits (up to
+ * 20 s) for a second in which the machine's CPUs are less than a third busy: the rows that are
+ * not meant to be busy start on a quiet machine. Returns that last figure.
+ */
+async function settle(file?: string): Promise<number> {
+  if (file) {
+    const uri = vscode.Uri.file(file);
+    await vscode.window.showTextDocument(uri);
+    // Answered by the TypeScript server once it has loaded the file's project.
+    await vscode.commands.executeCommand('vscode.executeHoverProvider', uri, new vscode.Position(0, 3));
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+  }
+  const deadline = Date.now() + 20_000;
+  let busy = await machineBusyPercent();
+  while (busy >= 33 && Date.now() < deadline) busy = await machineBusyPercent();
+  return busy;
+}
+
 /**
  * Stops of a js-debug session (test/workspace/stopsInALoop.js: a `debugger;` statement, then
  * 100 ms of running, again and again), continued with the workbench's Continue command once
@@ -221,11 +252,15 @@ async function jsDebugStops(vm: FixtureVm, runs: number, busy: boolean, api: Cro
     await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(path.join(repoRoot, 'src', 'guard', 'guard.ts')));
   }
   let restartsSeen = 0;
+  const program = path.join(folder.uri.fsPath, 'stopsInALoop.js');
+  // The first stop reveals the program, and a revealed JavaScript file starts the TypeScript
+  // server: the quiet row waits for that to be over (the busy row restarts it on purpose).
+  if (!busy) row.busyBeforePercent = await settle(program);
   const sampler = await Sampler.start(devicePids(vm));
+  row.sampledBy = sampler.how;
   const dap = new DapRecorder();
   const events = new EngineEvents(api);
   try {
-    const program = path.join(folder.uri.fsPath, 'stopsInALoop.js');
     const launch = {
       type: 'node',
       request: 'launch',
@@ -281,7 +316,9 @@ async function jsDebugStops(vm: FixtureVm, runs: number, busy: boolean, api: Cro
  */
 async function lldbSteps(vm: FixtureVm, runs: number, api: CrosvmGuardApi): Promise<HostRow> {
   const row: HostRow = { devices: vm.devices.length, path: 'lldb', freezeMs: [], resumeMs: [], missed: 0 };
+  row.busyBeforePercent = await settle(); // after the busy row's language server
   const sampler = await Sampler.start(devicePids(vm));
+  row.sampledBy = sampler.how;
   const dap = new DapRecorder('lldb-vscode');
   const events = new EngineEvents(api);
   const lldb = await attachLldb(vm);

@@ -1,13 +1,11 @@
 // Starts bench/sampler.js (a process of its own, outside the extension host) on a VM's device
 // processes and hands out the moments it reports, in order.
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
+import type { SamplerHow } from './sampler';
 
 export type AllState = 'stopped' | 'running';
-
-const CHRT = '/usr/bin/chrt';
 
 export class Sampler {
   private readonly seen: { all: AllState; at: bigint }[] = [];
@@ -16,9 +14,10 @@ export class Sampler {
 
   private constructor(private readonly child: ChildProcess) {
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const parsed = JSON.parse(line) as { all?: AllState; at?: string; watching?: number };
+      const parsed = JSON.parse(line) as { all?: AllState; at?: string; watching?: number; how?: SamplerHow };
       if (parsed.all && parsed.at) this.seen.push({ all: parsed.all, at: BigInt(parsed.at) });
       if (parsed.watching !== undefined) this.watching = parsed.watching;
+      if (parsed.how) this.how = parsed.how;
       this.wake?.();
     });
     child.on('exit', (code, signal) => {
@@ -29,15 +28,12 @@ export class Sampler {
 
   /** How many threads it watches, once it does. */
   watching = 0;
+  /** How it watches them (see bench/sampler.ts). */
+  how: SamplerHow | undefined;
 
   static async start(devicePids: number[]): Promise<Sampler> {
-    // In a desktop VS Code the host's executable is Electron; this makes it plain Node.
-    const command = [process.execPath, path.join(__dirname, 'sampler.js'), ...devicePids.map(String)];
-    // As root, at real-time priority: on a loaded machine a napping sampler would otherwise
-    // wake milliseconds late and add its own delay to the numbers. It sleeps between reads
-    // (0.1 ms), so it cannot take a core.
-    if (process.getuid?.() === 0 && existsSync(CHRT)) command.unshift(CHRT, '--fifo', '50');
-    const child = spawn(command[0], command.slice(1), {
+    // In a desktop VS Code the host's executable is Electron; ELECTRON_RUN_AS_NODE makes it plain Node.
+    const child = spawn(process.execPath, [path.join(__dirname, 'sampler.js'), ...devicePids.map(String)], {
       env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
       stdio: ['pipe', 'pipe', 'inherit'],
     });
