@@ -9,6 +9,8 @@
 //   --runs=N        runs per row after one warm-up (default 20)
 //   --sizes=8,64    device processes per fixture VM (default 8,64,256)
 //   --node-only     skip the extension-host rows (--host-only: skip the plain-Node ones)
+//   --host-rows=command,js-debug   only these extension-host rows (command, crosvm, js-debug,
+//                   js-debug busy, lldb)
 //
 // As root it runs itself in a private pid namespace (unshare): other sessions' crosvm VMs are
 // then invisible, which matters because a debug session whose debuggee is in no VM freezes
@@ -57,6 +59,10 @@ const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 20);
 const sizes = (args.find((a) => a.startsWith('--sizes='))?.slice(8) ?? '8,64,256').split(',').map(Number);
 const nodeRows = !args.includes('--host-only');
 const hostRows = !args.includes('--node-only');
+const hostPaths = args
+  .find((a) => a.startsWith('--host-rows='))
+  ?.slice(12)
+  .split(',') as HostPath[] | undefined;
 const ISOLATED_VARIABLE = 'CROSVM_GUARD_BENCH_ISOLATED';
 
 function percentile(values: number[], p: number): number {
@@ -395,7 +401,7 @@ async function main(): Promise<void> {
   let hostResults: HostRow[] = [];
   if (hostRows) {
     process.stderr.write('extension-host rows (code-server workbench)...\n');
-    hostResults = await extensionHostRows(runs, sizes);
+    hostResults = await extensionHostRows(runs, sizes, hostPaths);
     rows.push(...hostResults.map(hostRow));
   }
   rows.sort((a, b) => a.devices - b.devices); // stable: plain-Node rows first within a size

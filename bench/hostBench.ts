@@ -9,6 +9,8 @@ export const HOST_PROC_VARIABLE = 'CROSVM_GUARD_BENCH_HOST_PROC';
 export interface BenchConfig {
   runs: number;
   sizes: number[];
+  /** The rows to measure, in this order per VM. */
+  paths: HostPath[];
   resultFile: string;
   /** Progress lines, and the error that ended a failed run, for the runner to print. */
   progressFile: string;
@@ -33,4 +35,5 @@ export interface HostRow {
   busyBeforePercent?: number;
 }
 
-export type HostPath = 'command' | 'crosvm' | 'js-debug' | 'js-debug busy' | 'lldb';
+export const HOST_PATHS = ['command', 'crosvm', 'js-debug', 'js-debug busy', 'lldb'] as const;
+export type HostPath = (typeof HOST_PATHS)[number];

@@ -8,15 +8,17 @@ import { launchBrowser } from '../test/runner/browser';
 import { startCodeServer } from '../test/runner/codeServer';
 import { lldbTestExtension, repoRoot, testWorkspace } from '../test/runner/paths';
 import { chromiumPath, ensureCodeServer } from '../test/runner/tools';
-import { BENCH_CONFIG_VARIABLE, BenchConfig, HostRow } from './hostBench';
+import { BENCH_CONFIG_VARIABLE, BenchConfig, HOST_PATHS, HostPath, HostRow } from './hostBench';
 
 const TIMEOUT_MS = 30 * 60_000;
 
-export async function extensionHostRows(runs: number, sizes: number[]): Promise<HostRow[]> {
+export async function extensionHostRows(runs: number, sizes: number[], paths: HostPath[] = [...HOST_PATHS]): Promise<HostRow[]> {
+  const unknown = paths.filter((p) => !HOST_PATHS.includes(p));
+  if (unknown.length > 0) throw new Error(`no extension-host row ${unknown.join(', ')}: choose from ${HOST_PATHS.join(', ')}`);
   ensureCodeServer();
   chromiumPath();
   const dir = mkdtempSync(join(tmpdir(), 'crosvm-guard-bench-host-'));
-  const config: BenchConfig = { runs, sizes, resultFile: join(dir, 'rows.json'), progressFile: join(dir, 'progress.log') };
+  const config: BenchConfig = { runs, sizes, paths, resultFile: join(dir, 'rows.json'), progressFile: join(dir, 'progress.log') };
   const server = await startCodeServer({
     folder: testWorkspace,
     extensionDevelopmentPath: repoRoot,

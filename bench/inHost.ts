@@ -63,17 +63,20 @@ async function measureAll(config: BenchConfig): Promise<HostRow[]> {
             `other crosvm VMs run here (pids ${others.map((v) => v.pid).join(', ')}); the js-debug rows would freeze them too`,
           );
         }
-        const n = vm.devices.length;
-        log(`${n} devices: command path`);
-        rows.push(await commandPath(vm, config.runs));
-        log(`${n} devices: crosvm's algorithm in the extension host`);
-        rows.push(await crosvmInHost(vm, config.runs));
-        log(`${n} devices: js-debug`);
-        rows.push(await jsDebugStops(vm, config.runs, false, api));
-        log(`${n} devices: js-debug, TypeScript server restarting at each stop`);
-        rows.push(await jsDebugStops(vm, config.runs, true, api));
-        log(`${n} devices: LLDB`);
-        rows.push(await lldbSteps(vm, config.runs, api));
+        const measure: Record<HostPath, { what: string; row: () => Promise<HostRow> }> = {
+          command: { what: 'command path', row: () => commandPath(vm, config.runs) },
+          crosvm: { what: "crosvm's algorithm in the extension host", row: () => crosvmInHost(vm, config.runs) },
+          'js-debug': { what: 'js-debug', row: () => jsDebugStops(vm, config.runs, false, api) },
+          'js-debug busy': {
+            what: 'js-debug, TypeScript server restarting at each stop',
+            row: () => jsDebugStops(vm, config.runs, true, api),
+          },
+          lldb: { what: 'LLDB', row: () => lldbSteps(vm, config.runs, api) },
+        };
+        for (const which of config.paths) {
+          log(`${vm.devices.length} devices: ${measure[which].what}`);
+          rows.push(await measure[which].row());
+        }
       } finally {
         await vm.stop();
       }
