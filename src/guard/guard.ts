@@ -3,7 +3,7 @@
 // Node tests and the benchmark all drive this same class.
 import * as fs from 'node:fs';
 import { assertLinux, FreezeError, GuardError } from './errors';
-import { isStoppedState, readStat, withOpenProcFiles } from './procfs';
+import { isStoppedState, KeptProcFiles, readStat } from './procfs';
 import { defaultChildrenSource, identityKey, ownersPhrase, selfAndAncestors } from './processTree';
 import { continueProcesses, StopTreeFailure, stopTree } from './signalFreezer';
 import { CgroupHierarchy, cgroupDirOf, freezerHierarchy, remainingCgroups, thawAndRestore } from './cgroupfs';
@@ -72,6 +72,8 @@ export class CrosvmGuard implements FreezeEngine {
   private safetyNet: SafetyNet | undefined;
   /** Freeze and resume run one at a time, in call order. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The /proc files freezes and resumes read, kept open while they come in quick succession. */
+  private readonly procFiles = new KeptProcFiles(RECENT_TREE_MS);
 
   constructor(settings: Partial<GuardSettings> = {}) {
     this.settings = { ...DEFAULT_SETTINGS, childrenSource: defaultChildrenSource(), ...settings };
@@ -147,13 +149,12 @@ export class CrosvmGuard implements FreezeEngine {
   }
 
   freeze(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
-    // Every /proc file a freeze reads is read several times (walk, proof, confirmation, re-scan).
-    return this.serialise(() => withOpenProcFiles(() => this.freezeNow(ref, request)));
+    return this.serialise(() => this.procFiles.run(() => this.freezeNow(ref, request)));
   }
 
   /** Resumes one VM, or every VM this guard froze when `ref` is omitted. */
   resume(ref?: VmRef): Promise<ResumeReport> {
-    return this.serialise(async () => this.resumeNow(ref));
+    return this.serialise(async () => this.procFiles.run(() => this.resumeNow(ref)));
   }
 
   /**
@@ -167,7 +168,7 @@ export class CrosvmGuard implements FreezeEngine {
   /** Resumes everything; what an extension's deactivate() awaits. */
   dispose(): Promise<ResumeReport> {
     this.listeners.clear();
-    return this.resume();
+    return this.resume().finally(() => this.procFiles.close());
   }
 
   /**

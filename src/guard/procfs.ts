@@ -94,7 +94,7 @@ const readBuffer = Buffer.allocUnsafe(64 * 1024);
 /**
  * Reads a small /proc file with one open/read/close and a shared buffer: this runs hundreds
  * of times per freeze, and `fs.readFileSync` costs an extra fstat and allocation each time.
- * Inside withOpenProcFiles, a file read before is read again with one pread(2) on the file
+ * Inside KeptProcFiles.run, a file read before is read again with one pread(2) on the file
  * kept open. Returns undefined when the file is gone (the process or thread exited).
  */
 export function readProcFile(path: string): string | undefined {
@@ -108,26 +108,54 @@ export function readProcFile(path: string): string | undefined {
   }
 }
 
-/** Files kept open during withOpenProcFiles, by path. */
+/** The files of the KeptProcFiles whose run() is in progress, by path. */
 let openFiles: Map<string, number> | undefined;
 /** Beyond this many, files are opened and closed per read again (the host's fd limit). */
 const MAX_OPEN_FILES = 2048;
 
 /**
- * Runs `work` with every /proc file it reads kept open until it ends, so that each later read
- * of the same file costs one pread(2) instead of open, read and close. An open /proc file
- * stays bound to its process: once that process is gone, the read fails (ESRCH) even if its
- * pid was reused, so a file kept open never describes another process.
+ * /proc files kept open from one call to the next, so that each later read of the same file
+ * costs one pread(2) instead of open, read and close: a freeze reads each file several times
+ * (walk, proof, confirmation, re-scan), and a debugger that steps freezes and resumes the same
+ * processes many times a second. An open /proc file stays bound to its process: once that
+ * process is gone, the read fails (ESRCH) even if its pid was reused, so a file kept open never
+ * describes another process. Everything is closed once `idleMs` pass without a call.
  */
-export async function withOpenProcFiles<T>(work: () => Promise<T>): Promise<T> {
-  if (openFiles) return work(); // nested: the outer call owns the files
-  const files = new Map<string, number>();
-  openFiles = files;
-  try {
-    return await work();
-  } finally {
+export class KeptProcFiles {
+  private readonly files = new Map<string, number>();
+  private idle: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly idleMs: number) {}
+
+  /** Runs `work` (sync or async) with the /proc files it reads kept open; nested runs share the outer's. */
+  run<T>(work: () => T): T {
+    if (openFiles) return work();
+    clearTimeout(this.idle);
+    openFiles = this.files;
+    let result: T;
+    try {
+      result = work();
+    } catch (error) {
+      this.release();
+      throw error;
+    }
+    if (!(result instanceof Promise)) {
+      this.release();
+      return result;
+    }
+    return result.finally(() => this.release()) as T;
+  }
+
+  close(): void {
+    clearTimeout(this.idle);
+    for (const fd of this.files.values()) fs.closeSync(fd);
+    this.files.clear();
+  }
+
+  private release(): void {
     openFiles = undefined;
-    for (const fd of files.values()) fs.closeSync(fd);
+    this.idle = setTimeout(() => this.close(), this.idleMs);
+    this.idle.unref?.();
   }
 }
 
@@ -148,7 +176,7 @@ function readKeptOpen(files: Map<string, number>, path: string): string | undefi
   const text = readOpenProcFile(fd, 0);
   if (text !== undefined) return text;
   // Its process is gone. The pid may name a new process by now, as a fresh open would find:
-  // read it the way a read outside withOpenProcFiles would (proofs decide what it is).
+  // read it the way a read outside KeptProcFiles.run would (proofs decide what it is).
   files.delete(path);
   fs.closeSync(fd);
   return readProcFile(path);

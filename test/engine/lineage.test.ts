@@ -139,3 +139,77 @@ describe('a pid reused between listing and reading', () => {
     assert.equal(cgroupDirOf(pid, hierarchy), before, 'the outsider was moved into a freeze cgroup');
   });
 });
+
+/**
+ * Kills and reaps the VM's ephemeral-dev now and gives its pid to an outsider; undefined
+ * when another process on the host took the pid first.
+ */
+async function reuseDevicePidNow(vm: FixtureVm): Promise<ChildProcess | undefined> {
+  const device = vm.devices.find((d) => d.label === 'ephemeral-dev');
+  assert.ok(device, 'the fixture has no ephemeral-dev');
+  process.kill(device.pid, 'SIGKILL');
+  assert.ok(
+    waitSync(() => !fs.existsSync(`/proc/${device.pid}`), 3000),
+    'the VM did not reap ephemeral-dev',
+  );
+  waitSync(() => false, 25); // a start time of its own (see reuseDevicePidAtListing)
+  return takePid(device.pid);
+}
+
+// The engine keeps the /proc files of a VM open from one freeze or resume to the next (a
+// debugger stepping): a file kept open for a process that has died must not describe, nor
+// lead to a signal for, the process that took its pid.
+describe('a pid reused between two calls, with /proc files kept open', () => {
+  it('the next freeze, from the earlier walk, never stops the newcomer', async () => {
+    for (let attempt = 1; ; attempt++) {
+      const vm = await startFixtureVm({ build: 'swap', swapMonitor: true, devices: 2, ephemeralDevice: true });
+      guard = new CrosvmGuard();
+      await guard.freeze({ pid: vm.pid });
+      await guard.resume();
+      const pid = (await reuseDevicePidNow(vm))?.pid;
+      if (pid !== undefined) {
+        const report = await guard.freeze({ pid: vm.pid });
+        assert.ok(!report.frozen.some((p) => p.pid === pid), `the outsider was frozen: ${JSON.stringify(report.frozen)}`);
+        assert.ok(isRunning(pid), `the outsider is stopped: ${threadStates(pid).join('')}`);
+        assert.equal(report.frozen.length, vm.devices.length - 1, 'every other device is frozen');
+        return;
+      }
+      assert.ok(attempt < 3, 'three times another process took the freed pid first');
+      await guard.resume();
+      await stopAllFixtureVms();
+    }
+  });
+
+  it('the resume never continues the newcomer that took a frozen device pid', async () => {
+    for (let attempt = 1; ; attempt++) {
+      const vm = await startFixtureVm({ build: 'swap', swapMonitor: true, devices: 2, ephemeralDevice: true });
+      guard = new CrosvmGuard();
+      await guard.freeze({ pid: vm.pid });
+      const pid = (await reuseDevicePidNow(vm))?.pid; // SIGKILL ends a stopped process too
+      if (pid !== undefined) {
+        // Stopped by someone else: a SIGCONT meant for the device would wake it.
+        process.kill(pid, 'SIGSTOP');
+        assert.ok(
+          waitSync(() => threadStates(pid).every((s) => s === 'T'), 3000),
+          'the outsider did not stop',
+        );
+        const report = await guard.resume();
+        assert.ok(!report.resumed.some((p) => p.pid === pid), `the outsider was resumed: ${JSON.stringify(report.resumed)}`);
+        assert.ok(
+          report.gone.some((p) => p.pid === pid),
+          'the dead device is not reported gone',
+        );
+        waitSync(() => false, 50); // a SIGCONT would have taken effect by now
+        assert.ok(
+          threadStates(pid).every((s) => s === 'T'),
+          'the outsider runs again',
+        );
+        process.kill(pid, 'SIGCONT');
+        return;
+      }
+      assert.ok(attempt < 3, 'three times another process took the freed pid first');
+      await guard.resume();
+      await stopAllFixtureVms();
+    }
+  });
+});
