@@ -364,6 +364,10 @@ function goals(rows: Row[]): string[] {
 function spans(results: HostRow[]): string[] {
   const out: string[] = [];
   for (const row of results) {
+    if (row.failed) {
+      out.push(`- ${row.devices} devices, ${row.path}: FAILED, no numbers: ${row.failed}`);
+      continue;
+    }
     const named = Object.entries(row.spans ?? {}).map(([name, ms]) => `${name} ${fmt(percentile(ms, 50))} / ${fmt(percentile(ms, 95))}`);
     if (named.length > 0) out.push(`- ${row.devices} devices, ${row.path}: ${named.join('; ')}`);
     const busy = row.busyBeforePercent === undefined ? undefined : `CPUs ${row.busyBeforePercent}% busy in the second before`;
@@ -402,7 +406,7 @@ async function main(): Promise<void> {
   if (hostRows) {
     process.stderr.write('extension-host rows (code-server workbench)...\n');
     hostResults = await extensionHostRows(runs, sizes, hostPaths);
-    rows.push(...hostResults.map(hostRow));
+    rows.push(...hostResults.filter((r) => !r.failed).map(hostRow));
   }
   rows.sort((a, b) => a.devices - b.devices); // stable: plain-Node rows first within a size
 

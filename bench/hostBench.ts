@@ -29,6 +29,8 @@ export interface HostRow {
    */
   spans?: Record<string, number[]>;
   note?: string;
+  /** Why the row has no numbers: it failed (the run goes on with the next row). */
+  failed?: string;
   /** How the sampler outside saw the threads (debugger rows). */
   sampledBy?: SamplerHow;
   /** The machine's CPUs busy, in %, in the second before the row started (debugger rows). */

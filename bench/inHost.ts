@@ -75,7 +75,14 @@ async function measureAll(config: BenchConfig): Promise<HostRow[]> {
         };
         for (const which of config.paths) {
           log(`${vm.devices.length} devices: ${measure[which].what}`);
-          rows.push(await measure[which].row());
+          try {
+            rows.push(await measure[which].row());
+          } catch (error) {
+            // One row's failure costs that row, not the whole run's numbers.
+            const failed = error instanceof Error ? error.message : String(error);
+            log(`  failed: ${failed}`);
+            rows.push({ devices: vm.devices.length, path: which, freezeMs: [], resumeMs: [], missed: 0, failed });
+          }
         }
       } finally {
         await vm.stop();
@@ -325,7 +332,8 @@ async function lldbSteps(vm: FixtureVm, runs: number, api: CrosvmGuardApi): Prom
   const dap = new DapRecorder('lldb-vscode');
   const events = new EngineEvents(api);
   const lldb = await attachLldb(vm);
-  const announced = lldb.wake();
+  // Announced once the session ends, after every step: 20 steps of 256 devices can take 30 s.
+  const announced = lldb.wake(300_000);
   let lostStop = false;
   try {
     for (let k = 1; k <= runs + 1; k++) {

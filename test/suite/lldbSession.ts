@@ -16,7 +16,7 @@ export interface LldbSession extends vscode.Disposable {
    * (a queued real-time signal, read through its signalfd like crosvm's control socket).
    * The promise settles once the VM announced the device, i.e. after the debugger let it run.
    */
-  wake(): Promise<unknown>;
+  wake(timeoutMs?: number): Promise<unknown>;
 }
 
 export async function attachLldb(vm: FixtureVm): Promise<LldbSession> {
@@ -39,8 +39,8 @@ export async function attachLldb(vm: FixtureVm): Promise<LldbSession> {
   const session = await started;
   return {
     session,
-    wake: () => {
-      const announced = vm.hotplugNow(30_000);
+    wake: (timeoutMs = 30_000) => {
+      const announced = vm.hotplugNow(timeoutMs);
       announced.catch(() => undefined); // awaited, if at all, by the caller
       return announced;
     },
