@@ -64,6 +64,7 @@ const hostPaths = args
   ?.slice(12)
   .split(',') as HostPath[] | undefined;
 const ISOLATED_VARIABLE = 'CROSVM_GUARD_BENCH_ISOLATED';
+const resultsDir = path.join(__dirname, '..', '..', 'bench', 'results');
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -178,8 +179,8 @@ async function measure(method: Method, vm: FixtureVm, devices: number): Promise<
   };
 }
 
-const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
-const ratio = (value: number, base: number) => `${(value / base).toFixed(1)}×`;
+const fmt = (ms: number | undefined) => (ms === undefined || !Number.isFinite(ms) ? '–' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
+const ratio = (value: number, base: number) => (Number.isFinite(value / base) ? `${(value / base).toFixed(1)}×` : '–');
 
 /**
  * Runs crosvm's algorithm exactly as it is once, and says how it fares on the fixture: the
@@ -406,6 +407,9 @@ async function main(): Promise<void> {
   if (hostRows) {
     process.stderr.write('extension-host rows (code-server workbench)...\n');
     hostResults = await extensionHostRows(runs, sizes, hostPaths);
+    // Ten minutes of measuring: kept before anything else can fail.
+    fs.mkdirSync(resultsDir, { recursive: true });
+    fs.writeFileSync(path.join(resultsDir, 'host-rows.json'), JSON.stringify(hostResults, null, 2));
     rows.push(...hostResults.filter((r) => !r.failed).map(hostRow));
   }
   rows.sort((a, b) => a.devices - b.devices); // stable: plain-Node rows first within a size
@@ -437,10 +441,9 @@ async function main(): Promise<void> {
   }
   const goalLines = goals(rows);
   if (goalLines.length > 0) console.log(`\nGoals of issue 15, this run:\n${goalLines.map((g) => `- ${g}`).join('\n')}`);
-  const out = path.join(__dirname, '..', '..', 'bench', 'results');
-  fs.mkdirSync(out, { recursive: true });
+  fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(
-    path.join(out, 'bench.json'),
+    path.join(resultsDir, 'bench.json'),
     JSON.stringify(
       { date: new Date().toISOString(), node: process.version, runs, rows, notes, goals: goalLines, host: hostResults },
       null,
