@@ -10,8 +10,8 @@
 // Two ways to watch, the first that works:
 // - kernel trace (root, tracefs): a private ftrace instance records, for these threads only,
 //   each switch out in state T/t and each wake-up, stamped by the kernel on the monotonic
-//   clock. Nothing polls: the sampler costs the machine nothing while it waits, reads the
-//   events of a burst in one go, and sees every stop, however short.
+//   clock. The sampler reads what the kernel recorded every 20 ms, a burst of events in one
+//   go: it costs the machine next to nothing, and it sees every stop, however short.
 // - polling: thread by thread, re-reading the current one's /proc stat every 0.1 ms until it is
 //   in the state awaited (about 10-30% of a core while it waits, which a loaded 2-core machine
 //   feels; the moment reported is when the last thread was seen).
@@ -34,7 +34,7 @@ interface Thread {
 }
 
 interface Control {
-  /** [0]: a restart request, 1 + index of the phase in PHASES; 0 when none. [1]: for Atomics.wait. */
+  /** [0]: a restart request, 1 + index of the phase in PHASES; 0 when none. [1]: for Atomics.wait. [2]: 1 to stop. */
   readonly shared: Int32Array;
   readonly threads: Thread[];
   /** The ftrace instance to read, in kernel-trace mode. */
@@ -168,6 +168,9 @@ function startTrace(tids: number[]): string | undefined {
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'trace_clock'), 'mono');
     fs.writeFileSync(path.join(dir, 'set_event_pid'), tids.join(' '));
+    // Device threads switch and wake at every tick of their work; of the switches only those
+    // into a stop matter (state T = 4, t = 8): the kernel drops the rest before they are written.
+    fs.writeFileSync(path.join(dir, 'events', 'sched/sched_switch', 'filter'), 'prev_state & 12');
     for (const event of EVENTS) fs.writeFileSync(path.join(dir, 'events', event, 'enable'), '1');
     fs.writeFileSync(path.join(dir, 'tracing_on'), '1');
   } catch (error) {
@@ -181,17 +184,18 @@ function startTrace(tids: number[]): string | undefined {
 /** How long the trace reader lets events collect after it was woken by the first. */
 const BATCH_MS = 20;
 
-/** Written to the instance's trace_marker: wakes the reader, which then lets go of the trace. */
-const STOP_MARKER = 'crosvm-guard-sampler-stop';
+/** The trace reader's message once it has closed the trace (see stopTrace). */
+const TRACE_CLOSED = 'trace closed';
 
 /** Stops the trace reader and removes the instance (a killed sampler's is removed by the next one). */
-async function stopTrace(instance: string, worker: Worker): Promise<void> {
+async function stopTrace(instance: string, worker: Worker, shared: Int32Array): Promise<void> {
   const closed = new Promise<void>((resolve) => {
-    worker.on('message', (line: string) => line === STOP_MARKER && resolve());
+    worker.on('message', (line: string) => line === TRACE_CLOSED && resolve());
     setTimeout(resolve, 1000).unref();
   });
+  Atomics.store(shared, 2, 1);
+  Atomics.notify(shared, 1);
   try {
-    fs.writeFileSync(path.join(instance, 'trace_marker'), STOP_MARKER);
     await closed;
   } finally {
     removeInstance(instance);
@@ -217,35 +221,52 @@ export function parseTraceLine(line: string): { tid: number; change: 'stopped' |
   return { tid: Number(pid[1]), change: match[3] === 'sched_wakeup' ? 'woken' : 'exited', at };
 }
 
+/** Everything the trace buffer holds now (a read returns at most a page), without waiting. */
+function drain(fd: number, buffer: Buffer): string {
+  let text = '';
+  for (;;) {
+    let count: number;
+    try {
+      count = fs.readSync(fd, buffer, 0, buffer.length, null);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') return text; // empty for now
+      throw error;
+    }
+    if (count === 0) return text;
+    text += buffer.toString('latin1', 0, count);
+  }
+}
+
 function followTrace({ shared, threads, instance }: Control, report: (phase: Phase, at: bigint) => void): never {
-  const fd = fs.openSync(path.join(instance!, 'trace_pipe'), 'r');
+  const fd = fs.openSync(path.join(instance!, 'trace_pipe'), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   // Read after tracing started: from here on the events keep each thread's state current.
   const stopped = new Map(threads.map(({ pid, tid, hostTid }) => [hostTid!, isStopped(stateOf(pid, tid))]));
+  let stoppedCount = [...stopped.values()].filter((s) => s).length;
   let phase: Phase = 'stopped';
   const buffer = Buffer.alloc(1 << 16);
   let partial = '';
-  const allIn = (p: Phase) => [...stopped.values()].every((s) => s === (p === 'stopped'));
   for (;;) {
-    const read = fs.readSync(fd, buffer, 0, buffer.length, null); // blocks until events come
-    const lines = (partial + buffer.toString('latin1', 0, read)).split('\n');
-    // Then lets the rest of a burst (64 devices stopping: hundreds of events) collect: woken
-    // and parsing at every event, the sampler would compete with what it times.
+    // Every BATCH_MS, whatever came meanwhile: woken and parsing at every event, the sampler
+    // would compete with what it times (a burst of 64 devices stopping is hundreds of events).
     Atomics.wait(shared, 1, 0, BATCH_MS);
+    if (Atomics.load(shared, 2) !== 0) {
+      fs.closeSync(fd); // the instance can go once nobody reads it
+      parentPort?.postMessage(TRACE_CLOSED);
+      for (;;) Atomics.wait(shared, 1, 0); // until the process exits
+    }
+    const lines = (partial + drain(fd, buffer)).split('\n');
     partial = lines.pop() ?? '';
     for (const line of lines) {
-      if (line.includes(STOP_MARKER)) {
-        fs.closeSync(fd); // the instance can go once nobody reads it
-        parentPort?.postMessage(STOP_MARKER);
-        for (;;) Atomics.wait(shared, 1, 0); // until the process exits
-      }
       const restart = restartRequest(shared);
       if (restart) phase = restart;
       const event = parseTraceLine(line);
-      if (!event || !stopped.has(event.tid)) continue;
-      if (event.change === 'woken' && !stopped.get(event.tid)) continue; // from a sleep: it ran already
+      const wasStopped = event && stopped.get(event.tid);
+      if (!event || wasStopped === undefined) continue;
+      if (event.change === 'woken' && !wasStopped) continue; // from a sleep: it ran already
       if (event.change === 'exited') stopped.delete(event.tid);
       else stopped.set(event.tid, event.change === 'stopped');
-      if (allIn(phase)) {
+      stoppedCount += (event.change === 'stopped' ? 1 : 0) - (wasStopped ? 1 : 0);
+      if (stoppedCount === (phase === 'stopped' ? stopped.size : 0)) {
         report(phase, event.at);
         phase = phase === 'stopped' ? 'running' : 'stopped';
       }
@@ -259,7 +280,7 @@ if (isMainThread && require.main === module) {
     console.error('usage: sampler.js PID...');
     process.exit(2);
   }
-  const shared = new Int32Array(new SharedArrayBuffer(8));
+  const shared = new Int32Array(new SharedArrayBuffer(12));
   const threads = threadsOf(pids);
   const hostIds = threads.map((t) => t.hostTid);
   const instance = hostIds.every((id) => id !== undefined) ? startTrace(hostIds as number[]) : undefined;
@@ -271,7 +292,7 @@ if (isMainThread && require.main === module) {
     execFileSync(CHRT, ['--all-tasks', '--fifo', '--pid', '50', String(process.pid)], { stdio: 'ignore' });
   }
   const worker = new Worker(__filename, { workerData: { shared, threads, instance } satisfies Control });
-  worker.on('message', (line: string) => line !== STOP_MARKER && process.stdout.write(line + '\n'));
+  worker.on('message', (line: string) => line !== TRACE_CLOSED && process.stdout.write(line + '\n'));
   worker.on('error', (error) => {
     console.error(error);
     process.exit(1);
@@ -282,7 +303,7 @@ if (isMainThread && require.main === module) {
     if (phase) Atomics.store(shared, 0, 1 + PHASES.indexOf(phase));
   });
   // The bench closes stdin when it is done: stop watching.
-  const exit = () => void (instance ? stopTrace(instance, worker) : Promise.resolve()).finally(() => process.exit(0));
+  const exit = () => void (instance ? stopTrace(instance, worker, shared) : Promise.resolve()).finally(() => process.exit(0));
   process.stdin.on('end', exit);
   process.on('SIGTERM', exit);
 } else if (!isMainThread) {
