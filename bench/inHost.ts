@@ -188,6 +188,7 @@ function addSpans(
   add('stopped → freezing event', stop, freezing);
   add('freezing → frozen event', freezing, frozen);
   add('frozen event → sampler all T', frozen, allStopped);
+  add('stopped → resuming request (the hold)', stop, request);
   const resumed = request && events.after('resumed', request);
   add('request → resumed event', request, resumed);
   add('resumed event → sampler all running', resumed, allRunning);
