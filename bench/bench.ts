@@ -450,7 +450,7 @@ async function main(): Promise<void> {
       "\n  It still walks only the main thread's children (weak point 1), so it freezes fewer processes than the others." +
       '\n² from the DAP message reaching the extension host (a tracker there stamps it) to the moment the last thread of every' +
       '\n  device stopped (T), or the last was woken, seen outside by bench/sampler.ts; both on CLOCK_MONOTONIC. As root the' +
-      "\n  sampler reads it from a kernel trace of these threads' scheduler events (nothing polls); otherwise it polls /proc." +
+      "\n  sampler reads it from a kernel trace of these threads' scheduler events; otherwise it polls /proc." +
       '\n  The first stop of each session is a warm-up. "lost": steps where the sampler fell out of step (not counted).',
   );
   for (const note of notes) console.log(`- ${note}`);

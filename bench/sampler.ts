@@ -53,15 +53,15 @@ function threadsOf(pids: number[]): Thread[] {
  * (bind-mounted by bench.ts) lists each thread's ids in every namespace (NSpid) and its namespace.
  */
 function hostTids(tids: number[]): Map<number, number> {
-  const hostProc = process.env[HOST_PROC_VARIABLE];
-  if (!hostProc) return new Map(tids.map((tid) => [tid, tid]));
+  const hostProcDir = process.env[HOST_PROC_VARIABLE];
+  if (!hostProcDir) return new Map(tids.map((tid) => [tid, tid]));
   const ownNamespace = fs.readlinkSync('/proc/self/ns/pid');
   const wanted = new Set(tids);
   const found = new Map<number, number>();
-  for (const pid of fs.readdirSync(hostProc).filter((name) => /^\d+$/.test(name))) {
+  for (const pid of fs.readdirSync(hostProcDir).filter((name) => /^\d+$/.test(name))) {
     try {
-      for (const tid of fs.readdirSync(path.join(hostProc, pid, 'task'))) {
-        const task = path.join(hostProc, pid, 'task', tid);
+      for (const tid of fs.readdirSync(path.join(hostProcDir, pid, 'task'))) {
+        const task = path.join(hostProcDir, pid, 'task', tid);
         const ids = /^NSpid:\s*(.*)$/m
           .exec(fs.readFileSync(path.join(task, 'status'), 'latin1'))?.[1]
           .split(/\s+/)
