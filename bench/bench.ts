@@ -29,6 +29,7 @@ import type { FrozenProcess } from '../src/guard/types';
 import { readSnapshot } from '../src/guard/processTree';
 import { isStoppedState } from '../src/guard/procfs';
 import { startFixtureVm, stopAllFixtureVms, FixtureVm } from '../test/fixture/fixtureVm';
+import { sleep } from '../test/engine/procState';
 import { ensureSystemPackages } from '../test/runner/systemPackages';
 import { CrosvmProcessesGuard } from './crosvmAlgorithm';
 import { extensionHostRows } from './hostRows';
@@ -174,7 +175,7 @@ async function measure(method: Method, vm: FixtureVm, devices: number): Promise<
     let t = performance.now();
     await method.freeze(vm);
     const frozen = performance.now() - t;
-    if (method.holdMs) await new Promise((r) => setTimeout(r, method.holdMs));
+    if (method.holdMs) await sleep(method.holdMs);
     t = performance.now();
     await method.resume(vm);
     const resumed = performance.now() - t;

@@ -20,6 +20,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isStoppedState, readStat } from '../src/guard/procfs';
 import { HOST_PROC_VARIABLE } from './hostBench';
 
 type Phase = 'stopped' | 'running';
@@ -77,17 +78,10 @@ function hostTids(tids: number[]): Map<number, number> {
   return found;
 }
 
-/** The state letter, or undefined once the thread is gone (it then counts as whatever is awaited). */
-function stateOf(pid: number, tid: number): string | undefined {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-    return text[text.lastIndexOf(')') + 2];
-  } catch {
-    return undefined;
-  }
-}
+/** The thread's state letter, or undefined once it is gone (it then counts as whatever is awaited). */
+const stateOf = (pid: number, tid: number): string | undefined => readStat(pid, tid)?.state;
 
-const isStopped = (state: string | undefined) => state === 'T' || state === 't';
+const isStopped = (state: string | undefined) => state !== undefined && isStoppedState(state);
 
 /** Takes a restart request, if any: the phase to watch for from now on. */
 function restartRequest(shared: Int32Array): Phase | undefined {
@@ -181,7 +175,7 @@ function startTrace(tids: number[]): string | undefined {
   return dir;
 }
 
-/** How long the trace reader lets events collect after it was woken by the first. */
+/** How often the trace reader takes what the kernel recorded meanwhile. */
 const BATCH_MS = 20;
 
 /** The trace reader's message once it has closed the trace (see stopTrace). */
