@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { ensureSystemPackages } from '../test/runner/systemPackages';
 import { ensureCodeServer } from '../test/runner/tools';
 import { buildFixture } from '../test/fixture/fixtureVm';
+import { findRealCrosvm } from '../test/realCrosvm/realVm';
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -17,6 +18,16 @@ interface Stage {
   readonly command: string[];
   /** Reads the counts from the stage's output; undefined for stages without tests. */
   readonly counts?: (output: string, tapFile: string) => { passed: number; failed: number };
+  /** Why the stage cannot run on this machine, in one line; undefined when it can. */
+  readonly unavailable?: () => string | undefined;
+}
+
+/** Under CI (CI=true) a stage that cannot run fails the run instead of being reported as not run. */
+const everyStageRequired = () => process.env.CI === 'true';
+
+function realCrosvmUnavailable(): string | undefined {
+  const found = findRealCrosvm();
+  return 'missing' in found ? found.missing : undefined;
 }
 
 /** Counts from a TAP file written by node --test (`# pass N`, `# fail N`). */
@@ -75,6 +86,12 @@ async function main(): Promise<void> {
     { name: 'engine', command: nodeTest(['out/test/unit/', 'out/test/engine/'], path.join(tmp, 'engine.tap')), counts: tapCounts },
     { name: 'vscode', command: [process.execPath, 'out/test/runner/runExtensionTests.js'], counts: closingLineCounts('vscode') },
     { name: 'ui', command: nodeTest(['out/test/ui/'], path.join(tmp, 'ui.tap')), counts: tapCounts },
+    {
+      name: 'real-crosvm',
+      command: nodeTest(['out/test/realCrosvm/'], path.join(tmp, 'real-crosvm.tap')),
+      counts: tapCounts,
+      unavailable: realCrosvmUnavailable,
+    },
   ];
   const only = process.argv.slice(2);
   const summary: string[] = [];
@@ -86,6 +103,17 @@ async function main(): Promise<void> {
     const tapFile = path.join(tmp, `${stage.name}.tap`);
     const started = Date.now();
     process.stdout.write(`\n=== ${stage.name} ===\n`);
+    const unavailable = stage.unavailable?.();
+    if (unavailable !== undefined) {
+      const required = everyStageRequired();
+      process.stdout.write(`${stage.name}: not run: ${unavailable}\n`);
+      if (required) {
+        ok = false;
+        failed += 1;
+      }
+      summary.push(`${required ? 'FAIL' : 'skip'} ${stage.name}: not run: ${unavailable}`);
+      continue;
+    }
     const { code, output } = await run(stage);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     if (stage.counts) {
