@@ -10,6 +10,8 @@ import { ensureSystemPackages } from '../test/runner/systemPackages';
 import { ensureCodeServer } from '../test/runner/tools';
 import { buildFixture } from '../test/fixture/fixtureVm';
 import { findRealCrosvm } from '../test/realCrosvm/realVm';
+import { ForeignVms, startForeignVms } from '../test/runner/foreignVms';
+import { isolatedCommand, isolatedEnvironment, isolationUnavailable } from '../test/runner/isolation';
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -18,6 +20,8 @@ interface Stage {
   readonly command: string[];
   /** Reads the counts from the stage's output; undefined for stages without tests. */
   readonly counts?: (output: string, tapFile: string) => { passed: number; failed: number };
+  /** Runs in a private pid namespace of its own: it starts, lists or signals processes. */
+  readonly isolated?: boolean;
   /** Why the stage cannot run on this machine, in one line; undefined when it can. */
   readonly unavailable?: () => string | undefined;
 }
@@ -56,10 +60,13 @@ const nodeTest = (dirs: string[], tapFile: string) => [
   ...dirs,
 ];
 
-function run(stage: Stage): Promise<{ code: number; output: string }> {
+function run(stage: Stage, tmp: string): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
-    const [command, ...args] = stage.command;
-    const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, ...args] = stage.isolated ? isolatedCommand(stage.command) : stage.command;
+    // A fresh XDG_RUNTIME_DIR: the stage's journals never meet those of the user's own windows.
+    const runtimeDir = fs.mkdtempSync(path.join(tmp, `${stage.name}-runtime-`));
+    const env = stage.isolated ? isolatedEnvironment({ ...process.env, XDG_RUNTIME_DIR: runtimeDir }) : process.env;
+    const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const forward = (stream: NodeJS.WriteStream) => (chunk: Buffer) => {
       output += chunk.toString();
@@ -77,19 +84,38 @@ async function main(): Promise<void> {
   ensureSystemPackages();
   ensureCodeServer();
   buildFixture();
+  // No namespace, no run: a run that could see the host's VMs is never the fallback.
+  const unavailable = isolationUnavailable();
+  if (unavailable) throw new Error(`${unavailable}\n\n0 passed, 1 failed`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-test-'));
+  const foreign = await startForeignVms();
+  process.stdout.write(
+    `\nForeign VMs, which no stage may touch (watched by ${foreign.how}):\n${foreign.started.map((l) => `  ${l}`).join('\n')}\n`,
+  );
+  stopOnInterrupt(foreign);
   const npx = (...args: string[]) => [process.execPath, path.join(root, 'node_modules', '.bin', args[0]), ...args.slice(1)];
   const stages: Stage[] = [
     { name: 'typecheck', command: npx('tsc', '--noEmit') },
     { name: 'format', command: npx('prettier', '--check', 'src', 'test', 'bench', 'scripts', 'esbuild.mjs', 'eslint.config.mjs') },
     { name: 'lint', command: npx('eslint', 'src', 'test', 'bench', 'scripts') },
-    { name: 'engine', command: nodeTest(['out/test/unit/', 'out/test/engine/'], path.join(tmp, 'engine.tap')), counts: tapCounts },
-    { name: 'vscode', command: [process.execPath, 'out/test/runner/runExtensionTests.js'], counts: closingLineCounts('vscode') },
-    { name: 'ui', command: nodeTest(['out/test/ui/'], path.join(tmp, 'ui.tap')), counts: tapCounts },
+    {
+      name: 'engine',
+      command: nodeTest(['out/test/unit/', 'out/test/engine/'], path.join(tmp, 'engine.tap')),
+      counts: tapCounts,
+      isolated: true,
+    },
+    {
+      name: 'vscode',
+      command: [process.execPath, 'out/test/runner/runExtensionTests.js'],
+      counts: closingLineCounts('vscode'),
+      isolated: true,
+    },
+    { name: 'ui', command: nodeTest(['out/test/ui/'], path.join(tmp, 'ui.tap')), counts: tapCounts, isolated: true },
     {
       name: 'real-crosvm',
       command: nodeTest(['out/test/realCrosvm/'], path.join(tmp, 'real-crosvm.tap')),
       counts: tapCounts,
+      isolated: true,
       unavailable: realCrosvmUnavailable,
     },
   ];
@@ -114,7 +140,7 @@ async function main(): Promise<void> {
       summary.push(`${required ? 'FAIL' : 'skip'} ${stage.name}: not run: ${unavailable}`);
       continue;
     }
-    const { code, output } = await run(stage);
+    const { code, output } = await run(stage, tmp);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     if (stage.counts) {
       const counts = stage.counts(output, tapFile);
@@ -133,9 +159,26 @@ async function main(): Promise<void> {
       summary.push(`${code === 0 ? 'ok  ' : 'FAIL'} ${stage.name} (${seconds} s)`);
     }
   }
+  const untouched = await foreign.finish();
+  ok &&= untouched.problems.length === 0;
+  passed += untouched.problems.length === 0 ? untouched.checks : 0;
+  failed += untouched.problems.length;
+  if (untouched.problems.length > 0) process.stdout.write(`\n=== foreign VMs ===\n${untouched.problems.join('\n')}\n`);
+  summary.push(
+    `${untouched.problems.length === 0 ? 'ok  ' : 'FAIL'} foreign VMs untouched: ${untouched.problems.length === 0 ? untouched.checks : 0} passed, ${untouched.problems.length} failed`,
+  );
   fs.rmSync(tmp, { recursive: true, force: true });
   process.stdout.write(`\n${summary.join('\n')}\n\n${passed} passed, ${failed} failed\n`);
   process.exitCode = ok ? 0 : 1;
+}
+
+/** Ctrl-C or a kill of the run still stops the foreign VMs it started. */
+function stopOnInterrupt(foreign: ForeignVms): void {
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      void foreign.finish().finally(() => process.exit(130));
+    });
+  }
 }
 
 main().catch((error: unknown) => {

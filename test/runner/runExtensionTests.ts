@@ -17,9 +17,11 @@ import { chromiumPath, ensureCodeServer } from './tools';
 import { OUTPUT_FILE_VARIABLE, RESULT_FILE_VARIABLE, readSuiteResult, suiteSucceeded } from '../suite/result';
 import { eventually } from '../engine/procState';
 import { checkResumedOnDeactivate, startLifecycleVm } from './deactivateCheck';
+import { requireIsolation } from './isolation';
 
 async function main(): Promise<number> {
   const timeoutSeconds = Number(process.env.CROSVM_GUARD_TEST_TIMEOUT || 600);
+  requireIsolation('The extension-host suite');
   if (!existsSync(suiteIndex)) throw new Error(`${suiteIndex} is missing: run \`node esbuild.mjs --tests\` first`);
   // Before the clock starts: a first run installs the tools, which takes minutes.
   ensureCodeServer();

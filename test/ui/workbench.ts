@@ -14,6 +14,7 @@ import type { Locator, Page } from 'playwright-core';
 import { launchBrowser, WorkbenchBrowser } from '../runner/browser';
 import { CodeServer, RunAs, startCodeServer } from '../runner/codeServer';
 import { repoRoot, testResultsDir, testWorkspace } from '../runner/paths';
+import { requireIsolation } from '../runner/isolation';
 import { OUTPUT_CHANNEL_NAME } from '../../src/ui/contributions';
 
 export const EXTENSION_ID = 'crosvm-guard.crosvm-guard';
@@ -93,6 +94,7 @@ export interface Notification {
 const DEFAULT_TIMEOUT = 20_000;
 
 export async function openWorkbench(options: OpenWorkbenchOptions = {}): Promise<Workbench> {
+  requireIsolation('A test workbench');
   const server = await startCodeServer({
     folder: options.folder ?? testWorkspace,
     extensionDevelopmentPath: options.extensionDevelopmentPath === null ? undefined : (options.extensionDevelopmentPath ?? repoRoot),
