@@ -103,6 +103,29 @@ const isIntegerIn =
 
 const isBoolean: Check = (value) => (typeof value === 'boolean' ? undefined : 'must be true or false');
 
+/**
+ * assumeSwapBuild was one boolean for every crosvm on the machine: a user who vouched for one swap
+ * build had vouched for every default build too, which a stopped device shuts down. It is now a
+ * list of the executables vouched for; `true` is refused, saying why, and `false` means none.
+ */
+function assumeSwapBuildProblem(value: unknown): string | undefined {
+  if (value === true) return VOUCH_FOR_EVERY_BUILD;
+  if (value === false) return undefined;
+  return isStringList('crosvm executables', (s) => (s.startsWith('/') && !s.includes('\0') ? undefined : `"${s}" is not an absolute path`))(
+    value,
+  );
+}
+
+const VOUCH_FOR_EVERY_BUILD =
+  'is now a list of the crosvm executables you vouch were built with the swap feature, e.g. ' +
+  '["/home/you/crosvm/target/release/crosvm"]: true vouched for every crosvm on this machine, and a build without the ' +
+  'feature shuts its VM down when a device process is stopped; nothing is vouched for until you list one';
+
+/** Values of an earlier form that mean a value of today's: the old default `false` is an empty list. */
+const MIGRATIONS: Partial<Record<keyof ExtensionSettings, (value: unknown) => unknown>> = {
+  assumeSwapBuild: (value) => (value === false ? [] : value),
+};
+
 const CHECKS: Record<keyof ExtensionSettings, Check> = {
   processNames: (value) => {
     const problem = isStringList('executable names', (s) =>
@@ -116,7 +139,7 @@ const CHECKS: Record<keyof ExtensionSettings, Check> = {
   refreshIntervalMs: isIntegerIn(250, 600_000),
   statusBarVisibility: isOneOf(VISIBILITIES),
   includeTracedProcesses: isBoolean,
-  assumeSwapBuild: isBoolean,
+  assumeSwapBuild: assumeSwapBuildProblem,
   method: isOneOf(['auto', 'signal', 'cgroup']),
   maxFreezeSeconds: isIntegerIn(0, 86_400),
   debugAutoFreeze: isOneOf(['off', 'onStop']),
@@ -142,7 +165,7 @@ export function validateSettings(raw: Partial<Record<keyof ExtensionSettings, un
       const fallback = `using the default ${JSON.stringify(DEFAULT_EXTENSION_SETTINGS[key])} instead of ${JSON.stringify(value)}`;
       warnings.push(`Setting ${SETTINGS_SECTION}.${SettingKeys[key]} ${problem}; ${fallback}.`);
     } else {
-      settings[key] = value;
+      settings[key] = MIGRATIONS[key]?.(value) ?? value;
     }
   }
   return { settings: settings as unknown as ExtensionSettings, warnings };

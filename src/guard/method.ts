@@ -127,6 +127,6 @@ export function decideMethod(
   const message =
     `Not freezing crosvm VM ${vm.main.pid}: ${swapBuild.evidence}, so stopping its device processes would make crosvm shut the VM down; ` +
     `and the cgroup freezer, which crosvm does not notice, is not open here: ${problem}. Two ways out: rebuild crosvm with \`--features swap\` ` +
-    `(or set crosvmGuard.assumeSwapBuild if it was), or ${DELEGATION_WAY_OUT}.`;
+    `(or add its executable to crosvmGuard.assumeSwapBuild if it was), or ${DELEGATION_WAY_OUT}.`;
   return { method: undefined, refusal, why: `neither method applies: ${problem}`, error: new GuardError('unsafe-build', message) };
 }

@@ -67,10 +67,10 @@ export function executableHasSwapMarkers(pid: number): { found: string | null } 
 }
 
 /**
- * Decides from the evidence. `userSaysSwapBuild` is the user's override (a setting): it
- * counts as proof because the user knows how they built crosvm.
+ * Decides from the evidence. `vouchedExecutables` is the user's word (a setting) for the builds
+ * they know: it counts as proof for a VM whose own executable is one of them, and no other.
  */
-export function judgeSwapBuild(vm: VmSnapshot, userSaysSwapBuild: boolean): SwapBuildVerdict {
+export function judgeSwapBuild(vm: VmSnapshot, vouchedExecutables: readonly string[]): SwapBuildVerdict {
   const monitor = vm.devices.find((d) => d.label === SWAP_MONITOR_LABEL && d.state !== 'Z');
   if (monitor) {
     return { tolerant: true, evidence: `a "${SWAP_MONITOR_LABEL}" process (pid ${monitor.pid}) runs: vmm-swap is enabled for this VM` };
@@ -79,8 +79,9 @@ export function judgeSwapBuild(vm: VmSnapshot, userSaysSwapBuild: boolean): Swap
   if ('found' in scan && scan.found) {
     return { tolerant: true, evidence: `its executable contains vmm-swap code ("${scan.found}"): built with the swap feature` };
   }
-  if (userSaysSwapBuild) {
-    return { tolerant: true, evidence: 'the setting crosvmGuard.assumeSwapBuild says this crosvm is built with the swap feature' };
+  const vouched = vouchedExecutable(vm, vouchedExecutables);
+  if (vouched) {
+    return { tolerant: true, evidence: `the setting crosvmGuard.assumeSwapBuild vouches for its executable, ${vouched}` };
   }
   if ('found' in scan) {
     return {
@@ -95,5 +96,17 @@ export function judgeSwapBuild(vm: VmSnapshot, userSaysSwapBuild: boolean): Swap
   };
 }
 
+/**
+ * The entry of `vouchedExecutables` that is this VM's executable, if any. The path the kernel
+ * gives, less the ` (deleted)` of a binary rebuilt at the same place: the user vouched for what
+ * they build there. A VM whose executable cannot be read (another user's) is vouched for by none.
+ */
+function vouchedExecutable(vm: VmSnapshot, vouchedExecutables: readonly string[]): string | undefined {
+  if (vm.exe === undefined) return undefined;
+  const exe = vm.exe.replace(/ \(deleted\)$/, '');
+  return vouchedExecutables.find((path) => path === exe);
+}
+
 /** What a user can do about a VM whose build does not tolerate stopped children. */
-export const UNSAFE_BUILD_WAY_OUT = 'Rebuild crosvm with `--features swap`, or, if you know it was, set crosvmGuard.assumeSwapBuild.';
+export const UNSAFE_BUILD_WAY_OUT =
+  'Rebuild crosvm with `--features swap`, or, if you know it was, add its executable to crosvmGuard.assumeSwapBuild.';

@@ -36,8 +36,11 @@ export interface GuardSettings {
   readonly stopTimeoutMs: number;
   /** Also stop processes a debugger is attached to. */
   readonly includeTracedProcesses: boolean;
-  /** The user vouches that crosvm was built with the `swap` feature. */
-  readonly assumeSwapBuild: boolean;
+  /**
+   * Executables (absolute paths, as /proc/<pid>/exe names them) the user vouches were built with
+   * the `swap` feature: a VM running one of them is frozen with signals without other proof.
+   */
+  readonly assumeSwapBuild: readonly string[];
   /** Re-scans for processes forked while freezing before giving up. */
   readonly maxRounds: number;
   readonly childrenSource: ChildrenSource;
@@ -56,7 +59,7 @@ export const DEFAULT_SETTINGS: GuardSettings = {
   excludeLabels: [],
   stopTimeoutMs: 2000,
   includeTracedProcesses: false,
-  assumeSwapBuild: false,
+  assumeSwapBuild: [],
   maxRounds: 5,
   childrenSource: 'children-files',
   method: 'auto',

@@ -165,7 +165,7 @@ describe('freeze and resume with signals', () => {
     const guard = new CrosvmGuard();
     assert.match(guard.swapBuildOf(guard.inspectVm({ pid: withMonitor.pid })).evidence, /swap monitor" process \(pid \d+\)/);
     const plain = await startFixtureVm({ build: 'default' });
-    const overridden = new CrosvmGuard({ assumeSwapBuild: true });
+    const overridden = new CrosvmGuard({ assumeSwapBuild: [plain.binary] });
     assert.equal(overridden.swapBuildOf(overridden.inspectVm({ pid: plain.pid })).tolerant, true);
   });
 

@@ -231,7 +231,7 @@ suite('settings', () => {
   test('excludeLabels and assumeSwapBuild reach the engine', async () => {
     const guard = await api();
     const vm = await startFixtureVm({ build: 'default' });
-    await setSetting('assumeSwapBuild', true);
+    await setSetting('assumeSwapBuild', [vm.binary]);
     await setSetting('excludeLabels', ['*']);
     await eventually(() => guard.refresh().vms[0]?.signalsSafe === true);
     // Everything excluded: nothing is signalled, so the non-swap fixture survives.
@@ -277,7 +277,10 @@ suite('settings', () => {
     // A hostile repository names the extension host's own executable as "crosvm".
     fs.writeFileSync(
       settingsFile,
-      JSON.stringify({ 'crosvmGuard.processNames': [path.basename(process.execPath)], 'crosvmGuard.assumeSwapBuild': true }),
+      JSON.stringify({
+        'crosvmGuard.processNames': [path.basename(process.execPath)],
+        'crosvmGuard.assumeSwapBuild': [fs.realpathSync(process.execPath)],
+      }),
     );
     try {
       await sleep(1500); // the configuration service picks the file up asynchronously

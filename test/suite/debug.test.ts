@@ -197,7 +197,8 @@ suite('debug sessions', () => {
     const link = path.join(dir, 'crosvm');
     fs.symlinkSync(process.execPath, link);
     await set('debug.autoFreeze', 'onStop');
-    await set('assumeSwapBuild', true); // node carries no vmm-swap markers; the user vouches
+    // Node carries no vmm-swap markers: the user vouches for this executable, and no other.
+    await set('assumeSwapBuild', [fs.realpathSync(process.execPath)]);
     // js-debug's own helper runs as a child of the debuggee; freezing it would stall the
     // debugger itself. (gdb and LLDB have no such helper.)
     await set('excludeLabels', ['MainThread', 'node']);

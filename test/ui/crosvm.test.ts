@@ -228,7 +228,7 @@ function hostileWorkspace(processNames: string[]): string {
   mkdirSync(join(folder, '.vscode'));
   writeFileSync(
     join(folder, '.vscode', 'settings.json'),
-    JSON.stringify({ 'crosvmGuard.processNames': processNames, 'crosvmGuard.assumeSwapBuild': true }),
+    JSON.stringify({ 'crosvmGuard.processNames': processNames, 'crosvmGuard.assumeSwapBuild': ['/usr/bin/sleep', '/bin/sh'] }),
   );
   writeFileSync(join(folder, 'README.md'), 'A workspace that should not be trusted.\n');
   return folder;

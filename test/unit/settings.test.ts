@@ -17,12 +17,12 @@ describe('validateSettings', () => {
       refreshIntervalMs: 1000,
       statusBarVisibility: 'debugging',
       includeTracedProcesses: true,
-      assumeSwapBuild: true,
+      assumeSwapBuild: ['/home/dev/crosvm/target/release/crosvm'],
     });
     assert.deepEqual(warnings, []);
     assert.deepEqual(settings.processNames, ['crosvm', 'crosvm-dev']);
     assert.equal(settings.statusBarVisibility, 'debugging');
-    assert.equal(settings.assumeSwapBuild, true);
+    assert.deepEqual(settings.assumeSwapBuild, ['/home/dev/crosvm/target/release/crosvm']);
   });
 
   const invalid: Array<[string, Record<string, unknown>, RegExp]> = [
@@ -37,7 +37,10 @@ describe('validateSettings', () => {
       { statusBarVisibility: 'sometimes' },
       /statusBar.visibility must be one of whenVmRunning, debugging, always, never/,
     ],
-    ['a string for a boolean', { assumeSwapBuild: 'yes' }, /assumeSwapBuild must be true or false/],
+    ['a string for a list', { assumeSwapBuild: 'yes' }, /assumeSwapBuild must be a list of crosvm executables/],
+    ['a bare name to vouch for', { assumeSwapBuild: ['crosvm'] }, /assumeSwapBuild "crosvm" is not an absolute path/],
+    // The old boolean vouched for every crosvm of the machine, default builds included.
+    ['the old `true`', { assumeSwapBuild: true }, /assumeSwapBuild is now a list of the crosvm executables you vouch .*: true vouched for every crosvm/],
     ['a negative safety valve', { maxFreezeSeconds: -1 }, /maxFreezeSeconds must be a whole number from 0 to 86400/],
   ];
   for (const [name, raw, warning] of invalid) {
@@ -49,6 +52,10 @@ describe('validateSettings', () => {
       assert.match(warnings[0], /using the default/);
     });
   }
+
+  it('reads the old default `false` as vouching for no executable, without a warning', () => {
+    assert.deepEqual(validateSettings({ assumeSwapBuild: false }), { settings: DEFAULT_EXTENSION_SETTINGS, warnings: [] });
+  });
 
   it('keeps the valid values when one is invalid', () => {
     const { settings, warnings } = validateSettings({ stopTimeoutMs: -5, refreshIntervalMs: 5000 });
