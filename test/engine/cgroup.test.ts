@@ -18,7 +18,7 @@ import {
 import { freezeInCgroups } from '../../src/guard/cgroupFreezer';
 import { readJournals, recoverLeftovers } from '../../src/guard/journal';
 import { currentIdentity } from '../../src/guard/processTree';
-import { FixtureDevice, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { FixtureDevice, FixtureVm, pidsOfOwnFixtureVms, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { startHost, tmpJournalDir } from './hostHarness';
 import { eventually, sleep } from './procState';
 
@@ -27,12 +27,25 @@ function ours(dir: string): string[] {
   return fs.readdirSync(dir).filter((name) => name.startsWith(`crosvm-guard-${process.pid}-`));
 }
 
+/** The pids a cgroup holds, as this pid namespace sees them (another namespace's are left out). */
+function cgroupProcs(dir: string): number[] {
+  try {
+    return fs.readFileSync(path.join(dir, 'cgroup.procs'), 'latin1').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * A failed assertion must not leave frozen tasks behind: a cgroup-frozen task does not even
- * die of SIGKILL until thawed. Thaws and removes every freeze cgroup made by this process or
- * by a process that is gone (a host the test killed).
+ * die of SIGKILL until thawed. Thaws and removes the freeze cgroups this test made: those
+ * whose every process is of a fixture VM this test started (a host it killed may have made
+ * them), or, empty, made by this process. The maker's pid in a cgroup's name means something
+ * only in the pid namespace that made it, and a cgroup of another namespace looks empty from
+ * here: so a freeze of someone else's, a developer's window beside the tests, is never touched.
  */
 function thawLeftovers(): void {
+  const own = pidsOfOwnFixtureVms();
   for (const version of [1, 2] as CgroupVersion[]) {
     const hierarchy = freezerHierarchy(version);
     if (!hierarchy) continue;
@@ -42,7 +55,9 @@ function thawLeftovers(): void {
         if (!entry.isDirectory()) continue;
         const child = path.join(dir, entry.name);
         const maker = /^crosvm-guard-(\d+)-/.exec(entry.name)?.[1];
-        if (maker && (Number(maker) === process.pid || !fs.existsSync(`/proc/${maker}`))) {
+        const procs = maker ? cgroupProcs(child) : [];
+        const made = procs.length > 0 ? procs.every((pid) => own.has(pid)) : Number(maker) === process.pid;
+        if (maker && made) {
           leftovers.push({ version, dir: child, originalDir: dir });
         } else if (depth < 3) walk(child, depth + 1);
       }
