@@ -9,6 +9,8 @@ import { continueProcesses, StopTreeFailure, stopTree } from './signalFreezer';
 import { CgroupHierarchy, cgroupDirOf, freezerHierarchy, remainingCgroups, thawAndRestore } from './cgroupfs';
 import { CgroupFreezeFailure, freezeTreeWithCgroups } from './cgroupFreezer';
 import { chooseMethod, MethodChoice } from './method';
+import { globsRegExp } from './glob';
+import { fullLabel } from './labels';
 import { judgeSwapBuild, SwapBuildVerdict } from './swapBuild';
 import { TargetRules } from './targets';
 import {
@@ -50,15 +52,23 @@ export function mergeResumeReports(reports: readonly ResumeReport[]): ResumeRepo
 
 /** Compiles label globs (`*` any run, `?` one character) into one full-match test. */
 export function labelMatcher(patterns: readonly string[]): (label: string) => boolean {
-  if (patterns.length === 0) return () => false;
-  const alternatives = patterns.map((glob) =>
-    glob
-      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-      .replace(/\*/g, '.*')
-      .replace(/\?/g, '.'),
-  );
-  const regex = new RegExp(`^(?:${alternatives.join('|')})$`);
-  return (label) => regex.test(label);
+  const regex = globsRegExp(patterns);
+  return regex ? (label) => regex.test(label) : () => false;
+}
+
+/**
+ * crosvmGuard.excludeLabels: a pattern matches a process's name as the kernel shows it
+ * (`comm`, at most 15 bytes) or, where the kernel cut one of crosvm's labels, the whole label:
+ * `pcivirtio-console` and `pcivirtio-conso` both exclude the console. Never the `#n` the view
+ * adds to tell identical siblings apart: that number is not the process's and can change.
+ */
+export function excludedLabelMatcher(patterns: readonly string[]): (label: string) => boolean {
+  const matches = labelMatcher(patterns);
+  return (label) => {
+    if (matches(label)) return true;
+    const full = fullLabel(label);
+    return full !== undefined && matches(full);
+  };
 }
 
 export class CrosvmGuard implements FreezeEngine {
@@ -77,13 +87,13 @@ export class CrosvmGuard implements FreezeEngine {
 
   constructor(settings: Partial<GuardSettings> = {}) {
     this.settings = { ...DEFAULT_SETTINGS, childrenSource: defaultChildrenSource(), ...settings };
-    this.isExcludedLabel = labelMatcher(this.settings.excludeLabels);
+    this.isExcludedLabel = excludedLabelMatcher(this.settings.excludeLabels);
   }
 
   updateSettings(settings: Partial<GuardSettings>): void {
     this.settings = { ...this.settings, ...settings };
     this.provenVms.clear();
-    this.isExcludedLabel = labelMatcher(this.settings.excludeLabels);
+    this.isExcludedLabel = excludedLabelMatcher(this.settings.excludeLabels);
   }
 
   get currentSettings(): GuardSettings {

@@ -3,7 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { parseChildren, parseCmdline, parseStat, parseStatus } from '../../src/guard/procfs';
-import { labelMatcher } from '../../src/guard/guard';
+import { excludedLabelMatcher, labelMatcher } from '../../src/guard/guard';
 import { executableName, matchesProcessNames, shortVmName } from '../../src/guard/vms';
 import { describeSignalError, FreezeError, assertLinux } from '../../src/guard/errors';
 
@@ -111,6 +111,14 @@ describe('labelMatcher', () => {
     assert.ok(!match('axb'));
   });
   it('matches nothing when empty', () => assert.ok(!labelMatcher([])('anything')));
+  it("excludeLabels: the kernel's cut name or crosvm's whole label, never the view's number", () => {
+    assert.ok(excludedLabelMatcher(['pcivirtio-console'])('pcivirtio-conso'));
+    assert.ok(excludedLabelMatcher(['pcivirtio-conso'])('pcivirtio-conso'));
+    assert.ok(excludedLabelMatcher(['*-console'])('pcivirtio-conso'));
+    assert.ok(!excludedLabelMatcher(['pcivirtio-console'])('pcivirtio-cons'));
+    assert.ok(excludedLabelMatcher(['serial'])('serial'));
+    assert.ok(!excludedLabelMatcher(['serial #1'])('serial'));
+  });
 });
 
 describe('error messages', () => {
