@@ -12,7 +12,7 @@ import { openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
 
 const STATUS = /crosvm/;
 /** VMs of other test runs on the host stay out of these workbenches: only this name is crosvm here. */
-const NAME = 'crosvm-ui';
+const NAME = 'crosvm_ui';
 const ONLY_OURS = { 'crosvmGuard.processNames': [NAME] };
 let workbench: Workbench;
 let vm: FixtureVm;
