@@ -3,7 +3,7 @@
 // Node tests and the benchmark all drive this same class.
 import * as fs from 'node:fs';
 import { assertLinux, FreezeError, GuardError } from './errors';
-import { isStoppedState, KeptProcFiles, readStat } from './procfs';
+import { isStoppedState, KeptProcFiles, readStat, readUidMap } from './procfs';
 import { defaultChildrenSource, identityKey, ownersPhrase, selfAndAncestors } from './processTree';
 import { continueProcesses, StopTreeFailure, stopTree } from './signalFreezer';
 import { CgroupHierarchy, cgroupDirOf, freezerHierarchy, remainingCgroups, thawAndRestore } from './cgroupfs';
@@ -298,7 +298,7 @@ export class CrosvmGuard implements FreezeEngine {
     let result;
     try {
       result = await stopTree(vm.main, vm.devices, {
-        ...this.targetRules(request),
+        ...this.targetRules(request, vm),
         scope,
         stopTimeoutMs: this.settings.stopTimeoutMs,
         maxRounds: this.settings.maxRounds,
@@ -348,7 +348,7 @@ export class CrosvmGuard implements FreezeEngine {
     const rescan = () => this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices;
     // From an earlier walk, nothing listed may mean nothing known yet: look before deciding.
     const result = await freezeTreeWithCgroups(vm.main, first.length === 0 && fromEarlierWalk ? rescan() : first, {
-      ...this.targetRules(request),
+      ...this.targetRules(request, vm),
       hierarchy,
       stopTimeoutMs: this.settings.stopTimeoutMs,
       maxRounds: this.settings.maxRounds,
@@ -390,13 +390,16 @@ export class CrosvmGuard implements FreezeEngine {
   }
 
   /** The rules both methods apply to every process of a VM (see targets.ts). */
-  private targetRules(request: FreezeRequest): TargetRules {
+  private targetRules(request: FreezeRequest, vm: VmSnapshot): TargetRules {
+    const owners = this.settings.allowedOwners;
     return {
       protectedPids: selfAndAncestors(),
       debuggeePids: new Set(request.excludePids ?? []),
       isExcludedLabel: this.isExcludedLabel,
       includeTraced: this.settings.includeTracedProcesses,
-      allowedOwners: this.settings.allowedOwners,
+      allowedOwners: owners,
+      // Read once per freeze: the VM's own namespace, against which a device's is compared.
+      ...(owners ? { vmUidMap: readUidMap(vm.main.pid) } : {}),
     };
   }
 

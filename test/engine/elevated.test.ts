@@ -336,6 +336,8 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
   });
 
   it('a root VM with a device that runs as another uid: refused, naming that device and its owner; nothing is frozen', async () => {
+    // foreign-dev calls setuid() in the VM's own user namespace: nothing shows the VM mapped
+    // that uid (see mappedByVm), so it stays someone else's. realUidMap.test.ts: one that is.
     const vm = await startFixtureVm({ build: 'default', devices: 1, foreignDeviceUid: 65534 });
     const before = processFacts(vm);
     const events = startUserHost(nopasswd, vm, '');
