@@ -179,13 +179,15 @@ export class LineageProof {
     const read = owners ? readStatAndOwner(target.pid, this.vmUidMap !== undefined) : undefined;
     const stat = owners ? read?.stat : readStat(target.pid);
     if (!isStill(target, stat)) return { kind: 'gone', reason: GONE };
-    const mapped = owners && read && !owners.has(read.uid) ? mappedByVm(read.uid, read.uidMap, this.vmUidMap) : undefined;
-    if (owners && read && !owners.has(read.uid) && (!mapped || target.pid === this.root.pid)) {
-      return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
+    if (owners && read && !owners.has(read.uid)) {
+      // A uid the VM mapped (never the main process's) is the VM's only if this process is the
+      // VM's: its lineage, proven below, decides.
+      if (target.pid === this.root.pid || !mappedByVm(read.uid, read.uidMap, this.vmUidMap)) {
+        return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
+      }
     }
     // The main process itself (scope "vm"): its identity is the whole proof.
     if (target.pid === this.root.pid) return target.startTime === this.root.startTime ? undefined : { kind: 'gone', reason: GONE };
-    // A mapped uid is the VM's only if this process is the VM's: the lineage below decides.
     if (!this.isLinked(stat.ppid, 0)) return { kind: 'left-vm', reason: notDescendantReason(this.root.pid, stat.ppid) };
     this.linked.set(target.pid, target.startTime);
     return undefined;
