@@ -186,6 +186,17 @@ describe('crosvm fixture', () => {
     await vm.stop();
   });
 
+  it('default build: it logs the label crosvm knows, not the name the kernel cut', async () => {
+    const vm = await startFixtureVm({ build: 'default' });
+    const cons = device(vm, 'pcivirtio-conso');
+    process.kill(cons.pid, 'SIGSTOP');
+    await waitUntil(() => vm.crashed(), 2000, 'the crash line');
+    // As real crosvm logs it (shared/real-crosvm/README.md).
+    assert.match(vm.stderr(), new RegExp(`^child pcivirtio-console \\(pid ${cons.pid}\\) exited: signo 17, status 19, code 5$`, 'm'));
+    process.kill(cons.pid, 'SIGCONT');
+    assert.equal((await vm.exited).code, 33);
+  });
+
   it('swap build: an exit coalesced with an ignored stop still crashes it (no event lost)', async () => {
     // SIGCHLD is a standard signal: the second one is dropped while the first is pending, so
     // the signalfd may only show the (ignored) stop; waitid must still find the exit.
