@@ -65,6 +65,26 @@ describe('real crosvm: the swap build, with signals', () => {
   });
 });
 
+describe('real crosvm: excludeLabels', () => {
+  it("matches crosvm's whole label where the kernel cut it; identical siblings by their name; exit 143", async () => {
+    const vm = await startRealVm({ build: 'swap' });
+    const guard = new CrosvmGuard({ excludeLabels: ['pcivirtio-console', 'serial'] });
+    try {
+      const report = await guard.freeze({ pid: vm.pid });
+      const excluded = report.skipped.filter((s) => s.reason === 'excluded').map((s) => s.label);
+      assert.deepEqual(excluded.sort(), ['pcivirtio-conso', 'serial', 'serial', 'serial', 'serial']);
+      for (const s of report.skipped) assert.ok(isRunning(s.pid), `${s.label} ${s.pid} was stopped although excluded`);
+      assert.deepEqual(report.frozen.map((p) => p.label).sort(), ['pcivirtio-block', 'pcivirtio-pmem', 'pcivirtio-rng']);
+      for (const p of report.frozen) assert.ok(isFullyStopped(p.pid), `${p.label} ${p.pid} is not stopped`);
+      await guard.resume();
+      await vm.waitForTick(vm.tick(), 10_000);
+    } finally {
+      await guard.dispose();
+    }
+    assert.equal(await vm.stop(), 143, vm.crosvmLog().slice(-600));
+  });
+});
+
 describe('real crosvm: the default build', () => {
   it('refuses signals; auto takes the cgroup freezer as root; the guest stands still, ticks after; exit 143, not 33', async () => {
     const vm = await startRealVm({ build: 'default' });
