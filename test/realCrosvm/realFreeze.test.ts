@@ -25,7 +25,7 @@ async function assertStillThenTicks(vm: RealVm, resume: () => Promise<unknown>):
 }
 
 describe('real crosvm: the swap build, with signals', () => {
-  it('freezes every device, the swap monitor too, every thread in T; the guest stands still, then ticks; exit 143', async () => {
+  it('freezes every device, the swap monitor too, every thread in T; the guest stands still, then ticks; exit 143', async (t) => {
     const vm = await startRealVm({ build: 'swap', swapMonitor: true });
     const guard = new CrosvmGuard();
     try {
@@ -33,6 +33,7 @@ describe('real crosvm: the swap build, with signals', () => {
       assert.equal(report.method, 'signal');
       assert.equal(report.swapBuild.tolerant, true);
       assert.match(report.methodReason, /swap monitor/);
+      t.diagnostic(`signals: ${report.frozen.length} processes frozen in ${report.elapsedMs.toFixed(1)} ms, ${report.rounds} rounds`);
       const found = guard.inspectVm({ pid: vm.pid });
       assert.deepEqual(new Set(report.frozen.map((p) => p.pid)), new Set(found.devices.map((d) => d.pid)));
       assert.ok(
@@ -86,7 +87,7 @@ describe('real crosvm: excludeLabels', () => {
 });
 
 describe('real crosvm: the default build', () => {
-  it('refuses signals; auto takes the cgroup freezer as root; the guest stands still, ticks after; exit 143, not 33', async () => {
+  it('refuses signals; auto takes the cgroup freezer as root; the guest stands still, ticks after; exit 143, not 33', async (t) => {
     const vm = await startRealVm({ build: 'default' });
     const guard = new CrosvmGuard();
     try {
@@ -102,6 +103,7 @@ describe('real crosvm: the default build', () => {
       const report = await guard.freeze({ pid: vm.pid });
       assert.equal(report.method, 'cgroup');
       assert.equal(report.frozen.length, found.devices.length);
+      t.diagnostic(`cgroup freezer: ${report.frozen.length} processes frozen in ${report.elapsedMs.toFixed(1)} ms`);
       await assertStillThenTicks(vm, () => guard.resume());
       // Survived, not merely alive: it goes on ticking, logged no crash, and ends normally.
       await vm.waitForTick(vm.tick(), 10_000);
