@@ -8,7 +8,7 @@
 // issue 15 with this run's ratios, and writes bench/results/bench.json.
 //
 //   --runs=N        runs per row after one warm-up (default 20)
-//   --sizes=8,64    device processes per fixture VM (default 8,64,256)
+//   --sizes=11,64   device processes per fixture VM (default 11,64,256; 11 is the fixture's least)
 //   --node-only     skip the extension-host rows (--host-only: skip the plain-Node ones)
 //   --host-rows=command,js-debug   only these extension-host rows (command, crosvm, js-debug,
 //                   js-debug busy, lldb)
@@ -28,7 +28,7 @@ import { confirmStopped, continueProcesses } from '../src/guard/signalFreezer';
 import type { FrozenProcess } from '../src/guard/types';
 import { readSnapshot } from '../src/guard/processTree';
 import { isStoppedState } from '../src/guard/procfs';
-import { startFixtureVm, stopAllFixtureVms, FixtureVm } from '../test/fixture/fixtureVm';
+import { FIXTURE_BUILT_IN_LABELS, startFixtureVm, stopAllFixtureVms, FixtureVm } from '../test/fixture/fixtureVm';
 import { sleep } from '../test/engine/procState';
 import { ensureSystemPackages } from '../test/runner/systemPackages';
 import { CrosvmProcessesGuard } from './crosvmAlgorithm';
@@ -60,7 +60,7 @@ interface Row {
 
 const args = process.argv.slice(2);
 const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 20);
-const sizes = (args.find((a) => a.startsWith('--sizes='))?.slice(8) ?? '8,64,256').split(',').map(Number);
+const sizes = (args.find((a) => a.startsWith('--sizes='))?.slice(8) ?? '11,64,256').split(',').map(Number);
 const nodeRows = !args.includes('--host-only');
 const hostRows = !args.includes('--node-only');
 const hostPaths = args
@@ -295,8 +295,13 @@ async function measureInNode(rows: Row[], notes: string[]): Promise<void> {
   const journalDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-bench-journal-'));
   try {
     for (const devices of sizes) {
-      // `devices` processes in all: the fixture's 6 built-in devices plus extra two-thread ones.
-      const vm = await startFixtureVm({ build: 'swap', devices: Math.max(0, devices - 6), deviceThreads: 2, tickMs: 50 });
+      // `devices` processes in all: the fixture's built-in devices (11, crosvm's names) plus extra two-thread ones.
+      const vm = await startFixtureVm({
+        build: 'swap',
+        devices: Math.max(0, devices - FIXTURE_BUILT_IN_LABELS.length),
+        deviceThreads: 2,
+        tickMs: 50,
+      });
       process.stderr.write(`${devices} device processes (pid ${vm.pid}), plain Node...\n`);
       notes.push(`${vm.devices.length} devices: ${await faithfulCrosvmCheck(vm)}`);
       continueProcesses(treeOf(vm, true));

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { CrosvmGuardApi } from '../src/ui/api';
 import type { FreezeReport, GuardEvent } from '../src/guard';
-import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../test/fixture/fixtureVm';
+import { FIXTURE_BUILT_IN_LABELS, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../test/fixture/fixtureVm';
 import { eventually, isFullyStopped, sleep } from '../test/engine/procState';
 import { DapRecorder, msBetween } from '../test/suite/dapRecorder';
 import { attachLldb } from '../test/suite/lldbSession';
@@ -54,7 +54,12 @@ async function measureAll(config: BenchConfig): Promise<HostRow[]> {
   const rows: HostRow[] = [];
   try {
     for (const devices of config.sizes) {
-      const vm = await startFixtureVm({ build: 'swap', devices: Math.max(0, devices - 6), deviceThreads: 2, tickMs: 50 });
+      const vm = await startFixtureVm({
+        build: 'swap',
+        devices: Math.max(0, devices - FIXTURE_BUILT_IN_LABELS.length),
+        deviceThreads: 2,
+        tickMs: 50,
+      });
       try {
         // A debuggee in no VM makes a stop freeze every VM of this user: it must be ours alone.
         const others = api.refresh().vms.filter((v) => v.pid !== vm.pid);

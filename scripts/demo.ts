@@ -50,7 +50,7 @@ async function startDemoVm(withUnsafeVm: boolean, desktop: boolean): Promise<Dem
 }
 
 /** The demo VMs' executable name (a copy of the fixture), and so the demo's crosvmGuard.processNames. */
-const DEMO_NAME = 'crosvm-demo';
+const DEMO_NAME = 'crosvm_demo'; // outside the default processNames: only the demo's window lists it
 
 /** Resumes (stop() sends SIGCONT to the whole tree first) and ends every demo VM. */
 async function stopDemoVm(): Promise<void> {

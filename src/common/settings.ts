@@ -126,11 +126,17 @@ const MIGRATIONS: Partial<Record<keyof ExtensionSettings, (value: unknown) => un
   assumeSwapBuild: (value) => (value === false ? [] : value),
 };
 
+/** A name of crosvmGuard.processNames: a bare executable name, with `*` and `?` as wildcards after its start. */
+function processNameProblem(name: string): string | undefined {
+  if (name.length === 0 || name.includes('/') || name.includes('\0')) return `"${name}" is not a bare executable name`;
+  // `*` or `*vm` would take every process, or any, for crosvm: a name starts as the executable does.
+  if (/^[*?]/.test(name)) return `"${name}" starts with a wildcard; start with the executable's name, as in "crosvm-*"`;
+  return undefined;
+}
+
 const CHECKS: Record<keyof ExtensionSettings, Check> = {
   processNames: (value) => {
-    const problem = isStringList('executable names', (s) =>
-      s.length === 0 || s.includes('/') || s.includes('\0') ? `"${s}" is not a bare executable name` : undefined,
-    )(value);
+    const problem = isStringList('executable names', processNameProblem)(value);
     if (problem) return problem;
     return (value as string[]).length === 0 ? 'must name at least one executable' : undefined;
   },

@@ -9,10 +9,11 @@ import { isPid, isTicks } from '../guard/validate';
 // ---- the command line: which mode, and its few numbers -------------------------------------
 
 /**
- * Executable names the root companion accepts as crosvm (`crosvm`, `crosvm-dev`, …): the names
- * come from the unprivileged side, and no setting may point root at another program.
+ * Executable names the root companion accepts as crosvm (`crosvm`, `crosvm-dev`, `crosvm-*`, …):
+ * the names come from the unprivileged side, and no setting may point root at another program.
+ * Wildcards only after the literal `crosvm`, so whatever a name matches starts with it.
  */
-export const ELEVATED_NAME = /^crosvm[A-Za-z0-9._+-]{0,58}$/;
+export const ELEVATED_NAME = /^crosvm[A-Za-z0-9._+*?-]{0,58}$/;
 
 export type CompanionArguments =
   /** The host's own freezes: resumes them (and removes `journal`) when host `hostPid` is gone. */

@@ -193,7 +193,7 @@ export async function freezeTreeWithCgroups(
       const targets = sorted.targets;
       const outside: FrozenProcess[] = [];
       if (targets.length > 0) {
-        const proof = new LineageProof(root, members, options.allowedOwners);
+        const proof = new LineageProof(root, members, options.allowedOwners, options.vmUidMap);
         const beforeCreate = options.beforeCreate;
         const created = await freezeInCgroups(targets, {
           hierarchy,

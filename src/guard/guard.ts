@@ -3,12 +3,14 @@
 // Node tests and the benchmark all drive this same class.
 import * as fs from 'node:fs';
 import { assertLinux, FreezeError, GuardError } from './errors';
-import { isStoppedState, KeptProcFiles, readStat } from './procfs';
+import { isStoppedState, KeptProcFiles, readStat, readUidMap } from './procfs';
 import { defaultChildrenSource, identityKey, ownersPhrase, selfAndAncestors } from './processTree';
 import { continueProcesses, StopTreeFailure, stopTree } from './signalFreezer';
 import { CgroupHierarchy, cgroupDirOf, freezerHierarchy, remainingCgroups, thawAndRestore } from './cgroupfs';
 import { CgroupFreezeFailure, freezeTreeWithCgroups } from './cgroupFreezer';
 import { chooseMethod, MethodChoice } from './method';
+import { globsRegExp } from './glob';
+import { fullLabel } from './labels';
 import { judgeSwapBuild, SwapBuildVerdict } from './swapBuild';
 import { TargetRules } from './targets';
 import {
@@ -50,15 +52,23 @@ export function mergeResumeReports(reports: readonly ResumeReport[]): ResumeRepo
 
 /** Compiles label globs (`*` any run, `?` one character) into one full-match test. */
 export function labelMatcher(patterns: readonly string[]): (label: string) => boolean {
-  if (patterns.length === 0) return () => false;
-  const alternatives = patterns.map((glob) =>
-    glob
-      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-      .replace(/\*/g, '.*')
-      .replace(/\?/g, '.'),
-  );
-  const regex = new RegExp(`^(?:${alternatives.join('|')})$`);
-  return (label) => regex.test(label);
+  const regex = globsRegExp(patterns);
+  return regex ? (label) => regex.test(label) : () => false;
+}
+
+/**
+ * crosvmGuard.excludeLabels: a pattern matches a process's name as the kernel shows it
+ * (`comm`, at most 15 bytes) or, where the kernel cut one of crosvm's labels, the whole label:
+ * `pcivirtio-console` and `pcivirtio-conso` both exclude the console. Never the `#n` the view
+ * adds to tell identical siblings apart: that number is not the process's and can change.
+ */
+export function excludedLabelMatcher(patterns: readonly string[]): (label: string) => boolean {
+  const matches = labelMatcher(patterns);
+  return (label) => {
+    if (matches(label)) return true;
+    const full = fullLabel(label);
+    return full !== undefined && matches(full);
+  };
 }
 
 export class CrosvmGuard implements FreezeEngine {
@@ -77,13 +87,13 @@ export class CrosvmGuard implements FreezeEngine {
 
   constructor(settings: Partial<GuardSettings> = {}) {
     this.settings = { ...DEFAULT_SETTINGS, childrenSource: defaultChildrenSource(), ...settings };
-    this.isExcludedLabel = labelMatcher(this.settings.excludeLabels);
+    this.isExcludedLabel = excludedLabelMatcher(this.settings.excludeLabels);
   }
 
   updateSettings(settings: Partial<GuardSettings>): void {
     this.settings = { ...this.settings, ...settings };
     this.provenVms.clear();
-    this.isExcludedLabel = labelMatcher(this.settings.excludeLabels);
+    this.isExcludedLabel = excludedLabelMatcher(this.settings.excludeLabels);
   }
 
   get currentSettings(): GuardSettings {
@@ -288,7 +298,7 @@ export class CrosvmGuard implements FreezeEngine {
     let result;
     try {
       result = await stopTree(vm.main, vm.devices, {
-        ...this.targetRules(request),
+        ...this.targetRules(request, vm),
         scope,
         stopTimeoutMs: this.settings.stopTimeoutMs,
         maxRounds: this.settings.maxRounds,
@@ -338,7 +348,7 @@ export class CrosvmGuard implements FreezeEngine {
     const rescan = () => this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices;
     // From an earlier walk, nothing listed may mean nothing known yet: look before deciding.
     const result = await freezeTreeWithCgroups(vm.main, first.length === 0 && fromEarlierWalk ? rescan() : first, {
-      ...this.targetRules(request),
+      ...this.targetRules(request, vm),
       hierarchy,
       stopTimeoutMs: this.settings.stopTimeoutMs,
       maxRounds: this.settings.maxRounds,
@@ -380,13 +390,16 @@ export class CrosvmGuard implements FreezeEngine {
   }
 
   /** The rules both methods apply to every process of a VM (see targets.ts). */
-  private targetRules(request: FreezeRequest): TargetRules {
+  private targetRules(request: FreezeRequest, vm: VmSnapshot): TargetRules {
+    const owners = this.settings.allowedOwners;
     return {
       protectedPids: selfAndAncestors(),
       debuggeePids: new Set(request.excludePids ?? []),
       isExcludedLabel: this.isExcludedLabel,
       includeTraced: this.settings.includeTracedProcesses,
-      allowedOwners: this.settings.allowedOwners,
+      allowedOwners: owners,
+      // Read once per freeze: the VM's own namespace, against which a device's is compared.
+      ...(owners ? { vmUidMap: readUidMap(vm.main.pid) } : {}),
     };
   }
 

@@ -2,7 +2,8 @@
 // rule keeps it so); the companion, tests and the benchmark may reach deeper.
 export * from './errors';
 export * from './types';
-export { CrosvmGuard, labelMatcher, mergeResumeReports } from './guard';
+export { CrosvmGuard, excludedLabelMatcher, labelMatcher, mergeResumeReports } from './guard';
+export { fullLabel, mayBeCut } from './labels';
 export { FreezeCgroup, freezerHierarchy } from './cgroupfs';
 export { CgroupPlacement, cgroupPlacements } from './method';
 export { frozenByOthers, JournalVm, recoverLeftovers, takeOverFrozenVm } from './journal';
@@ -10,5 +11,5 @@ export { chooseJournalFolder } from './privateFolder';
 export { ProcessIdentity, ProcessSnapshot, sameProcess, currentIdentity, readSnapshot } from './processTree';
 export { isExitedState, isStoppedState, startTimeToDate } from './procfs';
 export { maySignal } from './targets';
-export { SwapBuildVerdict, SWAP_MARKERS } from './swapBuild';
+export { SwapBuildVerdict, SWAP_MARKERS, SWAP_MONITOR_LABEL } from './swapBuild';
 export { VmSnapshot, shortVmName } from './vms';

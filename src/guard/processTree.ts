@@ -6,6 +6,7 @@ import {
   parseChildren,
   readProcFile,
   readStat,
+  parseUidMap,
   readStatAndOwner,
   readStatus,
   isExitedState,
@@ -168,15 +169,23 @@ export class LineageProof {
     /** Every process the walks found in the VM (pid → start time): the only possible links. */
     private readonly members: ReadonlyMap<number, number>,
     private readonly owners?: ReadonlySet<number>,
+    /** The VM main process's uid_map, for devices under a uid the VM mapped (see mappedByVm). */
+    private readonly vmUidMap?: string,
   ) {}
 
   /** Why `target` may not be touched, or undefined when it is proven. */
   check(target: ProcessIdentity): ProofFailure | undefined {
     const owners = this.owners;
-    const read = owners ? readStatAndOwner(target.pid) : undefined;
+    const read = owners ? readStatAndOwner(target.pid, this.vmUidMap !== undefined) : undefined;
     const stat = owners ? read?.stat : readStat(target.pid);
     if (!isStill(target, stat)) return { kind: 'gone', reason: GONE };
-    if (owners && read && !owners.has(read.uid)) return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
+    if (owners && read && !owners.has(read.uid)) {
+      // A uid the VM mapped (never the main process's) is the VM's only if this process is the
+      // VM's: its lineage, proven below, decides.
+      if (target.pid === this.root.pid || !mappedByVm(read.uid, read.uidMap, this.vmUidMap)) {
+        return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
+      }
+    }
     // The main process itself (scope "vm"): its identity is the whole proof.
     if (target.pid === this.root.pid) return target.startTime === this.root.startTime ? undefined : { kind: 'gone', reason: GONE };
     if (!this.isLinked(stat.ppid, 0)) return { kind: 'left-vm', reason: notDescendantReason(this.root.pid, stat.ppid) };
@@ -221,6 +230,24 @@ function isStill(target: ProcessIdentity, stat: StatFields | undefined): stat is
 /** The plainest proof: the pid still names the process with that start time, not exited. */
 export function proveIdentity(target: ProcessIdentity): ProofFailure | undefined {
   return isStill(target, readStat(target.pid)) ? undefined : { kind: 'gone', reason: GONE };
+}
+
+/**
+ * Whether the VM gave `uid` to one of its processes itself: the process (a proven descendant of
+ * the VM, which the caller checks) sits in a user namespace of its own, whose map (`uidMap`,
+ * its /proc uid_map) differs from the VM main process's (`vmUidMap`) and maps `uid` by name.
+ * crosvm jails a device so (`--shared-dir …:uidmap=0 1000 1`: the fs device runs as host uid
+ * 1000). A process that merely called setuid() stays in the VM's namespace, whose map is the
+ * main's: that proves nothing, and such a uid stays someone else's.
+ */
+export function mappedByVm(uid: number, uidMap: string | undefined, vmUidMap: string | undefined): boolean {
+  if (uidMap === undefined || vmUidMap === undefined) return false;
+  const own = parseUidMap(uidMap);
+  const vms = parseUidMap(vmUidMap);
+  const same =
+    own.length === vms.length &&
+    own.every((e, i) => e.inside === vms[i].inside && e.outside === vms[i].outside && e.count === vms[i].count);
+  return !same && own.some((e) => uid >= e.outside && uid - e.outside < e.count);
 }
 
 /** `root and uid 1000`: who may have processes frozen by this engine. */

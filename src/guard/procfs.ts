@@ -218,22 +218,50 @@ function readOpenProcFile(fd: number, position: number | null = null): string | 
  * either is read: an open /proc file stays bound to its process, and a `stat` that still shows
  * the expected start time after both opens proves that no reuse of the pid came between them.
  */
-export function readStatAndOwner(pid: number): { stat: StatFields; uid: number } | undefined {
+export function readStatAndOwner(pid: number, withUidMap = false): { stat: StatFields; uid: number; uidMap?: string } | undefined {
   const statFd = openProcFile(`${PROC_ROOT}/${pid}/stat`);
   if (statFd === undefined) return undefined;
   let statusFd: number | undefined;
+  let uidMapFd: number | undefined;
   try {
     statusFd = openProcFile(`${PROC_ROOT}/${pid}/status`);
     if (statusFd === undefined) return undefined;
+    // Opened with the others, before any is read: all three are of the same process.
+    uidMapFd = withUidMap ? openProcFile(`${PROC_ROOT}/${pid}/uid_map`) : undefined;
     const statText = readOpenProcFile(statFd);
     const statusText = readOpenProcFile(statusFd);
+    const uidMap = uidMapFd === undefined ? undefined : readOpenProcFile(uidMapFd);
     const stat = statText === undefined ? undefined : parseStat(statText);
     const status = statusText === undefined ? undefined : parseStatus(statusText);
-    return stat && status && { stat, uid: status.uid.real };
+    return stat && status && { stat, uid: status.uid.real, ...(uidMap !== undefined ? { uidMap } : {}) };
   } finally {
     fs.closeSync(statFd);
     if (statusFd !== undefined) fs.closeSync(statusFd);
+    if (uidMapFd !== undefined) fs.closeSync(uidMapFd);
   }
+}
+
+/** One line of `/proc/<pid>/uid_map`: `count` ids from `inside` (in its namespace) are `outside` (in the reader's). */
+export interface UidMapExtent {
+  readonly inside: number;
+  readonly outside: number;
+  readonly count: number;
+}
+
+/** The extents of a `uid_map` (as seen from the reader's user namespace); lines of another shape are dropped. */
+export function parseUidMap(text: string): UidMapExtent[] {
+  const extents: UidMapExtent[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length !== 3 || !fields.every((f) => /^\d{1,10}$/.test(f))) continue;
+    const [inside, outside, count] = fields.map(Number);
+    extents.push({ inside, outside, count });
+  }
+  return extents;
+}
+
+export function readUidMap(pid: number): string | undefined {
+  return readProcFile(`${PROC_ROOT}/${pid}/uid_map`);
 }
 
 /** ENOENT: the /proc entry vanished; ESRCH: reading from a process that just exited. */

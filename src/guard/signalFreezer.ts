@@ -236,7 +236,7 @@ export async function stopTree(
     const signalled: FrozenProcess[] = [];
     // Listing, reading and the awaited write-ahead all came before this: prove each target
     // again right before its signal (identity, owner, every link up to the VM) in one pass.
-    const proof = new LineageProof(root, members, options.allowedOwners);
+    const proof = new LineageProof(root, members, options.allowedOwners, options.vmUidMap);
     for (const t of targets) {
       const problem = proof.check(t);
       if (problem === undefined) signalled.push(t);

@@ -2,8 +2,8 @@
 // alone (with the reason shown to the user), the owner check of the root companion, and the
 // one classification step every round of either method runs.
 import { StopFailure } from './errors';
-import { isExitedState, isStoppedState } from './procfs';
-import { identityKey, notOwnedReason, ProcessSnapshot } from './processTree';
+import { isExitedState, isStoppedState, readUidMap } from './procfs';
+import { identityKey, mappedByVm, notOwnedReason, ProcessSnapshot } from './processTree';
 import type { FrozenProcess, SkippedProcess } from './types';
 
 /** What decides, for every process of a VM, whether a freeze takes it. */
@@ -16,6 +16,11 @@ export interface TargetRules {
   readonly debuggeePids?: ReadonlySet<number>;
   /** Only processes of these uids may be frozen (the root companion: root and its invoker). */
   readonly allowedOwners?: ReadonlySet<number>;
+  /**
+   * With allowedOwners: the VM main process's uid_map. A device under another uid is the VM's
+   * when a user namespace of the VM's own maps it (see mappedByVm); its lineage decides the rest.
+   */
+  readonly vmUidMap?: string;
 }
 
 /** Why `p` is left alone, or undefined when it is a target. */
@@ -37,8 +42,11 @@ export function classify(p: ProcessSnapshot, rules: TargetRules): Omit<SkippedPr
 }
 
 /** Why the owner of `p` rules a freeze out, or undefined when it may be frozen. */
-export function ownerRefusal(p: ProcessSnapshot, owners: ReadonlySet<number> | undefined): StopFailure | undefined {
-  return owners && !owners.has(p.uid) ? { pid: p.pid, label: p.label, reason: notOwnedReason(p.uid, owners) } : undefined;
+export function ownerRefusal(p: ProcessSnapshot, owners: ReadonlySet<number> | undefined, vmUidMap?: string): StopFailure | undefined {
+  if (!owners || owners.has(p.uid)) return undefined;
+  // Read again right before its signal or move, with its lineage (LineageProof).
+  if (mappedByVm(p.uid, readUidMap(p.pid), vmUidMap)) return undefined;
+  return { pid: p.pid, label: p.label, reason: notOwnedReason(p.uid, owners) };
 }
 
 /** A target found, right before it was touched, to be no part of the VM any more. */
@@ -87,7 +95,7 @@ export function sortRound(
     handled.add(key);
     if (p.pid !== rootPid) members.set(p.pid, p.startTime);
     const skip = classify(p, rules);
-    const refusal = skip ? undefined : ownerRefusal(p, rules.allowedOwners);
+    const refusal = skip ? undefined : ownerRefusal(p, rules.allowedOwners, p.pid === rootPid ? undefined : rules.vmUidMap);
     if (skip) sorted.skipped.push({ pid: p.pid, startTime: p.startTime, label: p.label, ...skip });
     else if (refusal) sorted.refused.push(refusal);
     else sorted.targets.push({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid });

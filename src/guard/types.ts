@@ -28,7 +28,7 @@ export interface SkippedProcess {
 }
 
 export interface GuardSettings {
-  /** Executable or argv[0] basenames that identify crosvm. */
+  /** Executable or argv[0] basenames that identify crosvm; `*` and `?` are wildcards. */
   readonly processNames: readonly string[];
   /** Glob patterns (`*`, `?`) of device labels never to stop, e.g. `swap monitor`. */
   readonly excludeLabels: readonly string[];
@@ -55,7 +55,9 @@ export interface GuardSettings {
 }
 
 export const DEFAULT_SETTINGS: GuardSettings = {
-  processNames: ['crosvm'],
+  // Copies named after their build (`crosvm-swap`, `crosvm.debug`) too; the wildcards skip
+  // cargo's test binaries of crosvm (see CARGO_TEST_BINARY in vms.ts).
+  processNames: ['crosvm', 'crosvm-*', 'crosvm.*'],
   excludeLabels: [],
   stopTimeoutMs: 2000,
   includeTracedProcesses: false,

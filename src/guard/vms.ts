@@ -3,6 +3,7 @@
 // executable and command line, so without the ancestor rule every device would be a "VM".
 import * as path from 'node:path';
 import { GuardError } from './errors';
+import { globsRegExp } from './glob';
 import { listPids, readCmdline, readExe, readStat } from './procfs';
 import { ChildrenSource, descendantPids, ProcessSnapshot, readSnapshot, ThreadIds } from './processTree';
 
@@ -24,8 +25,41 @@ export function executableName(file: string): string {
   return path.basename(file.replace(/ \(deleted\)$/, ''));
 }
 
+/**
+ * cargo's test binaries of crosvm's own crate, `target/<profile>/deps/crosvm-<16 hex digits>`: they
+ * run crosvm VMs as children, and taken for a VM themselves they would hide those VMs as their
+ * "devices". A wildcard never matches one; naming it exactly still does.
+ */
+const CARGO_TEST_BINARY = /^crosvm-[0-9a-f]{16}$/;
+
+/** A compiled crosvmGuard.processNames: exact names, and globs (`*` any run, `?` one character). */
+interface NameMatcher {
+  readonly exact: ReadonlySet<string>;
+  readonly glob: RegExp | undefined;
+}
+
+const nameMatchers = new WeakMap<readonly string[], NameMatcher>();
+
+function nameMatcher(names: readonly string[]): NameMatcher {
+  let matcher = nameMatchers.get(names);
+  if (!matcher) {
+    matcher = { exact: new Set(names), glob: globsRegExp(names.filter((n) => /[*?]/.test(n))) };
+    nameMatchers.set(names, matcher);
+  }
+  return matcher;
+}
+
+/** Whether an executable's basename is one of `names` (exactly, or by a glob). */
+export function matchesProcessName(names: readonly string[], name: string): boolean {
+  const { exact, glob } = nameMatcher(names);
+  return exact.has(name) || (glob !== undefined && glob.test(name) && !CARGO_TEST_BINARY.test(name));
+}
+
 export function matchesProcessNames(names: readonly string[], exe: string | undefined, argv0: string | undefined): boolean {
-  return (exe !== undefined && names.includes(executableName(exe))) || (argv0 !== undefined && names.includes(executableName(argv0)));
+  return (
+    (exe !== undefined && matchesProcessName(names, executableName(exe))) ||
+    (argv0 !== undefined && matchesProcessName(names, executableName(argv0)))
+  );
 }
 
 /** Options of `crosvm run` whose value tells one VM from another, in the order they are named by. */

@@ -3,14 +3,15 @@
 // its result so tests and other extensions can script it.
 import * as vscode from 'vscode';
 import treeKill from 'tree-kill';
-import { FreezeReport, FreezeScope, GuardError, maySignal, ProcessSnapshot, startTimeToDate, VmRef } from '../guard';
+import { FreezeReport, FreezeScope, GuardError, maySignal, ProcessSnapshot, startTimeToDate, VmRef, VmSnapshot } from '../guard';
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
 import { ElevationError } from '../companion/elevatedClient';
 import { ProcessNode, VmNode } from './processTreeView';
 import { SettingKeys, SETTINGS_SECTION } from '../common/settings';
 import { methodName } from '../common/format';
-import { clockTime, codeBlock, codeSpan, escapeMarkdown, plural, vmPickDetail, VmStateKind, vmStateKind } from './describe';
+import { clockTime, codeBlock, codeSpan, escapeMarkdown, nameExplained, plural, vmPickDetail, VmStateKind, vmStateKind } from './describe';
+import { processName } from './viewModel';
 
 /** A command's argument: a pid, a tree item, or `{ pid, startTime? }`; undefined means "ask". */
 export function vmRefFromArgument(arg: unknown): VmRef | undefined {
@@ -342,8 +343,9 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
   const p = node instanceof VmNode ? node.view.snapshot.main : node.process;
   const started = startTimeToDate(p.startTime);
   const cell = (text: string) => escapeMarkdown(text);
+  const name = node instanceof VmNode ? undefined : processName(node.vm.snapshot, node.process);
   const lines = [
-    `# ${node instanceof VmNode ? `crosvm VM ${p.pid}` : `${cell(p.label)} (pid ${p.pid})`}`,
+    `# ${name ? `${cell(name.shown)} (pid ${p.pid})` : `crosvm VM ${p.pid}`}`,
     '',
     `*Read from /proc at ${clockTime(Date.now())}; updated whenever crosvm Guard sees this process change.*`,
     '',
@@ -352,6 +354,7 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
     `| pid | ${p.pid} |`,
     `| parent pid | ${p.ppid} |`,
     `| label (comm) | ${codeSpan(p.label)} |`,
+    ...(name && nameExplained(name).length > 0 ? [`| name | ${nameExplained(name).join(' ')} |`] : []),
     `| state | ${codeSpan(p.state)} |`,
     `| uid | ${p.uid} |`,
     `| threads | ${p.threads} |`,
@@ -370,14 +373,16 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
       codeBlock(vm.cmdline.join(' '), 'shell'),
       '## Device processes',
       '',
-      ...vm.devices.map(deviceLine),
+      ...vm.devices.map((d) => deviceLine(vm, d)),
     );
   }
   return lines.join('\n') + '\n';
 }
 
-function deviceLine(d: ProcessSnapshot): string {
-  return `- ${codeSpan(d.label)} pid ${d.pid}, parent ${d.ppid}, state ${codeSpan(d.state)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`;
+function deviceLine(vm: VmSnapshot, d: ProcessSnapshot): string {
+  const name = processName(vm, d);
+  const shown = name.shown === d.label ? codeSpan(d.label) : `${escapeMarkdown(name.shown)} (${codeSpan(d.label)})`;
+  return `- ${shown} pid ${d.pid}, parent ${d.ppid}, state ${codeSpan(d.state)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`;
 }
 
 /** The details' freeze method: the one in force, or the one a freeze would use (or none, and why). */

@@ -2,10 +2,11 @@
 // (Markdown for tooltips). No runtime vscode import: the wording is unit-tested under plain
 // Node, and every string that comes from /proc (another user's process names and command
 // lines among them) is escaped here, once, before it reaches a Markdown renderer.
-import { ProcessSnapshot, sameProcess, ProcessIdentity } from '../guard';
+import { ProcessSnapshot, sameProcess, ProcessIdentity, SWAP_MONITOR_LABEL } from '../guard';
 import { isExitedState, isStoppedState } from '../guard';
 import { methodName } from '../common/format';
 import type { VmView } from './controller';
+import { processName, ProcessName } from './viewModel';
 
 /** `1 thread`, `2 threads`; `many` for irregular plurals. */
 export function plural(count: number, one: string, many = `${one}s`): string {
@@ -171,12 +172,41 @@ export interface Placement {
   readonly access: 'denied' | 'root' | 'delegated' | string;
 }
 
+/**
+ * What the swap monitor is, in its tooltip. A freeze takes it like any device: it moves guest
+ * memory to and from its staging area while vmm-swap swaps out or in, so guest memory holds
+ * still only with it stopped. crosvm's own ProcessesGuard runs inside it and skips it, which an
+ * outside tool need not: stopping it is safe, as it is crosvm's proof of a swap build.
+ */
+export const SWAP_MONITOR_EXPLAINED =
+  "crosvm's vmm-swap monitor: its running proves this build tolerates stopped devices. " +
+  'A freeze stops it too, as it writes guest memory while swapping out or in; ' +
+  "crosvm's own ProcessesGuard runs inside it and stops every other device.";
+
+/** Where the name shown comes from, when it is not simply the process's `comm`. */
+export function nameExplained(name: ProcessName): string[] {
+  const lines: string[] = [];
+  if (name.full) {
+    lines.push(`crosvm calls it ${codeSpan(name.full)}; the kernel keeps 15 bytes of a name and shows ${codeSpan(name.comm)}.`);
+  } else if (name.mayBeCut) {
+    lines.push(`The kernel keeps 15 bytes of a process name: ${codeSpan(name.comm)} may be cut.`);
+  }
+  if (name.ordinal) {
+    const what = `${name.ordinal.of} processes named ${codeSpan(name.comm)}`;
+    lines.push(`#${name.ordinal.n} of ${what} under the same parent, numbered by start time (crosvm names them alike).`);
+  }
+  return lines;
+}
+
 /** The Markdown of a process row's tooltip. */
 export function processTooltip(vm: VmView, p: ProcessSnapshot, placement: Placement | undefined): string {
   const kind = processStateKind(p, vm);
+  const name = processName(vm.snapshot, p);
+  const about = [...nameExplained(name), ...(p.label === SWAP_MONITOR_LABEL ? [SWAP_MONITOR_EXPLAINED] : [])];
   const lines = [
-    `**${escapeMarkdown(p.label)}** (pid ${p.pid})`,
+    `**${escapeMarkdown(name.shown)}** (pid ${p.pid})`,
     '',
+    ...(about.length > 0 ? [about.join(' '), ''] : []),
     PROCESS_STATE_EXPLAINED[kind],
     '',
     `state ${codeSpan(p.state)} · uid ${p.uid} · ${plural(p.threads, 'thread')}` +

@@ -18,6 +18,7 @@ import {
   vmStateKind,
   vmTooltip,
 } from './describe';
+import { processName } from './viewModel';
 
 export { processStateKind, ProcessStateKind } from './describe';
 
@@ -88,7 +89,7 @@ export class ProcessNode extends vscode.TreeItem {
   rendered = '';
 
   constructor(vm: VmView, process: ProcessSnapshot, hasChildren: boolean) {
-    super(process.label || `pid ${process.pid}`);
+    super(processName(vm.snapshot, process).shown);
     this.id = processNodeId(process);
     this.update(vm, process, hasChildren);
   }
@@ -97,7 +98,7 @@ export class ProcessNode extends vscode.TreeItem {
     this.vm = vm;
     this.process = process;
     const kind = processStateKind(process, vm);
-    this.label = process.label || `pid ${process.pid}`;
+    this.label = processName(vm.snapshot, process).shown;
     // Expanded when it gains children; left as the user set it otherwise (VS Code keeps that by id).
     this.collapsibleState = hasChildren ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None;
     // The uid only where it is not this window's: the owner matters when it is someone else.

@@ -1,7 +1,16 @@
 // What the tree, the status bar, the context keys and the API show of each VM: built from the
 // engine's facts by pure functions, so the VS Code layer only routes and shows.
-import type { CgroupPlacement, FreezeMethod, FrozenVm, JournalVm, MethodChoice, SwapBuildVerdict, VmSnapshot } from '../guard';
-import { isExitedState, isStoppedState } from '../guard';
+import type {
+  CgroupPlacement,
+  FreezeMethod,
+  FrozenVm,
+  JournalVm,
+  MethodChoice,
+  ProcessSnapshot,
+  SwapBuildVerdict,
+  VmSnapshot,
+} from '../guard';
+import { fullLabel, isExitedState, isStoppedState, mayBeCut } from '../guard';
 
 export interface VmView {
   readonly snapshot: VmSnapshot;
@@ -96,4 +105,40 @@ export function viewSignature(views: readonly VmView[]): string {
       [...v.placements.values()].map((p) => [p.pid, p.dir, p.access]),
     ]),
   );
+}
+
+/** How a process is named in the tree, its tooltip and its details. */
+export interface ProcessName {
+  /** What the row shows: crosvm's label (uncut where known), `#n` among identical siblings. */
+  readonly shown: string;
+  /** `comm`, as the kernel shows it (and as `ps` and crosvmGuard.excludeLabels see it). */
+  readonly comm: string;
+  /** crosvm's whole label when the kernel cut it to `comm` and the cut is unambiguous. */
+  readonly full: string | undefined;
+  /** `comm` is 15 bytes, as long as the kernel keeps: it may be cut (whether or not `full` is known). */
+  readonly mayBeCut: boolean;
+  /** With siblings of the same name: its number (1-based, by start time then pid) and how many there are. */
+  readonly ordinal: { readonly n: number; readonly of: number } | undefined;
+}
+
+/**
+ * The name of `p`, one of `vm`'s processes. crosvm gives identical labels to devices of one
+ * kind (COM1–COM4 are four `serial` processes): siblings (same parent) of the same label are
+ * numbered `serial #1` … `serial #4` by start time, then pid, so each row says which it is.
+ */
+export function processName(vm: Pick<VmSnapshot, 'devices'>, p: ProcessSnapshot): ProcessName {
+  const full = fullLabel(p.label);
+  const base = full ?? (p.label || `pid ${p.pid}`);
+  const twins = vm.devices
+    .filter((d) => d.ppid === p.ppid && d.label === p.label)
+    .sort((a, b) => a.startTime - b.startTime || a.pid - b.pid);
+  const index = twins.findIndex((d) => d.pid === p.pid);
+  const ordinal = twins.length > 1 && index >= 0 ? { n: index + 1, of: twins.length } : undefined;
+  return {
+    shown: ordinal ? `${base} #${ordinal.n}` : base,
+    comm: p.label,
+    full,
+    mayBeCut: mayBeCut(p.label),
+    ordinal,
+  };
 }

@@ -126,6 +126,8 @@ for (const version of [2, 1] as CgroupVersion[]) {
       await sleep(100);
       assert.ok(vm.isRunning(), 'the VM shut down after the thaw');
       assert.doesNotMatch(vm.stderr(), /exited: signo 17/);
+      // Alive is not enough (crosvm hangs alive after a crash): it ran on and ends normally.
+      assert.deepEqual(await vm.stop(), { code: 0, signal: null }, vm.stderr());
     });
 
     it('rolls back when a target exits half-way: nothing stays frozen or moved, no cgroup is left', async () => {
@@ -495,6 +497,7 @@ describe('method auto', () => {
     await guard.resume();
     await sleep(100);
     assert.ok(tolerant.isRunning() && intolerant.isRunning());
+    assert.deepEqual(await intolerant.stop(), { code: 0, signal: null }, intolerant.stderr());
   });
 
   it('as an unprivileged user: signals for a tolerant build of its own', async () => {
@@ -538,6 +541,7 @@ describe('method auto', () => {
       fs.readdirSync(delegated.dir).filter((name) => name.startsWith('crosvm-guard-')),
       [],
     );
+    assert.deepEqual(await vm.stop(), { code: 0, signal: null }, vm.stderr());
   });
 
   it('an unwritable cgroup half-way rolls back what was already moved', async () => {

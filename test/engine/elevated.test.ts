@@ -272,6 +272,8 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     assert.ok(await eventually(() => counters(vm).every((c, i) => c > frozenAt[i]), 2000), 'still frozen 2 s after the host was killed');
     assert.ok(await eventually(() => !alive(companion), 2000), 'the elevated companion kept running');
     assert.ok(vm.isRunning());
+    // A build without swap survived two cgroup freezes: it ran on, and ends normally.
+    assert.deepEqual(await vm.stop(), { code: 0, signal: null }, vm.stderr());
   });
 
   it('sudo with a password: works with the right one, and the password shows in no process list, log or file', async () => {
@@ -334,6 +336,8 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
   });
 
   it('a root VM with a device that runs as another uid: refused, naming that device and its owner; nothing is frozen', async () => {
+    // foreign-dev calls setuid() in the VM's own user namespace: nothing shows the VM mapped
+    // that uid (see mappedByVm), so it stays someone else's. realUidMap.test.ts: one that is.
     const vm = await startFixtureVm({ build: 'default', devices: 1, foreignDeviceUid: 65534 });
     const before = processFacts(vm);
     const events = startUserHost(nopasswd, vm, '');

@@ -7,7 +7,7 @@ import { after, afterEach, describe, it } from 'node:test';
 import { CrosvmGuard, FreezeError, GuardError, GuardEvent } from '../../src/guard';
 import { continueProcesses, stopTree } from '../../src/guard/signalFreezer';
 import { readSnapshot, selfAndAncestors } from '../../src/guard/processTree';
-import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { FixtureVm, startFixtureVm, stopAllFixtureVms, waitUntil } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning, sleep, threadStates } from './procState';
 
 after(stopAllFixtureVms);
@@ -61,10 +61,11 @@ describe('discovery', () => {
     assert.equal(guard.listVms().filter((v) => devicePids(vm).includes(v.main.pid)).length, 0, 'a device was listed as a VM');
     assert.deepEqual(new Set(found.devices.map((d) => d.pid)), new Set(devicePids(vm)));
     const labels = found.devices.map((d) => d.label);
-    for (const label of ['pcivirtio-blk', 'virtio-net', 'virtio snd', 'weird) dev', 'vhost-user fs', 'mkfs process']) {
+    for (const label of ['pcivirtio-block', 'pcivirtio-conso', 'virtio-net', 'virtio snd', 'weird) dev', 'vhost-user fs', 'mkfs process']) {
       assert.ok(labels.includes(label), `missing ${label}`);
     }
-    const blk = found.devices.find((d) => d.label === 'pcivirtio-blk');
+    assert.equal(labels.filter((l) => l === 'serial').length, 4, 'four serial processes, as crosvm has');
+    const blk = found.devices.find((d) => d.label === 'pcivirtio-block');
     assert.equal(found.devices.find((d) => d.label === 'mkfs process')?.ppid, blk?.pid, 'the grandchild hangs under its device');
     assert.equal(found.main.uid, process.getuid?.());
     assert.ok(found.main.startTime > 0 && found.main.threads >= 3);
@@ -148,16 +149,25 @@ describe('freeze and resume with signals', () => {
       (e: GuardError) => e.code === 'unsafe-build' && /--features swap/.test(e.message),
     );
     await sleep(200);
-    assert.ok(vm.isRunning(), 'the VM died although nothing should have been signalled');
+    assert.ok(vm.isRunning(), 'the VM left its run loop although nothing should have been signalled');
     assert.ok(devicePids(vm).every(isRunning));
+    assert.deepEqual(await vm.stop(), { code: 0, signal: null }, `the VM did not end normally: ${vm.stderr()}`);
   });
 
-  it('shows the hazard is real: forcing signals on that build shuts the VM down', async () => {
+  it('shows the hazard is real: forcing signals on that build crashes the VM (it dies at the resume)', async () => {
     const vm = await startFixtureVm({ build: 'default' });
-    await new CrosvmGuard().freeze({ pid: vm.pid }, { allowUnsafeSignals: true }).catch(() => undefined);
-    const exit = await vm.exited;
-    assert.equal(exit.code, 1);
+    const guard = new CrosvmGuard();
+    await guard.freeze({ pid: vm.pid }, { allowUnsafeSignals: true, method: 'signal' });
+    await waitUntil(() => vm.crashed(), 2000, 'the crash line');
     assert.match(vm.stderr(), /child .+ \(pid \d+\) exited: signo 17, status 19, code 5/);
+    // Like real crosvm it hangs in teardown, alive in /proc, while the devices stay stopped...
+    await sleep(200);
+    assert.ok(isRunning(vm.pid), 'the main process should hang in teardown, alive');
+    assert.ok(devicePids(vm).every(isFullyStopped));
+    // ...and dies the moment they run again.
+    await guard.resume();
+    assert.deepEqual(await vm.exited, { code: 33, signal: null });
+    assert.match(vm.stderr(), /^exiting with crash$/m);
   });
 
   it('trusts the user override and the swap monitor as evidence', async () => {
@@ -295,7 +305,7 @@ describe('freeze and resume with signals', () => {
       .sort();
     assert.deepEqual(excluded, ['virtio snd', 'virtio-net', 'weird) dev']);
     assert.ok(isRunning(labelOf(vm, 'virtio-net').pid));
-    assert.ok(isFullyStopped(labelOf(vm, 'pcivirtio-blk').pid));
+    assert.ok(isFullyStopped(labelOf(vm, 'pcivirtio-block').pid));
     await guard.resume();
   });
 

@@ -47,7 +47,7 @@ export interface Host {
 }
 
 export function startHost(
-  vm: FixtureVm,
+  vm: Pick<FixtureVm, 'pid'>,
   journalDir: string,
   method: 'signal' | 'cgroup' | 'cgroup-v1' = 'signal',
   slowCompanion = false,

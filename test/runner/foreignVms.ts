@@ -77,8 +77,8 @@ function watchFixture(name: string, vm: FixtureVm): Watched {
     threads: threadsOf(processes.keys()),
     log: () => vm.stderr(),
     stop: async () => {
-      await vm.stop();
-      return undefined;
+      const { code, signal } = await vm.stop();
+      return code === 0 ? undefined : `exited with ${code ?? signal} when stopped, not 0 (33: it had crashed)`;
     },
   };
 }

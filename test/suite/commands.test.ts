@@ -148,6 +148,8 @@ suite('commands', () => {
       await eventually(() => devicePids(vm).every((pid, i) => (vm.deviceCounters().get(pid) ?? 0n) > (still[i] ?? 0n))),
       'not running after resume',
     );
+    // Survived, not merely alive (crosvm hangs alive after a crash): it ends normally.
+    assert.deepEqual(await vm.stop(), { code: 0, signal: null }, vm.stderr());
   });
 
   test('the API rejects a pid that is not crosvm, and a bad argument', async () => {

@@ -8,7 +8,7 @@ export const OUTPUT_FILE_VARIABLE = 'CROSVM_GUARD_TEST_OUTPUT';
 /** Pid of a fixture VM the runner started; the suite leaves it frozen for the deactivate check. */
 export const DEACTIVATE_VM_VARIABLE = 'CROSVM_GUARD_DEACTIVATE_VM';
 /** The executable name of that VM: not `crosvm`, so only the lifecycle test looks for it. */
-export const LIFECYCLE_VM_NAME = 'crosvm-lifecycle';
+export const LIFECYCLE_VM_NAME = 'crosvm_lifecycle';
 /** File that receives the counts (SuiteResult as JSON) once the run ends. */
 export const RESULT_FILE_VARIABLE = 'CROSVM_GUARD_TEST_RESULT';
 

@@ -12,7 +12,7 @@ import { openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
 
 const STATUS = /crosvm/;
 /** VMs of other test runs on the host stay out of these workbenches: only this name is crosvm here. */
-const NAME = 'crosvm-ui';
+const NAME = 'crosvm_ui';
 const ONLY_OURS = { 'crosvmGuard.processNames': [NAME] };
 let workbench: Workbench;
 let vm: FixtureVm;
@@ -59,7 +59,16 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     assert.equal(vmRow.label, `${NAME} run`);
     assert.equal(vmRow.description, `running · pid ${vm.pid}`);
     assert.equal(vmRow.icon, 'vm-running');
-    const blk = rows.find((r) => r.label === 'pcivirtio-blk');
+    const blk = rows.find((r) => r.label === 'pcivirtio-block');
+    // crosvm's names as the tree shows them: the kernel's cut undone, identical siblings numbered.
+    assert.ok(
+      rows.some((r) => r.label === 'pcivirtio-console' && r.level === 2),
+      JSON.stringify(rows),
+    );
+    assert.deepEqual(
+      rows.filter((r) => r.label.startsWith('serial')).map((r) => r.label),
+      ['serial #1', 'serial #2', 'serial #3', 'serial #4'],
+    );
     const mkfs = rows.find((r) => r.label === 'mkfs process');
     assert.equal(blk?.level, 2);
     assert.equal(mkfs?.level, 3, 'the grandchild hangs below its device');

@@ -15,7 +15,7 @@ test('the status bar item appears during a debug session and shows automatic mod
     settings: {
       'crosvmGuard.statusBar.visibility': 'debugging',
       'crosvmGuard.debug.autoFreeze': 'onStop',
-      'crosvmGuard.processNames': ['crosvm-none'],
+      'crosvmGuard.processNames': ['crosvm_none'],
     },
   });
   try {
@@ -41,13 +41,13 @@ test(
     // Signals forced on a build that dies of them: the stop must leave the VM alone, and say so.
     // Its own name: a stop freezes "all of your VMs", and VMs of other test runs on the host must
     // not be among them.
-    const vm = await startFixtureVm({ build: 'default', devices: 2, executableName: 'crosvm-debug-ui' });
+    const vm = await startFixtureVm({ build: 'default', devices: 2, executableName: 'crosvm_debug_ui' });
     const workbench = await openWorkbench({
       folder: debugWorkspace(),
       settings: {
         'crosvmGuard.debug.autoFreeze': 'onStop',
         'crosvmGuard.method': 'signal',
-        'crosvmGuard.processNames': ['crosvm-debug-ui'],
+        'crosvmGuard.processNames': ['crosvm_debug_ui'],
       },
     });
     try {

@@ -11,7 +11,7 @@ import { openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
 /** Refresh interval of this workbench; "one refresh" below is this plus the time to draw. */
 const REFRESH_MS = 500;
 /** A name only this test's VMs have, so that VMs other test runs start on the host stay out. */
-const NAME = 'crosvm-glance';
+const NAME = 'crosvm_glance';
 /** In the kernel image's name: Markdown that must show literally in the tooltip. */
 const HOSTILE = '**x**[y](z)';
 

@@ -7,7 +7,7 @@ import { startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped } from '../engine/procState';
 import { openWorkbench } from './workbench';
 
-const NAME = 'crosvm-shots';
+const NAME = 'crosvm_shots';
 
 test('the README screenshots: two VMs, one frozen', { timeout: 240_000 }, async () => {
   const dev = await startFixtureVm({

@@ -7,7 +7,7 @@ import { startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { isRunning } from '../engine/procState';
 import { openWorkbench, waitFor, Workbench } from './workbench';
 
-const NAME = 'crosvm-toast';
+const NAME = 'crosvm_toast';
 
 test('freezing a build without the swap feature with signals shows a toast that says why', { timeout: 240_000 }, async () => {
   const unsafe = await startFixtureVm({ build: 'default', executableName: NAME });

@@ -14,7 +14,7 @@ let journalDir: string;
 let vm: FixtureVm;
 const devices = () => vm.devices.map((d) => d.pid);
 /** VMs of other test runs on the host stay out of these windows (and their pickers). */
-const NAME = 'crosvm-crash';
+const NAME = 'crosvm_crash';
 const ONLY_OURS = { 'crosvmGuard.processNames': [NAME] };
 const exists = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'latin1'));
 

@@ -14,6 +14,7 @@ import {
 } from '../../src/ui/describe';
 import type { VmView } from '../../src/ui/controller';
 import type { ProcessSnapshot } from '../../src/guard';
+import { processName } from '../../src/ui/viewModel';
 
 const HOSTILE = '**x**[y](z)';
 
@@ -154,5 +155,60 @@ describe('which VMs a debug session freezes, and why', () => {
     assert.match(debugTargetsSentence({ ...session, target: 'ask', asked: [300] }, vms), /freezes VM 300 at each stop, as you chose/);
     assert.match(debugTargetsSentence({ ...session, automatic: false }, vms), /freezes nothing by itself/);
     assert.ok(!debugTargetsSentence({ ...session, session: HOSTILE }, vms).includes(HOSTILE));
+  });
+});
+
+describe('process names: crosvm labels the kernel cut, identical siblings numbered', () => {
+  // As real crosvm shows them (shared/real-crosvm/README.md): four `serial` processes, and
+  // `pcivirtio-console` cut to 15 bytes.
+  const serials = [
+    proc({ pid: 305, label: 'serial', startTime: 12 }),
+    proc({ pid: 303, label: 'serial', startTime: 11 }),
+    proc({ pid: 309, label: 'serial', startTime: 11 }),
+    proc({ pid: 301, label: 'serial', startTime: 13 }),
+  ];
+  const cons = proc({ pid: 302, label: 'pcivirtio-conso' });
+  const video = proc({ pid: 310, label: 'pcivirtio-video' });
+  const monitor = proc({ pid: 311, label: 'swap monitor', threads: 3 });
+  const lone = proc({ pid: 312, label: 'serial', ppid: 302 });
+  const vm = view();
+  const snapshot = { ...vm.snapshot, devices: [...serials, cons, video, monitor, lone] };
+  const real = { ...vm, snapshot } as VmView;
+
+  it('numbers siblings of one label by start time, then pid; a process alone keeps its name', () => {
+    assert.deepEqual(
+      serials.map((p) => processName(snapshot, p).shown),
+      ['serial #3', 'serial #1', 'serial #2', 'serial #4'],
+    );
+    assert.deepEqual(processName(snapshot, serials[1]).ordinal, { n: 1, of: 4 });
+    // Another parent: no twins there.
+    assert.equal(processName(snapshot, lone).shown, 'serial');
+  });
+
+  it("shows the whole label where the kernel cut one of crosvm's, and says so", () => {
+    const name = processName(snapshot, cons);
+    assert.equal(name.shown, 'pcivirtio-console');
+    assert.equal(name.comm, 'pcivirtio-conso');
+    const tip = processTooltip(real, cons, undefined);
+    assert.match(tip, /^\*\*pcivirtio\\-console\*\* \(pid 302\)/);
+    assert.match(tip, /crosvm calls it `pcivirtio-console`; the kernel keeps 15 bytes of a name and shows `pcivirtio-conso`\./);
+  });
+
+  it('keeps an ambiguous or unknown cut name, and says it may be cut', () => {
+    const name = processName(snapshot, video); // video-decoder or video-encoder
+    assert.equal(name.shown, 'pcivirtio-video');
+    assert.equal(name.full, undefined);
+    assert.match(processTooltip(real, video, undefined), /`pcivirtio-video` may be cut/);
+    assert.ok(!processName(snapshot, proc({ label: 'virtio-net' })).mayBeCut);
+  });
+
+  it('the tooltip of a numbered process and of the swap monitor say what they are', () => {
+    assert.match(
+      processTooltip(real, serials[0], undefined),
+      /#3 of 4 processes named `serial` under the same parent, numbered by start time/,
+    );
+    const tip = processTooltip(real, monitor, undefined);
+    assert.match(tip, /vmm-swap monitor/);
+    assert.match(tip, /A freeze stops it too, as it writes guest memory while swapping out or in/);
   });
 });

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
 import {
   buildFixture,
+  FIXTURE_BUILT_IN_LABELS,
   FixtureVm,
   processState,
   readProcStat,
@@ -17,7 +18,9 @@ import {
 after(stopAllFixtureVms);
 
 const MARKERS = ['launch vmm-swap monitor process', 'swap staging memory'];
-const BUILT_IN = ['pcivirtio-blk', 'mkfs process', 'virtio-net', 'virtio snd', 'weird) dev', 'vhost-user fs'];
+// What real crosvm shows (shared/real-crosvm/README.md): the console's label cut to 15 bytes by
+// the kernel, four identical `serial` processes; and the fixture's own parsing cases.
+const BUILT_IN = FIXTURE_BUILT_IN_LABELS;
 
 function device(vm: FixtureVm, label: string) {
   const found = vm.devices.find((d) => d.label === label);
@@ -72,6 +75,12 @@ describe('crosvm fixture', () => {
   it('swap build: every device with its label, parent and threads; counters move; stop() cleans up', async () => {
     const vm = await startFixtureVm({ build: 'swap', swapMonitor: true, selfStop: true, hotplugMs: 100 });
     assert.equal(vm.build, 'swap');
+    assert.deepEqual(
+      [...BUILT_IN],
+      ['pcivirtio-block', 'mkfs process', 'pcivirtio-conso', 'virtio-net', 'virtio snd', 'weird) dev', 'vhost-user fs'].concat(
+        Array(4).fill('serial'),
+      ),
+    );
     // stderr is another pipe than the ready line's: it may arrive a little later.
     await waitUntil(() => vm.stderr().includes('launch vmm-swap monitor process'), 1000, 'the swap log line');
     const labels = vm.devices.map((d) => d.label);
@@ -80,10 +89,11 @@ describe('crosvm fixture', () => {
     for (const d of vm.devices) {
       assert.equal(comm(d.pid), d.label, `comm of ${d.pid}`);
       assert.equal(taskStates(d.pid).size, d.threads, `threads of ${d.label}`);
-      assert.equal(d.ppid, d.label === 'mkfs process' ? device(vm, 'pcivirtio-blk').pid : vm.pid, `ppid of ${d.label}`);
+      assert.equal(d.ppid, d.label === 'mkfs process' ? device(vm, 'pcivirtio-block').pid : vm.pid, `ppid of ${d.label}`);
       assert.equal(readProcStat(d.pid)?.ppid, d.ppid, `ppid of ${d.label} in /proc`);
     }
-    assert.equal(device(vm, 'pcivirtio-blk').threads, 2);
+    assert.equal(device(vm, 'pcivirtio-block').threads, 2);
+    assert.equal(device(vm, 'swap monitor').threads, 3);
     assert.equal(new Set(vm.devices.map((d) => d.slot)).size, vm.devices.length, 'slots are distinct');
 
     // vhost-user fs is a child of the main process, but only vCPU 0's children file lists it.
@@ -115,6 +125,7 @@ describe('crosvm fixture', () => {
     await countersMove(vm, [net.slot]);
     assert.ok(vm.isRunning());
     assert.doesNotMatch(vm.stderr(), /exited/);
+    assert.ok(!vm.crashed());
 
     // Hot-plug: on a timer and on request, both forked by the main thread.
     const timed = await vm.waitForHotplug();
@@ -136,14 +147,14 @@ describe('crosvm fixture', () => {
     assert.equal(fs.statSync(vm.memPath).mode & 0o777, 0o644);
     process.kill(device(vm, 'virtio snd').pid, 'SIGSTOP'); // stop() must cope with a frozen device
     const ids = identities(vm);
-    await vm.stop();
+    assert.deepEqual(await vm.stop(), { code: 0, signal: null }, 'a healthy VM ends with code 0 on SIGTERM');
     await vm.stop(); // idempotent
     assert.ok(!vm.isRunning());
     assertAllGone(ids);
     assert.ok(!fs.existsSync(vm.memPath), 'the guest memory file is left');
   });
 
-  it('default build: a stopped device crashes the VM with the crosvm log line', async () => {
+  it('default build: a stopped device crashes the VM as crosvm does: teardown hangs while it is stopped, exit 33 after', async () => {
     const vm = await startFixtureVm({ build: 'default' });
     assert.deepEqual(
       vm.devices.map((d) => d.label),
@@ -157,11 +168,33 @@ describe('crosvm fixture', () => {
     // The child forked by a vCPU thread counts as well: SIGCHLD goes to the whole process.
     const vhost = device(vm, 'vhost-user fs');
     process.kill(vhost.pid, 'SIGSTOP');
-    const exit = await vm.exited;
-    assert.deepEqual(exit, { code: 1, signal: null });
+    await waitUntil(() => vm.crashed(), 2000, 'the crash line');
     assert.match(vm.stderr(), new RegExp(`^child vhost-user fs \\(pid ${vhost.pid}\\) exited: signo 17, status 19, code 5$`, 'm'));
+    // Left its run loop: the vCPUs stand still, the main process hangs alive (not a zombie)
+    // and no device is killed while the stopped one stays stopped; SIGTERM changes nothing.
+    process.kill(vm.pid, 'SIGTERM');
+    const vcpus = vm.vcpuCounters();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(vm.vcpuCounters(), vcpus, 'the vCPUs ran after the crash');
+    assert.ok(!vm.isRunning(), 'a VM that left its run loop counts as not running');
+    assert.match(processState(vm.pid) ?? 'gone', /^[SR]$/, 'the main process no longer hangs in teardown');
+    for (const d of vm.devices) assert.ok(readProcStat(d.pid), `${d.label} was killed during teardown`);
+    process.kill(vhost.pid, 'SIGCONT');
+    assert.deepEqual(await vm.exited, { code: 33, signal: null });
+    assert.match(vm.stderr(), /^exiting with crash$/m);
     assertAllGone(ids); // the main process killed and reaped every device on its way out
     await vm.stop();
+  });
+
+  it('default build: it logs the label crosvm knows, not the name the kernel cut', async () => {
+    const vm = await startFixtureVm({ build: 'default' });
+    const cons = device(vm, 'pcivirtio-conso');
+    process.kill(cons.pid, 'SIGSTOP');
+    await waitUntil(() => vm.crashed(), 2000, 'the crash line');
+    // As real crosvm logs it (shared/real-crosvm/README.md).
+    assert.match(vm.stderr(), new RegExp(`^child pcivirtio-console \\(pid ${cons.pid}\\) exited: signo 17, status 19, code 5$`, 'm'));
+    process.kill(cons.pid, 'SIGCONT');
+    assert.equal((await vm.exited).code, 33);
   });
 
   it('swap build: an exit coalesced with an ignored stop still crashes it (no event lost)', async () => {
@@ -170,11 +203,14 @@ describe('crosvm fixture', () => {
     for (let round = 0; round < 3; round++) {
       const vm = await startFixtureVm({ build: 'swap' });
       const snd = device(vm, 'virtio snd');
-      process.kill(device(vm, 'virtio-net').pid, 'SIGSTOP');
+      const net = device(vm, 'virtio-net');
+      process.kill(net.pid, 'SIGSTOP');
       process.kill(snd.pid, 'SIGKILL');
-      const exit = await vm.exited;
-      assert.equal(exit.code, 1);
+      await waitUntil(() => vm.crashed(), 2000, 'the crash line');
       assert.match(vm.stderr(), new RegExp(`^child virtio snd \\(pid ${snd.pid}\\) exited: signo 17, status 9, code 2$`, 'm'));
+      // Its teardown waits for the stopped device, as crosvm's does.
+      process.kill(net.pid, 'SIGCONT');
+      assert.equal((await vm.exited).code, 33);
       await vm.stop();
     }
   });
@@ -183,7 +219,7 @@ describe('crosvm fixture', () => {
     const vm = await startFixtureVm({ build: 'swap' });
     const net = device(vm, 'virtio-net');
     process.kill(net.pid, 'SIGKILL');
-    assert.equal((await vm.exited).code, 1);
+    assert.equal((await vm.exited).code, 33);
     assert.match(vm.stderr(), new RegExp(`child virtio-net \\(pid ${net.pid}\\) exited: signo 17, status 9, code 2`));
     await vm.stop();
     await assert.rejects(startFixtureVm({ build: 'default', swapMonitor: true }), /swap is not supported by this build/);

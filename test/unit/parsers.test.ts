@@ -3,7 +3,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { parseChildren, parseCmdline, parseStat, parseStatus } from '../../src/guard/procfs';
-import { labelMatcher } from '../../src/guard/guard';
+import { excludedLabelMatcher, labelMatcher } from '../../src/guard/guard';
+import { DEFAULT_SETTINGS } from '../../src/guard/types';
 import { executableName, matchesProcessNames, shortVmName } from '../../src/guard/vms';
 import { describeSignalError, FreezeError, assertLinux } from '../../src/guard/errors';
 
@@ -79,6 +80,21 @@ describe('process names', () => {
     assert.ok(!matchesProcessNames(['crosvm'], '/usr/bin/crosvm-wrapper', 'crosvmx'));
     assert.ok(!matchesProcessNames(['crosvm'], undefined, undefined));
   });
+  it('takes globs; the default finds copies named after their build, not cargo test binaries or look-alikes', () => {
+    const defaults = DEFAULT_SETTINGS.processNames;
+    for (const name of ['crosvm', 'crosvm-swap', 'crosvm-default', 'crosvm.debug', 'crosvm-1']) {
+      assert.ok(matchesProcessNames(defaults, `/build/${name}`, undefined), name);
+      assert.ok(matchesProcessNames(defaults, undefined, `./${name}`), name);
+    }
+    for (const name of ['crosvmx', 'crosvm_control', 'xcrosvm', 'crosvm-0123456789abcdef', 'bash']) {
+      assert.ok(!matchesProcessNames(defaults, `/build/${name}`, name), name);
+    }
+    // cargo's test binary: never by a wildcard, still when named exactly.
+    assert.ok(matchesProcessNames(['crosvm-0123456789abcdef'], '/t/deps/crosvm-0123456789abcdef', undefined));
+    assert.ok(matchesProcessNames(['crosvm?dev'], undefined, 'crosvm_dev'));
+    assert.ok(!matchesProcessNames(['crosvm?dev'], undefined, 'crosvm__dev'));
+    assert.ok(!matchesProcessNames(['crosvm.*'], undefined, 'crosvmXdebug'), 'a dot is literal');
+  });
   it('names a VM by what tells it apart: socket, disk or kernel image, memory', () => {
     assert.equal(shortVmName(['/usr/bin/crosvm', 'run', '--mem', '1024', '/img/bzImage']), 'bzImage · 1 GiB');
     assert.equal(shortVmName(['crosvm', 'run', '--disable-sandbox', '--rwdisk', 'rootfs.img', 'vmlinux']), 'rootfs.img');
@@ -111,6 +127,14 @@ describe('labelMatcher', () => {
     assert.ok(!match('axb'));
   });
   it('matches nothing when empty', () => assert.ok(!labelMatcher([])('anything')));
+  it("excludeLabels: the kernel's cut name or crosvm's whole label, never the view's number", () => {
+    assert.ok(excludedLabelMatcher(['pcivirtio-console'])('pcivirtio-conso'));
+    assert.ok(excludedLabelMatcher(['pcivirtio-conso'])('pcivirtio-conso'));
+    assert.ok(excludedLabelMatcher(['*-console'])('pcivirtio-conso'));
+    assert.ok(!excludedLabelMatcher(['pcivirtio-console'])('pcivirtio-cons'));
+    assert.ok(excludedLabelMatcher(['serial'])('serial'));
+    assert.ok(!excludedLabelMatcher(['serial #1'])('serial'));
+  });
 });
 
 describe('error messages', () => {

@@ -6,6 +6,8 @@ import { describe, it } from 'node:test';
 import { judgeInvoker } from '../../src/companion/elevatedServer';
 import { FolderFacts, privateFolderProblem } from '../../src/guard/privateFolder';
 import { apiFreezeRequest } from '../../src/ui/api';
+import { mappedByVm } from '../../src/guard/processTree';
+import { parseUidMap } from '../../src/guard/procfs';
 
 describe('judgeInvoker: who started the root companion', () => {
   const self = { ppid: 500, startTime: 1000 };
@@ -85,4 +87,29 @@ describe('apiFreezeRequest: what another extension may ask of a freeze', () => {
   for (const [name, options, expected] of refused) {
     it(`refuses ${name}`, () => assert.throws(() => apiFreezeRequest(options), expected));
   }
+});
+
+describe('mappedByVm: a device under a uid the VM mapped itself', () => {
+  // As /proc shows them to root in the initial user namespace.
+  const host = '         0          0 4294967295\n';
+  const fsDevice = '         0       1000          1\n'; // --shared-dir …:uidmap=0 1000 1 (real crosvm)
+  const cases: Array<[string, number, string | undefined, string | undefined, boolean]> = [
+    ["crosvm's fs device: its own namespace maps uid 1000", 1000, fsDevice, host, true],
+    ['another uid than the one its namespace maps', 1001, fsDevice, host, false],
+    ['a range that holds it (subordinate ids)', 100_123, '0 100000 65536\n', host, true],
+    ['just past the range', 165_536, '0 100000 65536\n', host, false],
+    ["setuid() in the VM's own namespace (the fixture's foreign-dev): proves nothing", 65534, host, host, false],
+    ["a namespace with the VM's very map: proves nothing", 1000, host, host, false],
+    ['its map could not be read', 1000, undefined, host, false],
+    ["the VM's map could not be read", 1000, fsDevice, undefined, false],
+    ['garbage for a map', 1000, '0 1000\nx y z\n', host, false],
+  ];
+  for (const [name, uid, map, vmMap, expected] of cases) it(name, () => assert.equal(mappedByVm(uid, map, vmMap), expected));
+
+  it('parses uid_map lines, dropping lines of another shape', () => {
+    assert.deepEqual(parseUidMap('         0       1000          1\n  5 6 7\nbad\n1 2\n'), [
+      { inside: 0, outside: 1000, count: 1 },
+      { inside: 5, outside: 6, count: 7 },
+    ]);
+  });
 });

@@ -194,6 +194,7 @@ describe('the companion command line', () => {
     for (const args of [
       { mode: 'watch', journal: '/run/user/1000/crosvm-guard/window-5-6.json', hostPid: 4242, idleMs: 10_000 },
       { mode: 'elevated', names: ['crosvm', 'crosvm-dev'], idleMs: 300, heartbeatMs: 15_000 },
+      { mode: 'elevated', names: ['crosvm', 'crosvm-*', 'crosvm.?'], idleMs: 300, heartbeatMs: 15_000 },
     ] as const) {
       assert.deepEqual(parseCompanionArgv(companionArgv(args)), args);
     }
@@ -213,6 +214,9 @@ describe('the companion command line', () => {
       'invalid --names: only names that start with "crosvm"',
     ],
     ['elevated with a path as a name', ['--elevated', '--names', 'crosvm/../bash'], 'invalid --names: only names that start with "crosvm"'],
+    // A wildcard before `crosvm`'s end would let root take any program for crosvm.
+    ['elevated with a wildcard for a name', ['--elevated', '--names', '*'], 'invalid --names: only names that start with "crosvm"'],
+    ['elevated with a wildcard inside crosvm', ['--elevated', '--names', 'cros*'], 'invalid --names: only names that start with "crosvm"'],
     [
       'elevated with too many names',
       ['--elevated', '--names', Array.from({ length: 17 }, (_, i) => `crosvm${i}`).join(',')],

@@ -11,7 +11,7 @@ describe('validateSettings', () => {
 
   it('takes valid values', () => {
     const { settings, warnings } = validateSettings({
-      processNames: ['crosvm', 'crosvm-dev'],
+      processNames: ['crosvm', 'crosvm-dev', 'crosvm-*', 'crosvm.?'],
       excludeLabels: ['swap monitor'],
       stopTimeoutMs: 500,
       refreshIntervalMs: 1000,
@@ -20,7 +20,7 @@ describe('validateSettings', () => {
       assumeSwapBuild: ['/home/dev/crosvm/target/release/crosvm'],
     });
     assert.deepEqual(warnings, []);
-    assert.deepEqual(settings.processNames, ['crosvm', 'crosvm-dev']);
+    assert.deepEqual(settings.processNames, ['crosvm', 'crosvm-dev', 'crosvm-*', 'crosvm.?']);
     assert.equal(settings.statusBarVisibility, 'debugging');
     assert.deepEqual(settings.assumeSwapBuild, ['/home/dev/crosvm/target/release/crosvm']);
   });
@@ -28,6 +28,12 @@ describe('validateSettings', () => {
   const invalid: Array<[string, Record<string, unknown>, RegExp]> = [
     ['a path instead of a name', { processNames: ['/usr/bin/crosvm'] }, /processNames "\/usr\/bin\/crosvm" is not a bare executable name/],
     ['an empty list of names', { processNames: [] }, /processNames must name at least one executable/],
+    [
+      'a name that is all wildcard',
+      { processNames: ['crosvm', '*'] },
+      /processNames "\*" starts with a wildcard; start with the executable's name/,
+    ],
+    ['a name that starts with a wildcard', { processNames: ['?rosvm'] }, /processNames "\?rosvm" starts with a wildcard/],
     ['a string instead of a list', { processNames: 'crosvm' }, /must be a list of executable names/],
     ['numbers in a list', { excludeLabels: [1, 2] }, /excludeLabels must be a list of label patterns/],
     ['a timeout too small', { stopTimeoutMs: 1 }, /crosvmGuard.stopTimeout must be a whole number from 50 to 60000/],
