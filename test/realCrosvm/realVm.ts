@@ -53,8 +53,11 @@ export interface RealVmOptions {
   readonly build: RealBuild;
   /** Swap build only: `--swap <dir>`, so crosvm forks its `swap monitor`. */
   readonly swapMonitor?: boolean;
-  /** `--socket <runDir>/crosvm.sock`, for `crosvm suspend/resume --full`. */
-  readonly socket?: boolean;
+  /**
+   * `--socket <runDir>/crosvm.sock`, for `crosvm suspend/resume --full`; a string names the
+   * socket file instead of crosvm.sock (the view names a VM by its socket's file name).
+   */
+  readonly socket?: boolean | string;
   /** The name of the hard link crosvm runs as (executable and argv[0]). Default `crosvm`. */
   readonly name?: string;
   /** vCPU quota in percent (run-vm.sh's THROTTLE); 0 is off. Default run-vm.sh's 5. */
@@ -121,7 +124,9 @@ function lastTick(serialLog: string): number {
 export async function startRealVm(options: RealVmOptions, assets = requireRealCrosvm()): Promise<RealVm> {
   const runDir = fs.mkdtempSync(path.join(os.tmpdir(), `real-crosvm-${options.build}-`));
   fs.chmodSync(runDir, 0o755);
-  const socketPath = options.socket ? path.join(runDir, 'crosvm.sock') : undefined;
+  const socketPath = options.socket
+    ? path.join(runDir, options.socket === true ? 'crosvm.sock' : path.basename(options.socket))
+    : undefined;
   const env: NodeJS.ProcessEnv = { ...process.env, RUN_DIR: runDir };
   if (options.swapMonitor) env.SWAP_MONITOR = '1';
   if (options.name) env.NAME = options.name;
