@@ -512,14 +512,18 @@ async function main(): Promise<void> {
   console.log(table(rows).join('\n'));
   console.log(
     `\nbase: "${BASE_METHOD}" of the same VM, plain Node. freeze = the call until every thread is confirmed stopped, resume = until it returns,` +
-      '\n  unless the method says otherwise.' +
-      "\n¹ timed with one fix, the state parsed after the last ')' (weak point 3): as written it never sees `weird) dev` stop." +
-      "\n  It still walks only the main thread's children (weak point 1), so it freezes fewer processes than the others." +
-      '\n² from the DAP message reaching the extension host (a tracker there stamps it) to the moment the last thread of every' +
-      '\n  device stopped (T), or the last was woken, seen outside by bench/sampler.ts; both on CLOCK_MONOTONIC. As root the' +
-      "\n  sampler reads it from a kernel trace of these threads' scheduler events; otherwise it polls /proc." +
-      '\n  The first stop of each session is a warm-up. "lost": steps where the sampler fell out of step (not counted).',
+      '\n  unless the method says otherwise.',
   );
+  if (rows.some((r) => !r.vm)) {
+    console.log(
+      "¹ timed with one fix, the state parsed after the last ')' (weak point 3): as written it never sees `weird) dev` stop." +
+        "\n  It still walks only the main thread's children (weak point 1), so it freezes fewer processes than the others." +
+        '\n² from the DAP message reaching the extension host (a tracker there stamps it) to the moment the last thread of every' +
+        '\n  device stopped (T), or the last was woken, seen outside by bench/sampler.ts; both on CLOCK_MONOTONIC. As root the' +
+        "\n  sampler reads it from a kernel trace of these threads' scheduler events; otherwise it polls /proc." +
+        '\n  The first stop of each session is a warm-up. "lost": steps where the sampler fell out of step (not counted).',
+    );
+  }
   for (const note of notes) console.log(`- ${note}`);
   if (real?.skipped) console.log(`\nreal crosvm rows not run: ${real.skipped}`);
   const guest = guestTable(rows);
@@ -532,6 +536,9 @@ async function main(): Promise<void> {
     );
   }
   if (real?.notes.length) console.log(real.notes.map((note) => `- ${note}`).join('\n'));
+  for (const row of real?.rows ?? []) {
+    for (const run of row.notStill) console.log(`- ${row.vm}, ${row.method}: the guest did NOT stand still, ${run}`);
+  }
   const spanLines = spans(hostResults);
   if (spanLines.length > 0) {
     console.log(

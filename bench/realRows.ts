@@ -14,7 +14,10 @@
 //   which touches every device, must follow before the next freeze.
 // The two peers alternate run by run, so that the machine's noise falls on both.
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { CrosvmGuard } from '../src/guard';
+import type { FreezeCgroup } from '../src/guard/cgroupfs';
 import { findRealCrosvm, startRealVm, type RealBuild, type RealVm } from '../test/realCrosvm/realVm';
 import { sleep } from '../test/engine/procState';
 
@@ -32,6 +35,8 @@ export interface RealRow {
   outputMs: number[];
   /** Runs in which the guest wrote nothing for the whole window after the freeze. */
   stoodStill: number;
+  /** What the first few runs that did not stand still looked like. */
+  notStill: string[];
 }
 
 export interface RealResult {
@@ -68,6 +73,7 @@ interface Seen {
   method?: string;
   frozen?: number;
   skipped?: string;
+  cgroups?: readonly FreezeCgroup[];
 }
 
 function enginePeer(guard: CrosvmGuard, vm: RealVm, engineName: string, seen: Seen): Peer {
@@ -79,6 +85,7 @@ function enginePeer(guard: CrosvmGuard, vm: RealVm, engineName: string, seen: Se
       seen.method = report.method;
       seen.frozen = report.frozen.length;
       seen.skipped = report.skipped.map((p) => `${p.label} (${p.reason})`).join(', ');
+      seen.cgroups = report.cgroups;
     },
     resume: async () => void (await guard.resume()),
   };
@@ -129,6 +136,7 @@ async function measureVm(build: RealBuild, runs: number, makeGuard: () => Crosvm
       resumeMs: [],
       outputMs: [],
       stoodStill: 0,
+      notStill: [],
     }));
     // One warm-up cycle each, not counted.
     for (let i = -1; i < runs; i++) {
@@ -142,6 +150,11 @@ async function measureVm(build: RealBuild, runs: number, makeGuard: () => Crosvm
         const size = vm.outputSize();
         await sleep(windowMs);
         const still = vm.outputSize() === size;
+        if (!still && i >= 0 && row.notStill.length < 3) {
+          row.notStill.push(
+            `run ${i}: +${vm.outputSize() - size} bytes${peer.base ? ` (froze ${seen.frozen})` : ''}; ${stateOf(guard, vm, peer.base ? seen.cgroups : undefined)}`,
+          );
+        }
         const output = vm.watchForOutput();
         t = performance.now();
         await peer.resume();
@@ -171,6 +184,22 @@ async function measureVm(build: RealBuild, runs: number, makeGuard: () => Crosvm
       `${label}: SIGTERM at the end → exit code ${code}${code === 143 ? ' (alive and healthy)' : ' — NOT 143: the VM did not survive'}`,
     );
   }
+}
+
+/** The device processes' states and, for a cgroup freeze, its cgroups' (why a guest did not stand still). */
+function stateOf(guard: CrosvmGuard, vm: RealVm, cgroups: readonly FreezeCgroup[] | undefined): string {
+  const devices = guard.inspectVm({ pid: vm.pid }).devices.map((d) => `${d.label} ${d.pid} ${d.state}`);
+  const groups = (cgroups ?? []).map((g) => {
+    const file = g.version === 2 ? 'cgroup.events' : 'freezer.state';
+    let state: string;
+    try {
+      state = fs.readFileSync(path.join(g.dir, file), 'utf8').trim().replace(/\n/g, ' ');
+    } catch (error) {
+      state = (error as NodeJS.ErrnoException).code ?? String(error);
+    }
+    return `${g.dir}: ${state}`;
+  });
+  return [...devices, ...groups].join(', ');
 }
 
 /** What starting the CLI costs by itself (`crosvm version`), to read the suspend's time against. */

@@ -91,6 +91,7 @@ async function startRealVms(assets: RealCrosvmAssets, builds: StartedVm['build']
       binary: vm.executable,
       stop: async () => {
         const code = await vm.stop();
+        rmSync(vm.runDir, { recursive: true, force: true });
         console.log(
           `Demo VM ${vm.pid} (${build} build) ended with exit code ${code}${code === 143 ? '' : ' (not 143: it did not survive)'}.`,
         );
@@ -107,6 +108,7 @@ async function startRealVms(assets: RealCrosvmAssets, builds: StartedVm['build']
     console.log(`Demo VM ${vm.pid} (${build} build): ${devices.map((d) => `${d.label} ${d.pid}`).join(', ')}`);
     console.log(`  its guest prints TICK n to ${vm.serialLog}, standing still while a device is frozen`);
   }
+  await guard.dispose();
 }
 
 /** The demo VMs' executable name (a copy of the fixture), and so the demo's crosvmGuard.processNames. */
