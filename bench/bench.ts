@@ -509,11 +509,13 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(' ')}\n`,
   );
-  console.log(table(rows).join('\n'));
-  console.log(
-    `\nbase: "${BASE_METHOD}" of the same VM, plain Node. freeze = the call until every thread is confirmed stopped, resume = until it returns,` +
-      '\n  unless the method says otherwise.',
-  );
+  if (rows.length > 0) {
+    console.log(table(rows).join('\n'));
+    console.log(
+      `\nbase: "${BASE_METHOD}" of the same VM, plain Node. freeze = the call until every thread is confirmed stopped, resume = until it returns,` +
+        '\n  unless the method says otherwise.',
+    );
+  }
   if (rows.some((r) => !r.vm)) {
     console.log(
       "¹ timed with one fix, the state parsed after the last ')' (weak point 3): as written it never sees `weird) dev` stop." +
