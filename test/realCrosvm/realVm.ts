@@ -138,7 +138,13 @@ export async function startRealVm(options: RealVmOptions, assets = requireRealCr
   const pid = Number(printed.trim().split('\n').pop());
   if (!Number.isInteger(pid) || pid <= 1) throw new Error(`run-vm.sh printed no pid: ${printed}`);
   const serialLog = path.join(runDir, 'serial.log');
-  const cpuGroup = options.ownThrottle ? throttleOwnVcpus(pid, path.basename(runDir), options.ownThrottle) : undefined;
+  let cpuGroup: string | undefined;
+  try {
+    if (options.ownThrottle) cpuGroup = throttleOwnVcpus(pid, path.basename(runDir), options.ownThrottle);
+  } catch (error) {
+    killTree(pid); // not yet a RealVm that stopAllRealVms() would stop
+    throw error;
+  }
   const exitCodeFile = path.join(runDir, 'exit-code');
   const exitCode = () => {
     try {
