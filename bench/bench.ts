@@ -3,7 +3,8 @@
 // resumed at once and after a hold as long as a debugger stop,
 // the cgroup freezer, crosvm's own algorithm, tree-kill), then where users meet it, inside the
 // extension host of a real workbench (bench/inHost.ts: the command, crosvm's algorithm there,
-// js-debug and LLDB sessions with autoFreeze onStop, sampled from outside by bench/sampler.ts).
+// js-debug and LLDB sessions with autoFreeze onStop, sampled from outside by bench/sampler.ts),
+// and on real crosvm VMs, beside crosvm's own `crosvm suspend --full` (bench/realRows.ts).
 // Prints one table with ratios against the engine as shipped (with crash safety), the goals of
 // issue 15 with this run's ratios, and writes bench/results/bench.json.
 //
@@ -12,6 +13,8 @@
 //   --node-only     skip the extension-host rows (--host-only: skip the plain-Node ones)
 //   --host-rows=command,js-debug   only these extension-host rows (command, crosvm, js-debug,
 //                   js-debug busy, lldb)
+//   --real-only     only the real-crosvm rows (needs root, /dev/kvm and ../shared/real-crosvm
+//                   or CROSVM_GUARD_REAL_CROSVM; elsewhere they print one line saying why)
 //
 // As root it runs itself in a private pid namespace (unshare): other sessions' crosvm VMs are
 // then invisible, which matters because a debug session whose debuggee is in no VM freezes
@@ -34,6 +37,8 @@ import { ensureSystemPackages } from '../test/runner/systemPackages';
 import { CrosvmProcessesGuard } from './crosvmAlgorithm';
 import { extensionHostRows } from './hostRows';
 import { HOST_PROC_VARIABLE, type HostPath, type HostRow } from './hostBench';
+import { measureRealCrosvm, type RealResult, type RealRow } from './realRows';
+import { stopAllRealVms } from '../test/realCrosvm/realVm';
 
 const treeKillAsync = promisify(treeKill) as (pid: number, signal: string) => Promise<void>;
 
@@ -56,13 +61,21 @@ interface Row {
   /** Extension-host rows: which path; samples lost (not counted in `runs`). */
   host?: HostPath;
   missed?: number;
+  /** Real-crosvm rows: which VM (ratios against its own base row), and what the guest showed. */
+  vm?: string;
+  base?: boolean;
+  outputP50?: number;
+  outputP95?: number;
+  stoodStill?: number;
 }
 
 const args = process.argv.slice(2);
 const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 20);
 const sizes = (args.find((a) => a.startsWith('--sizes='))?.slice(8) ?? '11,64,256').split(',').map(Number);
-const nodeRows = !args.includes('--host-only');
-const hostRows = !args.includes('--node-only');
+const realOnly = args.includes('--real-only');
+const nodeRows = !args.includes('--host-only') && !realOnly;
+const hostRows = !args.includes('--node-only') && !realOnly;
+const realRows = !args.includes('--host-only');
 const hostPaths = args
   .find((a) => a.startsWith('--host-rows='))
   ?.slice(12)
@@ -103,11 +116,16 @@ function engineCgroup(): Method {
 }
 
 /** The engine as the extension ships it: write-ahead to the companion and the journal before every stop. */
-function engineWithCrashSafety(journalDir: string): Method {
+function shippedGuard(journalDir: string): CrosvmGuard {
   const guard = new CrosvmGuard();
   guard.setSafetyNet(
     new CrashSafety({ journalDir, companionScript: path.join(__dirname, '..', '..', 'dist', 'companion.js'), log: () => undefined }),
   );
+  return guard;
+}
+
+function engineWithCrashSafety(journalDir: string): Method {
+  const guard = shippedGuard(journalDir);
   return {
     name: BASE_METHOD,
     freeze: async (vm) => void (await guard.freeze({ pid: vm.pid })),
@@ -325,17 +343,61 @@ async function measureInNode(rows: Row[], notes: string[]): Promise<void> {
   }
 }
 
+/** The real-crosvm rows, in plain Node, with the engine as shipped as each VM's base. */
+async function measureReal(): Promise<RealResult> {
+  const journalDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-bench-journal-'));
+  try {
+    process.stderr.write('real crosvm rows...\n');
+    return await measureRealCrosvm(runs, () => shippedGuard(journalDir), BASE_METHOD);
+  } finally {
+    fs.rmSync(journalDir, { recursive: true, force: true });
+  }
+}
+
+function realRow(row: RealRow): Row {
+  return {
+    devices: row.devices,
+    method: row.method,
+    runs: row.freezeMs.length,
+    freezeP50: percentile(row.freezeMs, 50),
+    freezeP95: percentile(row.freezeMs, 95),
+    resumeP50: percentile(row.resumeMs, 50),
+    resumeP95: percentile(row.resumeMs, 95),
+    vm: row.vm,
+    base: row.base,
+    outputP50: percentile(row.outputMs, 50),
+    outputP95: percentile(row.outputMs, 95),
+    stoodStill: row.stoodStill,
+  };
+}
+
+/** What the real guests showed: standing still after each freeze, and going on after each resume. */
+function guestTable(rows: Row[]): string[] {
+  const real = rows.filter((r) => r.vm);
+  if (real.length === 0) return [];
+  const lines = [
+    '| VM | method | guest stood still | resume → guest output p50 ms | p95 ms | p50 / base |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  for (const row of real) {
+    const base = real.find((r) => r.vm === row.vm && r.base);
+    const vs = base?.outputP50 === undefined ? '–' : ratio(row.outputP50!, base.outputP50);
+    lines.push(`| ${row.vm} | ${row.method} | ${row.stoodStill} of ${row.runs} | ${fmt(row.outputP50)} | ${fmt(row.outputP95)} | ${vs} |`);
+  }
+  return lines;
+}
+
 function table(rows: Row[]): string[] {
   const lines = [
     '| devices | method | runs | freeze p50 ms | freeze p95 ms | resume p50 ms | resume p95 ms | freeze p50 / base | freeze p95 / base | resume p50 / base |',
     '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const row of rows) {
-    const base = rows.find((r) => r.devices === row.devices && r.method === BASE_METHOD);
+    const base = rows.find((r) => r.devices === row.devices && r.vm === row.vm && (row.vm ? r.base : r.method === BASE_METHOD));
     const vs = (value: number, of: number | undefined) => (of === undefined ? '–' : ratio(value, of));
     const missed = row.missed ? ` (${row.missed} lost)` : '';
     lines.push(
-      `| ${row.devices} | ${row.method} | ${row.runs}${missed} | ${fmt(row.freezeP50)} | ${fmt(row.freezeP95)} | ${fmt(row.resumeP50)} | ${fmt(row.resumeP95)} | ` +
+      `| ${row.vm ? `${row.devices}, ${row.vm}` : row.devices} | ${row.method} | ${row.runs}${missed} | ${fmt(row.freezeP50)} | ${fmt(row.freezeP95)} | ${fmt(row.resumeP50)} | ${fmt(row.resumeP95)} | ` +
         `${vs(row.freezeP50, base?.freezeP50)} | ${vs(row.freezeP95, base?.freezeP95)} | ${vs(row.resumeP50, base?.resumeP50)} |`,
     );
   }
@@ -430,6 +492,8 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const notes: string[] = [];
   if (nodeRows) await measureInNode(rows, notes);
+  let real: RealResult | undefined;
+  if (realRows) real = await measureReal();
   let hostResults: HostRow[] = [];
   if (hostRows) {
     process.stderr.write('extension-host rows (code-server workbench)...\n');
@@ -440,6 +504,8 @@ async function main(): Promise<void> {
     rows.push(...hostResults.filter((r) => !r.failed).map(hostRow));
   }
   rows.sort((a, b) => a.devices - b.devices); // stable: plain-Node rows first within a size
+  // Real VMs last, each group beside its own base.
+  rows.push(...(real?.rows.map(realRow) ?? []));
 
   const isolated = process.env[ISOLATED_VARIABLE] ? 'in a private pid namespace; ' : '';
   console.log(
@@ -448,18 +514,38 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(' ')}\n`,
   );
-  console.log(table(rows).join('\n'));
-  console.log(
-    `\nbase: "${BASE_METHOD}" of the same VM, plain Node. freeze = the call until every thread is confirmed stopped, resume = until it returns,` +
-      '\n  unless the method says otherwise.' +
-      "\n¹ timed with one fix, the state parsed after the last ')' (weak point 3): as written it never sees `weird) dev` stop." +
-      "\n  It still walks only the main thread's children (weak point 1), so it freezes fewer processes than the others." +
-      '\n² from the DAP message reaching the extension host (a tracker there stamps it) to the moment the last thread of every' +
-      '\n  device stopped (T), or the last was woken, seen outside by bench/sampler.ts; both on CLOCK_MONOTONIC. As root the' +
-      "\n  sampler reads it from a kernel trace of these threads' scheduler events; otherwise it polls /proc." +
-      '\n  The first stop of each session is a warm-up. "lost": steps where the sampler fell out of step (not counted).',
-  );
+  if (rows.length > 0) {
+    console.log(table(rows).join('\n'));
+    console.log(
+      `\nbase: "${BASE_METHOD}" of the same VM, plain Node. freeze = the call until every thread is confirmed stopped, resume = until it returns,` +
+        '\n  unless the method says otherwise.',
+    );
+  }
+  if (rows.some((r) => !r.vm)) {
+    console.log(
+      "¹ timed with one fix, the state parsed after the last ')' (weak point 3): as written it never sees `weird) dev` stop." +
+        "\n  It still walks only the main thread's children (weak point 1), so it freezes fewer processes than the others." +
+        '\n² from the DAP message reaching the extension host (a tracker there stamps it) to the moment the last thread of every' +
+        '\n  device stopped (T), or the last was woken, seen outside by bench/sampler.ts; both on CLOCK_MONOTONIC. As root the' +
+        "\n  sampler reads it from a kernel trace of these threads' scheduler events; otherwise it polls /proc." +
+        '\n  The first stop of each session is a warm-up. "lost": steps where the sampler fell out of step (not counted).',
+    );
+  }
   for (const note of notes) console.log(`- ${note}`);
+  if (real?.skipped) console.log(`\nreal crosvm rows not run: ${real.skipped}`);
+  const guest = guestTable(rows);
+  if (guest.length > 0) {
+    console.log(
+      `\nReal crosvm (the rows "N, real … build" above: freeze = until the engine confirmed every device thread stopped, or` +
+        `\n  until \`crosvm suspend --full\` returned, crosvm having acknowledged that its devices sleep; resume = until the call` +
+        `\n  or command returned), and what the guest showed: no byte on its serial console for a window after each freeze, and` +
+        `\n  from resume's start to its first byte (inotify on the log), the same measure for both.\n${guest.join('\n')}`,
+    );
+  }
+  if (real?.notes.length) console.log(real.notes.map((note) => `- ${note}`).join('\n'));
+  for (const row of real?.rows ?? []) {
+    for (const run of row.notStill) console.log(`- ${row.vm}, ${row.method}: the guest did NOT stand still, ${run}`);
+  }
   const spanLines = spans(hostResults);
   if (spanLines.length > 0) {
     console.log(
@@ -472,7 +558,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(
     path.join(resultsDir, 'bench.json'),
     JSON.stringify(
-      { date: new Date().toISOString(), node: process.version, runs, rows, notes, goals: goalLines, host: hostResults },
+      { date: new Date().toISOString(), node: process.version, runs, rows, notes, goals: goalLines, host: hostResults, real },
       null,
       2,
     ),
@@ -485,4 +571,4 @@ main()
     console.error(error);
     process.exitCode = 1;
   })
-  .finally(() => stopAllFixtureVms());
+  .finally(() => Promise.all([stopAllFixtureVms(), stopAllRealVms()]));

@@ -53,12 +53,22 @@ export interface RealVmOptions {
   readonly build: RealBuild;
   /** Swap build only: `--swap <dir>`, so crosvm forks its `swap monitor`. */
   readonly swapMonitor?: boolean;
-  /** `--socket <runDir>/crosvm.sock`, for `crosvm suspend/resume --full`. */
-  readonly socket?: boolean;
+  /**
+   * `--socket <runDir>/crosvm.sock`, for `crosvm suspend/resume --full`; a string names the
+   * socket file instead of crosvm.sock (the view names a VM by its socket's file name).
+   */
+  readonly socket?: boolean | string;
   /** The name of the hard link crosvm runs as (executable and argv[0]). Default `crosvm`. */
   readonly name?: string;
   /** vCPU quota in percent (run-vm.sh's THROTTLE); 0 is off. Default run-vm.sh's 5. */
   readonly throttle?: number;
+  /**
+   * A vCPU quota in percent in a cpu cgroup of this VM's own, instead of run-vm.sh's shared
+   * `real-crosvm-vcpu`, whose one quota every throttled VM on the machine shares (a guest's
+   * pace then depends on other VMs). Replaces `throttle`; without the cgroup v1 cpu controller
+   * the vCPU runs unthrottled.
+   */
+  readonly ownThrottle?: number;
   /** Another crosvm binary (CROSVM_BIN). */
   readonly binary?: string;
   /** More `crosvm run` arguments, e.g. a `--shared-dir`. */
@@ -71,12 +81,22 @@ export interface RealVm {
   readonly runDir: string;
   readonly serialLog: string;
   readonly socketPath?: string;
+  /** The VM's own executable (run-vm.sh's link), to run `crosvm suspend/resume` as a user would. */
+  readonly executable: string;
   /** The last `TICK n` on the serial console, -1 before the first. */
   tick(): number;
   /** Resolves with the tick once the counter passed `after` (default: the current one). */
   waitForTick(after?: number, timeoutMs?: number): Promise<number>;
   /** True if the counter did not move for `ms`. */
   standsStill(ms: number): Promise<boolean>;
+  /** Bytes the guest has written to its serial console so far. */
+  outputSize(): number;
+  /**
+   * Watches the serial console from this call on: resolves once a new `TICK` line is complete,
+   * with `at`, the performance.now() of the first byte the guest wrote after the call (seen
+   * through inotify, so within the event loop's latency; a 20 ms poll backs it up).
+   */
+  watchForOutput(timeoutMs?: number): Promise<{ at: number; tick: number }>;
   /** crosvm's own log (its stderr). */
   crosvmLog(): string;
   /** The exit code run-vm.sh's parent recorded, once crosvm has exited. */
@@ -104,17 +124,27 @@ function lastTick(serialLog: string): number {
 export async function startRealVm(options: RealVmOptions, assets = requireRealCrosvm()): Promise<RealVm> {
   const runDir = fs.mkdtempSync(path.join(os.tmpdir(), `real-crosvm-${options.build}-`));
   fs.chmodSync(runDir, 0o755);
-  const socketPath = options.socket ? path.join(runDir, 'crosvm.sock') : undefined;
+  const socketPath = options.socket
+    ? path.join(runDir, options.socket === true ? 'crosvm.sock' : path.basename(options.socket))
+    : undefined;
   const env: NodeJS.ProcessEnv = { ...process.env, RUN_DIR: runDir };
   if (options.swapMonitor) env.SWAP_MONITOR = '1';
   if (options.name) env.NAME = options.name;
   if (options.throttle !== undefined) env.THROTTLE = String(options.throttle);
+  if (options.ownThrottle !== undefined) env.THROTTLE = '0';
   if (options.binary) env.CROSVM_BIN = options.binary;
   const args = [options.build, ...(socketPath ? ['--socket', socketPath] : []), ...(options.extraArgs ?? [])];
   const printed = execFileSync(assets.runVm, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = Number(printed.trim().split('\n').pop());
   if (!Number.isInteger(pid) || pid <= 1) throw new Error(`run-vm.sh printed no pid: ${printed}`);
   const serialLog = path.join(runDir, 'serial.log');
+  let cpuGroup: string | undefined;
+  try {
+    if (options.ownThrottle) cpuGroup = throttleOwnVcpus(pid, path.basename(runDir), options.ownThrottle);
+  } catch (error) {
+    killTree(pid); // not yet a RealVm that stopAllRealVms() would stop
+    throw error;
+  }
   const exitCodeFile = path.join(runDir, 'exit-code');
   const exitCode = () => {
     try {
@@ -131,6 +161,7 @@ export async function startRealVm(options: RealVmOptions, assets = requireRealCr
     runDir,
     serialLog,
     socketPath,
+    executable: path.join(runDir, 'bin', options.name ?? 'crosvm'),
     tick: () => lastTick(serialLog),
     async waitForTick(after = lastTick(serialLog), timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
@@ -148,6 +179,29 @@ export async function startRealVm(options: RealVmOptions, assets = requireRealCr
       const before = lastTick(serialLog);
       await sleep(ms);
       return lastTick(serialLog) === before;
+    },
+    outputSize: () => sizeOf(serialLog),
+    watchForOutput(timeoutMs = 20_000) {
+      const size = sizeOf(serialLog);
+      const tick = lastTick(serialLog);
+      return new Promise((resolve, reject) => {
+        let first: number | undefined;
+        const check = () => {
+          if (first === undefined && sizeOf(serialLog) > size) first = performance.now();
+          const now = first === undefined ? tick : lastTick(serialLog);
+          if (first !== undefined && now > tick && /\n$/.test(tail(serialLog))) finish(() => resolve({ at: first!, tick: now }));
+          else if (exitCode() !== undefined) finish(() => reject(new Error(`real crosvm ${pid} exited (${exitCode()})`)));
+        };
+        const watcher = fs.watch(serialLog, check);
+        const poll = setInterval(check, 20);
+        const timer = setTimeout(() => finish(() => reject(new Error(`real crosvm ${pid}: no output within ${timeoutMs} ms`))), timeoutMs);
+        const finish = (settle: () => void) => {
+          watcher.close();
+          clearInterval(poll);
+          clearTimeout(timer);
+          settle();
+        };
+      });
     },
     crosvmLog: () => {
       try {
@@ -168,11 +222,13 @@ export async function startRealVm(options: RealVmOptions, assets = requireRealCr
         const code = exitCode();
         if (code !== undefined) {
           running.delete(vm);
+          if (cpuGroup) removeCpuGroup(cpuGroup);
           return code;
         }
         if (Date.now() > deadline) {
           killTree(pid);
           running.delete(vm);
+          if (cpuGroup) removeCpuGroup(cpuGroup);
           throw new Error(`real crosvm ${pid} did not exit within ${timeoutMs} ms of ${signal}`);
         }
         await sleep(50);
@@ -182,6 +238,76 @@ export async function startRealVm(options: RealVmOptions, assets = requireRealCr
   running.add(vm);
   await vm.waitForTick(-1, 30_000);
   return vm;
+}
+
+function sizeOf(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The serial log's last bytes (a line is complete once it ends in a newline). */
+function tail(file: string): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buffer = Buffer.alloc(Math.min(size, 64));
+    fs.readSync(fd, buffer, 0, buffer.length, size - buffer.length);
+    return buffer.toString('latin1');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const CPU_V1 = '/sys/fs/cgroup/cpu';
+
+/** Moves the VM's vCPU threads into a cpu cgroup of its own with `percent` of one CPU. */
+function throttleOwnVcpus(pid: number, name: string, percent: number): string | undefined {
+  if (!fs.existsSync(path.join(CPU_V1, 'cpu.cfs_quota_us'))) return undefined;
+  const group = path.join(CPU_V1, `real-crosvm-vcpu-${name}`);
+  fs.mkdirSync(group, { recursive: true });
+  fs.writeFileSync(path.join(group, 'cpu.cfs_period_us'), '100000');
+  fs.writeFileSync(path.join(group, 'cpu.cfs_quota_us'), String(Math.round(percent * 1000)));
+  // The vCPU threads appear once crosvm has set the VM up: wait for them, as run-vm.sh does.
+  for (let attempt = 0; attempt < 400; attempt++) {
+    let moved = 0;
+    for (const tid of safeReaddir(`/proc/${pid}/task`)) {
+      const comm = safeRead(`/proc/${pid}/task/${tid}/comm`);
+      if (comm.startsWith('crosvm_vcpu')) {
+        fs.writeFileSync(path.join(group, 'tasks'), tid);
+        moved++;
+      }
+    }
+    if (moved > 0) return group;
+    execFileSync('sleep', ['0.01']);
+  }
+  throw new Error(`real crosvm ${pid}: no vCPU thread to throttle within 4 s`);
+}
+
+function removeCpuGroup(group: string): void {
+  try {
+    fs.rmdirSync(group);
+  } catch {
+    // still busy or gone: a later run's mkdir reuses nothing of it (names are unique)
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function safeRead(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** SIGCONT then SIGKILL to a VM's whole tree (a frozen device would not die of SIGTERM). */

@@ -7,13 +7,21 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { eventually, isFullyStopped, isRunning } from '../engine/procState';
+import { eventually, isFullyStopped, isRunning, threadStates } from '../engine/procState';
 import { launchBrowser } from '../runner/browser';
 import { repoRoot } from '../runner/paths';
 import { ensureCodeServer } from '../runner/tools';
 import { EXTENSION_ID, openWorkbench, waitForWorkbench, Workbench } from './workbench';
 
-const exists = (pid: number) => fs.existsSync(`/proc/${pid}`);
+/**
+ * Still there, and not a zombie: a real crosvm's devices outlive its main process by a moment,
+ * are reparented to pid 1 and wait there to be reaped, which a Node pid 1 (a test run in its own
+ * pid namespace) never does. A zombie runs nothing and holds nothing.
+ */
+const exists = (pid: number) => {
+  const states = threadStates(pid);
+  return states.length > 0 && !states.every((s) => s === 'Z');
+};
 
 test('npm run demo serves a workbench whose palette freezes the demo VM; Ctrl-C stops everything', { timeout: 180_000 }, async () => {
   // The compiled demo script, as `npm run demo` runs it after building.
