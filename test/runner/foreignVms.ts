@@ -223,8 +223,9 @@ export async function startForeignVms(): Promise<ForeignVms> {
           checks += 2;
           const now = readProcStat(pid);
           if (!now || now.startTime !== before.startTime) problems.push(`${vm.name}: process ${pid} is gone`);
-          else if (readCgroup(pid) !== before.cgroup)
-            {problems.push(`${vm.name}: process ${pid} moved to other cgroups:\n${readCgroup(pid)}`);}
+          else if (readCgroup(pid) !== before.cgroup) {
+            problems.push(`${vm.name}: process ${pid} moved to other cgroups:\n${readCgroup(pid)}`);
+          }
         }
         checks += 1;
         if (CHILD_STOPPED_LINE.test(vm.log())) problems.push(`${vm.name} saw a device stop: ${vm.log().slice(-400)}`);
