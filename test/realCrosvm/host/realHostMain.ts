@@ -1,0 +1,6 @@
+// The extension-host entry point (`extensionTestsPath`) of the real-crosvm stage: runs the
+// mocha files of this folder (`*.host.js`, a name `node --test` leaves alone) inside the
+// extension host of a real workbench, next to crosvm Guard. Started by ../realHost.test.ts.
+import { runSuite } from '../../suite/suiteMain';
+
+export const run = (): Promise<void> => runSuite(__dirname, '.host.js');
