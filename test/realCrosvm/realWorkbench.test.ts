@@ -17,6 +17,8 @@ import { descendants, RealVm, startRealVm, stopAllRealVms } from './realVm';
 /** How long a frozen guest must stand still: ten of its ticks and more. */
 const STILL_MS = 2000;
 const REFRESH_MS = 500;
+/** The name these VMs run as and the only one this workbench looks for: other VMs on the machine stay out. */
+const NAME = 'crosvm-real-ui';
 
 let workbench: Workbench;
 let swap: RealVm;
@@ -71,15 +73,16 @@ const log = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog().slice(
 
 describe('real crosvm in the workbench: the swap build with its monitor and the default build', { timeout: 300_000 }, () => {
   before(async () => {
-    swap = await startRealVm({ build: 'swap', swapMonitor: true });
-    plain = await startRealVm({ build: 'default' });
+    swap = await startRealVm({ build: 'swap', swapMonitor: true, name: NAME });
+    plain = await startRealVm({ build: 'default', name: NAME });
     // The journal folder of this test alone: other test runs on the machine keep theirs.
     journalDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-real-journal-'));
     workbench = await openWorkbench({
       env: { CROSVM_GUARD_JOURNAL_DIR: journalDir },
-      settings: { 'crosvmGuard.refreshInterval': REFRESH_MS },
+      settings: { 'crosvmGuard.refreshInterval': REFRESH_MS, 'crosvmGuard.processNames': [NAME] },
     });
-    await workbench.waitForActivation();
+    // The machine is shared with other test runs: activation may wait for a core.
+    await workbench.waitForActivation(undefined, 1, 90_000);
     await workbench.openView('crosvm Guard');
   });
 
