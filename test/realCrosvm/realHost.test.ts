@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { launchBrowser } from '../runner/browser';
 import { startCodeServer } from '../runner/codeServer';
 import { lldbTestExtension, repoRoot, testResultsDir, testWorkspace } from '../runner/paths';
+import { HOST_VM_NAME } from './host/realHostMain';
 import { OUTPUT_FILE_VARIABLE, RESULT_FILE_VARIABLE, readSuiteResult } from '../suite/result';
 
 const HOST_SUITE = join(repoRoot, 'out', 'test', 'realCrosvm', 'host', 'realHostMain.js');
@@ -25,6 +26,8 @@ describe('real crosvm in the extension host', { timeout: TIMEOUT_MS + 60_000 }, 
       moreDevelopmentExtensions: [lldbTestExtension],
       // The journal folder of this run alone: other test runs on the machine keep theirs.
       env: { [OUTPUT_FILE_VARIABLE]: outputFile, [RESULT_FILE_VARIABLE]: resultFile, CROSVM_GUARD_JOURNAL_DIR: join(dir, 'journal') },
+      // Only the host suite's own VMs: no other VM on the machine is listed or frozen.
+      settings: { 'crosvmGuard.processNames': [HOST_VM_NAME] },
     });
     let code: number | string;
     try {
