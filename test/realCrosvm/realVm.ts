@@ -118,9 +118,9 @@ export async function startRealVm(options: RealVmOptions, assets = requireRealCr
   const exitCodeFile = path.join(runDir, 'exit-code');
   const exitCode = () => {
     try {
-      // The shell creates the file before it writes the number: empty is "not yet", not 0.
-      const text = fs.readFileSync(exitCodeFile, 'utf8').trim();
-      return /^\d+$/.test(text) ? Number(text) : undefined;
+      // The shell truncates the file before it writes the code: empty is not yet 0.
+      const text = fs.readFileSync(exitCodeFile, 'utf8');
+      return /^\d+\n$/.test(text) ? Number(text) : undefined;
     } catch {
       return undefined;
     }
