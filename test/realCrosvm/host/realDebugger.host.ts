@@ -31,7 +31,8 @@ const guestDevicesOf = (vm: RealVm) => descendants(vm.pid).filter((pid) => comm(
 /**
  * The symbol LLDB 14 resolves for a Rust function. Its demangler keeps the legacy hash
  * (`devices::bus::Bus::read::h09c8…`), so the plain path resolves to nothing (tried: `-n`, `-F`,
- * an anchored regex); the mangled name does, as does `breakpoint set -r` in the debug console.
+ * an anchored regex); the mangled name does, as does a regex typed in the debug console
+ * (`` `breakpoint set -r devices::bus::Bus::read ``, lldb-vscode's command escape; tried by hand).
  * A developer finds it the same way, with `nm`.
  */
 function mangledName(binary: string, rustPath: string): string {
