@@ -324,7 +324,8 @@ function killTree(pid: number): void {
   }
 }
 
-function descendants(pid: number): number[] {
+/** Every descendant of `pid`, through the `children` file of each of its threads. */
+export function descendants(pid: number): number[] {
   const found: number[] = [];
   let tasks: string[] = [];
   try {

@@ -16,6 +16,13 @@ export interface SuiteResult {
   passed: number;
   failed: number;
   pending: number;
+  /** Each test that ran, by its full title, with the error of a failure. */
+  tests?: TestOutcome[];
+}
+
+export interface TestOutcome {
+  title: string;
+  error?: string;
 }
 
 export function writeSuiteResult(file: string, result: SuiteResult): void {

@@ -284,10 +284,29 @@ export class Workbench {
    * row's tooltip (one that names the label; another element's may still be fading out).
    */
   async hoverTreeRow(label: string, timeout = 10_000): Promise<Locator> {
-    await this.treeRow(label).locator('.label-name').hover();
-    const hover = this.page.locator('.monaco-hover.workbench-hover', { hasText: label }).first();
+    return this.hoverRow(this.treeRow(label), label, timeout);
+  }
+
+  /** The row of the side bar's tree whose description matches, e.g. a VM's `running · pid 1234`. */
+  treeRowDescribed(description: RegExp): Locator {
+    return this.page
+      .locator('.part.sidebar .pane-body .monaco-list-row')
+      .filter({ has: this.page.locator('.label-description', { hasText: description }) })
+      .first();
+  }
+
+  /** Hovers `row` and waits for its tooltip, told apart from a fading one by `text` it holds. */
+  async hoverRow(row: Locator, text: string, timeout = 10_000): Promise<Locator> {
+    await row.locator('.label-name').hover();
+    const hover = this.page.locator('.monaco-hover.workbench-hover', { hasText: text }).first();
     await hover.waitFor({ state: 'visible', timeout });
     return hover;
+  }
+
+  /** Clicks one of a tree row's inline actions (the icons it shows while hovered), by its title. */
+  async clickInlineAction(row: Locator, title: string): Promise<void> {
+    await row.hover();
+    await row.locator(`.actions .action-label[aria-label="${title}"]`).click();
   }
 
   /** The tooltip (hover) shown now, if any. */
