@@ -16,7 +16,7 @@ import { descendants, RealVm, startRealVm, stopAllRealVms } from './realVm';
 
 const STILL_MS = 2000;
 /** The name these VMs run as and the only one this workbench looks for: other VMs on the machine stay out. */
-const NAME = 'crosvm-real-root';
+const NAME = 'crosvm_real_root';
 
 let user: TestUser;
 let workbench: Workbench;

@@ -18,7 +18,7 @@ import { descendants, RealVm, startRealVm, stopAllRealVms } from './realVm';
 const STILL_MS = 2000;
 const REFRESH_MS = 500;
 /** The name these VMs run as and the only one this workbench looks for: other VMs on the machine stay out. */
-const NAME = 'crosvm-real-ui';
+const NAME = 'crosvm_real_ui';
 
 let workbench: Workbench;
 let swap: RealVm;

@@ -4,6 +4,6 @@
 import { runSuite } from '../../suite/suiteMain';
 
 /** The name the host suite's VMs run as, and the only one its window looks for (no other VM on the machine is touched). */
-export const HOST_VM_NAME = 'crosvm-real-host';
+export const HOST_VM_NAME = 'crosvm_real_host';
 
 export const run = (): Promise<void> => runSuite(__dirname, '.host.js');
