@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { launchBrowser } from '../runner/browser';
 import { startCodeServer } from '../runner/codeServer';
+import { requireIsolation } from '../runner/isolation';
 import { lldbTestExtension, repoRoot, testResultsDir, testWorkspace } from '../runner/paths';
 import { HOST_VM_NAME } from './host/realHostMain';
 import { OUTPUT_FILE_VARIABLE, RESULT_FILE_VARIABLE, readSuiteResult } from '../suite/result';
@@ -17,6 +18,7 @@ const TIMEOUT_MS = 10 * 60_000;
 
 describe('real crosvm in the extension host', { timeout: TIMEOUT_MS + 60_000 }, () => {
   it('runs the host suite: LLDB on the swap build, the API on the default build', async (t) => {
+    requireIsolation('The real-crosvm extension-host suite');
     const dir = mkdtempSync(join(tmpdir(), 'crosvm-guard-real-host-'));
     const outputFile = join(dir, 'output.log');
     const resultFile = join(dir, 'result.json');
