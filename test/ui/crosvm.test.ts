@@ -63,7 +63,7 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     const mkfs = rows.find((r) => r.label === 'mkfs process');
     assert.equal(blk?.level, 2);
     assert.equal(mkfs?.level, 3, 'the grandchild hangs below its device');
-    assert.match(blk?.description ?? '', /^\d+ · running$/);
+    assert.match(blk?.description ?? '', /^running · \d+$/);
     assert.ok(rows.some((r) => r.label === 'weird) dev'));
   });
 
@@ -120,7 +120,7 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
       );
       return { rows, found: rows.find(matches) };
     };
-    const running = await deviceRow(new RegExp(`^${vm.devices[0].pid} · running$`));
+    const running = await deviceRow(new RegExp(`^running · ${vm.devices[0].pid}$`));
     assert.ok(running.found, JSON.stringify(running.rows));
     assert.match(running.rows.find((r) => r.level === 1)?.description ?? '', new RegExp(`^running · pid ${vm.pid}$`));
     await workbench.runCommand('crosvm: Freeze crosvm devices');
@@ -128,7 +128,7 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     assert.ok(frozen.found, JSON.stringify(frozen.rows));
     assert.equal(frozen.found.icon, 'lock');
     // The VM row may be drawn a frame after its devices.
-    const vmFrozen = new RegExp(`^frozen · pid ${vm.pid}$`);
+    const vmFrozen = new RegExp(`^frozen since \\d\\d:\\d\\d:\\d\\d · pid ${vm.pid}$`);
     let vmDescription = frozen.rows.find((r) => r.level === 1)?.description ?? '';
     for (let i = 0; !vmFrozen.test(vmDescription) && i < 20; i++) {
       await workbench.page.waitForTimeout(100);
