@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
 import { readSnapshot } from '../../src/guard';
-import { openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
+import { EXTENSION_ID, openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
 
 const REFRESH_MS = 500;
 /** A name only this test's VMs have: VMs other test runs start stay out. */
@@ -20,11 +20,11 @@ let alpha: FixtureVm;
 let beta: FixtureVm;
 let gamma: FixtureVm;
 
-const rowsWhen = (accept: (rows: TreeRow[]) => boolean, timeout = 10_000) => waitFor(() => workbench.treeRows(), accept, timeout);
+const rowsWhen = (accept: (rows: TreeRow[]) => boolean, timeout = 20_000) => waitFor(() => workbench.treeRows(), accept, timeout);
 const vmRow = (rows: TreeRow[], vm: FixtureVm) => rows.find((r) => r.level === 1 && r.description.endsWith(`pid ${vm.pid}`));
 const statusItem = async () => (await workbench.statusBarItems()).find((i) => i.id.endsWith('crosvmGuard.status'));
 
-async function waitForStatus(pattern: RegExp, timeout = 10_000): Promise<string> {
+async function waitForStatus(pattern: RegExp, timeout = 20_000): Promise<string> {
   const text = await waitFor(
     async () => (await statusItem())?.text ?? '',
     (t) => pattern.test(t),
@@ -78,7 +78,8 @@ describe('summary labels that tell the truth', { timeout: 400_000 }, () => {
     workbench = await openWorkbench({
       settings: { 'crosvmGuard.refreshInterval': REFRESH_MS, 'crosvmGuard.processNames': [NAME], 'crosvmGuard.method': 'signal' },
     });
-    await workbench.waitForActivation();
+    // Slow on a loaded machine (other test runs share its cores).
+    await workbench.waitForActivation(EXTENSION_ID, 1, 120_000);
     await workbench.openView('crosvm Guard');
   });
 
