@@ -212,7 +212,7 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     );
     assert.equal(vmRow(rows, alpha)?.icon, 'warning');
     const net = rows.find(
-      (r) => r.label === 'virtio-net' && r.description.startsWith(String(alpha.devices.find((d) => d.label === 'virtio-net')?.pid)),
+      (r) => r.label === 'virtio-net' && r.description.includes(` · ${alpha.devices.find((d) => d.label === 'virtio-net')?.pid}`),
     );
     assert.match(net?.description ?? '', /^frozen · /);
     assert.equal(net?.icon, 'debug-pause');
