@@ -17,6 +17,8 @@ import {
   codeSpan,
   escapeMarkdown,
   plural,
+  PROCESS_STATE_WORDS,
+  processStateKind,
   shortRefusal,
   skipWords,
   vmPickDetail,
@@ -135,6 +137,7 @@ export class CommandHandlers {
       const ref = vmRefFromArgument(arg);
       const report = await this.controller.resume(ref);
       const pids = report.resumed.map((p) => p.pid);
+      if (pids.length > 0) vscode.window.setStatusBarMessage(`$(debug-continue) crosvm: ${this.resumedMessage(pids)}`, 6000);
       if (pids.length > 0 || report.gone.length > 0) return pids;
       const others = this.controller.refresh().filter((v) => v.frozenElsewhere && !v.frozen && (!ref || v.snapshot.main.pid === ref.pid));
       for (const view of others) {
@@ -151,6 +154,13 @@ export class CommandHandlers {
       void this.showError(error);
       return [];
     }
+  }
+
+  /** What a resume did, the vCPUs named when a VM's main process was among them (an entire-VM freeze). */
+  private resumedMessage(pids: readonly number[]): string {
+    const mains = this.controller.vms.filter((v) => pids.includes(v.snapshot.main.pid)).map((v) => v.snapshot.main.pid);
+    const vcpus = mains.length > 0 ? `, the vCPUs of VM ${mains.join(', ')} too` : '';
+    return `resumed ${plural(pids.length - mains.length, 'device process', 'device processes')}${vcpus}`;
   }
 
   async toggle(): Promise<FreezeReport | FreezeReport[] | number[] | undefined> {
@@ -389,6 +399,8 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
   const p = node instanceof VmNode ? node.view.snapshot.main : node.process;
   const started = startTimeToDate(p.startTime);
   const cell = (text: string) => escapeMarkdown(text);
+  const view = node instanceof VmNode ? node.view : node.vm;
+  const placement = view.placements.get(p.pid);
   const lines = [
     `# ${node instanceof VmNode ? `crosvm VM ${p.pid}` : `${cell(p.label)} (pid ${p.pid})`}`,
     '',
@@ -399,12 +411,15 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
     `| pid | ${p.pid} |`,
     `| parent pid | ${p.ppid} |`,
     `| label (comm) | ${codeSpan(p.label)} |`,
-    `| state | ${codeSpan(p.state)} |`,
+    `| state | ${stateCell(p, view)} |`,
     `| uid | ${p.uid} |`,
     `| threads | ${p.threads} |`,
     `| start time | ${p.startTime} clock ticks after boot${started ? ` (${started.toISOString()})` : ''} |`,
     `| debugger pid | ${p.tracerPid || 'none'} |`,
+    `| cgroup | ${placement?.dir ? `${codeSpan(placement.dir)} (${placement.access === 'denied' ? 'not writable here' : 'writable'})` : 'not read'} |`,
   ];
+  // A device process's VM: how it is frozen, or would be.
+  if (node instanceof ProcessNode) lines.push(`| VM | ${node.vm.snapshot.main.pid}, freeze method ${methodCell(node.vm)} |`);
   if (node instanceof VmNode) {
     const vm = node.view.snapshot;
     lines.push(
@@ -417,14 +432,19 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
       codeBlock(vm.cmdline.join(' '), 'shell'),
       '## Device processes',
       '',
-      ...vm.devices.map(deviceLine),
+      ...vm.devices.map((d) => deviceLine(d, node.view)),
     );
   }
   return lines.join('\n') + '\n';
 }
 
-function deviceLine(d: ProcessSnapshot): string {
-  return `- ${codeSpan(d.label)} pid ${d.pid}, parent ${d.ppid}, state ${codeSpan(d.state)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`;
+function deviceLine(d: ProcessSnapshot, view: VmView): string {
+  return `- ${codeSpan(d.label)} pid ${d.pid}, parent ${d.ppid}, state ${stateCell(d, view)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`;
+}
+
+/** `T` alone says little: the kernel's letter, and what it means here. */
+function stateCell(p: ProcessSnapshot, view: VmView): string {
+  return `${codeSpan(p.state)} (${PROCESS_STATE_WORDS[processStateKind(p, view)]})`;
 }
 
 /** The details' freeze method: the one in force, or the one a freeze would use (or none, and why). */

@@ -182,7 +182,7 @@ describe('crosvm Guard errors and dangerous actions', { timeout: 240_000 }, () =
     }
     assert.ok(notification, 'no notification about the unsafe build');
     assert.equal(notification.severity, 'warning');
-    assert.match(notification.message, /shut the VM down.*--features swap/);
+    assert.match(notification.message, /--features swap.*shut the VM down/);
     assert.deepEqual(notification.buttons, ['Open Settings', 'Show Log']);
     assert.ok(unsafe.isRunning());
     assert.ok(unsafe.devices.every((d) => isRunning(d.pid)));
@@ -201,6 +201,17 @@ describe('crosvm Guard errors and dangerous actions', { timeout: 240_000 }, () =
     await doomed.exited;
     const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
     assert.ok(await eventually(() => doomed.devices.every((d) => !alive(d.pid)), 5000), 'a device of the killed VM still runs');
+    // And it is said where the click was: a message in the status bar.
+    const said = await waitFor(
+      () => bench.statusBarItems(),
+      (items) => items.some((i) => new RegExp(`Killed VM ${doomed.pid} `).test(i.text)),
+      10_000,
+      200,
+    );
+    assert.ok(
+      said.some((i) => new RegExp(`Killed VM ${doomed.pid} `).test(i.text)),
+      JSON.stringify(said.map((i) => i.text)),
+    );
   });
 });
 
