@@ -102,5 +102,15 @@ describe('the status bar during a debug session of the demo folder', { timeout: 
     assert.doesNotMatch(tip, /autoFreeze/, tip);
     await workbench.page.keyboard.press('Shift+F5');
     await waitForStatus(/^\$\(vm-running\) crosvm \d+$/, 20_000);
+    // The session's end resumed nothing (the click had): the log does not say it resumed "0 processes".
+    const log = await waitFor(
+      () => workbench.extensionLog(),
+      (text) => /Automatic freezing off/.test(text),
+      5000,
+      200,
+    );
+    assert.match(log, /Auto-freeze on DAP event "stopped"/);
+    assert.doesNotMatch(log, /Auto-resume[^\n]*: 0 processes/, log);
+    assert.doesNotMatch(log, /on the debug session ends/, log);
   });
 });

@@ -17,6 +17,7 @@ import {
   vmTooltip,
 } from '../../src/ui/describe';
 import type { VmView } from '../../src/ui/controller';
+import { discoveryLine, frozeLine } from '../../src/ui/logText';
 import type { ProcessSnapshot } from '../../src/guard';
 
 const HOSTILE = '**x**[y](z)';
@@ -228,6 +229,31 @@ describe('the status bar summary', () => {
 
   it('marks manual control', () => {
     assert.equal(statusSummary([b], { automatic: false, manual: true, notFrozen: [] }, 0).text, '$(vm-running) crosvm 1 manual');
+  });
+});
+
+describe('the log', () => {
+  it('states the swap evidence once per VM in its discovery line', () => {
+    const line = discoveryLine(view());
+    assert.equal(line.split('vmm-swap is enabled').length - 1, 1, line);
+    assert.match(line, /freeze method signal$/);
+  });
+
+  it('says skip reasons in words and a partial freeze as such', () => {
+    const report = {
+      vm: { pid: 100, startTime: 5, name: 'x' },
+      scope: 'devices',
+      method: 'signal',
+      methodReason: 'signals',
+      frozen: [proc()],
+      skipped: [
+        { pid: 201, startTime: 5, label: 'virtio-blk', reason: 'traced', detail: 'a debugger (pid 9) is attached; it owns this process' },
+      ],
+      elapsedMs: 1,
+    } as unknown as Parameters<typeof frozeLine>[0];
+    const line = frozeLine(report);
+    assert.match(line, /\(partly frozen\)/);
+    assert.match(line, /virtio-blk 201 left running: a debugger \(pid 9\) is attached/);
   });
 });
 
