@@ -329,7 +329,12 @@ export function debugTargetsSentence(s: DebugSessionTargets, vms: readonly VmVie
     const which = own.snapshot.main.pid === s.debuggeePid ? 'its main process' : 'one of its processes';
     return `${session} freezes VM ${own.snapshot.main.pid} at each stop: the debuggee (pid ${s.debuggeePid}) is ${which}.${cannotFreeze([own])}`;
   }
-  const why = s.debuggeePid === undefined ? 'its debuggee is not known yet' : `the debuggee (pid ${s.debuggeePid}) is no crosvm VM`;
+  // js-debug names its child session after the pid without reporting it (no `process` event):
+  // say what crosvm Guard was told, not that the pid is unknown.
+  const why =
+    s.debuggeePid === undefined
+      ? "its debugger has not reported the debuggee's pid"
+      : `the debuggee (pid ${s.debuggeePid}) is no crosvm VM`;
   const mine = vms.filter((v) => v.snapshot.main.uid === uid);
   const which = mine.length === 0 ? 'your VMs (none runs now)' : `your ${mine.length === 1 ? 'VM' : 'VMs'} (${vmList(mine)})`;
   return (

@@ -80,7 +80,7 @@ export class GuardStatusBar implements vscode.Disposable {
       md.appendMarkdown(`$(warning) ${session}, but VM ${vm.pid} was not frozen: ${escapeMarkdown(vm.reason)}\n\n`);
     }
     // One sentence for what a click does, taking manual control included.
-    const manual = this.debug.automatic ? ', and takes manual control of the debug session (no more automatic freezing)' : '';
+    const manual = this.debug.automatic ? ' and take manual control of the debug session (no more automatic freezing)' : '';
     if (this.controller.isFrozen) md.appendMarkdown(`Click to resume every frozen VM${manual}.`);
     else if (this.controller.isFrozenElsewhere) md.appendMarkdown('Click to resume the VM another window froze (you are asked first).');
     else if (vms.length === 1) md.appendMarkdown(`Click to freeze the device processes of VM ${vms[0].snapshot.main.pid}${manual}.`);

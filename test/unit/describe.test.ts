@@ -293,7 +293,10 @@ describe('which VMs a debug session freezes, and why', () => {
   });
 
   it('names your VMs when the debuggee is not known yet or no VM', () => {
-    assert.match(debugTargetsSentence(session, vms, 1000), /freezes your VMs \(100, 300\) at each stop: its debuggee is not known yet/);
+    assert.match(
+      debugTargetsSentence(session, vms, 1000),
+      /freezes your VMs \(100, 300\) at each stop: its debugger has not reported the debuggee's pid/,
+    );
     assert.match(
       debugTargetsSentence({ ...session, debuggeePid: 4242 }, vms, 1000),
       /your VMs \(100, 300\) at each stop: the debuggee \(pid 4242\) is no crosvm VM/,
