@@ -40,11 +40,7 @@ describe('validateSettings', () => {
     ['a string for a list', { assumeSwapBuild: 'yes' }, /assumeSwapBuild must be a list of crosvm executables/],
     ['a bare name to vouch for', { assumeSwapBuild: ['crosvm'] }, /assumeSwapBuild "crosvm" is not an absolute path/],
     // The old boolean vouched for every crosvm of the machine, default builds included.
-    [
-      'the old `true`',
-      { assumeSwapBuild: true },
-      /assumeSwapBuild is now a list of the crosvm executables you vouch .*: true vouched for every crosvm/,
-    ],
+    ['the old `true`', { assumeSwapBuild: true }, /assumeSwapBuild is now a list of the crosvm executables you vouch .*: true vouched for every crosvm/],
     ['a negative safety valve', { maxFreezeSeconds: -1 }, /maxFreezeSeconds must be a whole number from 0 to 86400/],
   ];
   for (const [name, raw, warning] of invalid) {
