@@ -10,15 +10,21 @@ export interface DemoDebuggee {
   readonly binary: string;
 }
 
-const STAND_IN = `// A stand-in for crosvm under a debugger: it stops at \`debugger;\` once a second.
+const STAND_IN = `// A stand-in for crosvm under a debugger: it stops at \`debugger;\`, and after Continue runs
+// for 5 seconds before it stops again, so that you can see the VM run in between.
 // Each stop freezes the demo VM's device processes (crosvmGuard.debug.autoFreeze is "onStop"
 // in this folder's settings); Continue (F5) resumes them. The status bar says which VMs a
 // session freezes and why: this program is no VM, so all of yours.
 let stops = 0;
-setInterval(() => {
+function stopAgain() {
   stops += 1;
   debugger;
-}, 1000);
+  // Scheduled after Continue, not before the stop: a timer that came due while the debugger
+  // held the program stopped (setInterval) would stop it again at once.
+  setTimeout(stopAgain, RUN_BETWEEN_STOPS_MS);
+}
+const RUN_BETWEEN_STOPS_MS = 5000;
+setTimeout(stopAgain, 1000);
 `;
 
 const README = `# crosvm Guard demo

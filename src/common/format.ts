@@ -9,5 +9,5 @@ export function formatElapsed(ms: number): string {
 
 /** A freeze method in a user's words; `undefined` is a VM no method may freeze. */
 export function methodName(method: 'signal' | 'cgroup' | undefined): string {
-  return method === 'cgroup' ? 'cgroup freezer' : method === 'signal' ? 'signals' : 'cannot be frozen';
+  return method === 'cgroup' ? 'the cgroup freezer' : method === 'signal' ? 'signals' : 'cannot be frozen';
 }

@@ -3,14 +3,39 @@
 // its result so tests and other extensions can script it.
 import * as vscode from 'vscode';
 import treeKill from 'tree-kill';
-import { FreezeReport, FreezeScope, GuardError, maySignal, ProcessSnapshot, startTimeToDate, VmRef, VmSnapshot } from '../guard';
+import {
+  FreezeReport,
+  FreezeScope,
+  GuardError,
+  maySignal,
+  ProcessSnapshot,
+  SkippedProcess,
+  startTimeToDate,
+  VmRef,
+  VmSnapshot,
+} from '../guard';
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
 import { ElevationError } from '../companion/elevatedClient';
 import { ProcessNode, VmNode } from './processTreeView';
-import { SettingKeys, SETTINGS_SECTION } from '../common/settings';
+import { SettingKeys } from '../common/settings';
+import { openSetting } from './openSetting';
 import { methodName } from '../common/format';
-import { clockTime, codeBlock, codeSpan, escapeMarkdown, nameExplained, plural, vmPickDetail, VmStateKind, vmStateKind } from './describe';
+import {
+  clockTime,
+  codeBlock,
+  codeSpan,
+  escapeMarkdown,
+  nameExplained,
+  plural,
+  PROCESS_STATE_WORDS,
+  processStateKind,
+  shortRefusal,
+  skipWords,
+  vmPickDetail,
+  VmStateKind,
+  vmStateKind,
+} from './describe';
 import { processName } from './viewModel';
 
 /** A command's argument: a pid, a tree item, or `{ pid, startTime? }`; undefined means "ask". */
@@ -97,12 +122,20 @@ export class CommandHandlers {
     }
     const count = reports.reduce((sum, r) => sum + r.frozen.length, 0);
     const ms = reports.reduce((sum, r) => sum + r.elapsedMs, 0);
+    const running = reports.flatMap((r) => r.skipped.filter(keepsRunning).map((s) => ({ vm: r.vm.pid, s })));
     if (count === 0) {
       // Not a success: say what was left running, and why.
-      const skipped = reports.flatMap((r) => r.skipped).map((s) => `${s.label} ${s.pid} (${s.detail})`);
+      const skipped = reports.flatMap((r) => r.skipped).map((s) => `${s.label} ${s.pid} ${skipWords(s)}`);
       void vscode.window.showWarningMessage(
         `Nothing was frozen: ${skipped.length > 0 ? `every process was left alone: ${skipped.join(', ')}` : 'the VM has no device processes'}.`,
       );
+    } else if (running.length > 0) {
+      // A device that runs writes guest memory: a freeze that left one running is told as such.
+      const named = running.map(({ s }) => `${s.label} ${s.pid} ${skipWords(s)}`).join('; ');
+      const vms = [...new Set(running.map((r) => r.vm))].join(', ');
+      void vscode.window.showWarningMessage(`crosvm VM ${vms} is only partly frozen: ${named}.`, 'Show Log').then((choice) => {
+        if (choice === 'Show Log') this.log.show();
+      });
     } else vscode.window.setStatusBarMessage(`$(debug-pause) crosvm: ${frozeMessage(reports, count, ms)}`, 6000);
     return reports.length === 1 ? reports[0] : reports;
   }
@@ -116,6 +149,7 @@ export class CommandHandlers {
       const ref = vmRefFromArgument(arg);
       const report = await this.controller.resume(ref);
       const pids = report.resumed.map((p) => p.pid);
+      if (pids.length > 0) vscode.window.setStatusBarMessage(`$(debug-continue) crosvm: ${this.resumedMessage(pids)}`, 6000);
       if (pids.length > 0 || report.gone.length > 0) return pids;
       const others = this.controller.refresh().filter((v) => v.frozenElsewhere && !v.frozen && (!ref || v.snapshot.main.pid === ref.pid));
       for (const view of others) {
@@ -132,6 +166,13 @@ export class CommandHandlers {
       void this.showError(error);
       return [];
     }
+  }
+
+  /** What a resume did, the vCPUs named when a VM's main process was among them (an entire-VM freeze). */
+  private resumedMessage(pids: readonly number[]): string {
+    const mains = this.controller.vms.filter((v) => pids.includes(v.snapshot.main.pid)).map((v) => v.snapshot.main.pid);
+    const vcpus = mains.length > 0 ? `, the vCPUs of VM ${mains.join(', ')} too` : '';
+    return `resumed ${plural(pids.length - mains.length, 'device process', 'device processes')}${vcpus}`;
   }
 
   async toggle(): Promise<FreezeReport | FreezeReport[] | number[] | undefined> {
@@ -154,7 +195,7 @@ export class CommandHandlers {
       if (choice === refresh) {
         return this.controller.refresh().length > 0 ? this.pickVms(scope) : undefined;
       }
-      if (choice === settings) void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.processNames`);
+      if (choice === settings) void openSetting(SettingKeys.processNames);
       return undefined;
     }
     if (vms.length === 1) return [refOf(vms[0])];
@@ -165,16 +206,34 @@ export class CommandHandlers {
       detail: vmPickDetail(vm),
       refs: [refOf(vm)],
     }));
-    // "All VMs": those a freeze would change (a VM frozen as asked already is left out).
-    const open = vms.filter((vm) => !vm.frozen || (scope === 'vm' && vm.frozen.scope === 'devices'));
+    // The VMs a freeze would change: running ones it can freeze (a VM frozen as asked already,
+    // one that cannot be frozen, one another window holds are left out).
+    const open = scope === 'kill' ? vms : vms.filter((vm) => canAct(vm, scope));
     if (scope !== 'kill' && open.length > 1) {
-      items.push({ label: '$(layers) All VMs', description: plural(open.length, 'VM'), refs: open.map(refOf) });
+      const left = vms.filter((vm) => !open.includes(vm) && !vm.frozen);
+      const detail = left.length > 0 ? `not ${left.map((vm) => `VM ${vm.snapshot.main.pid} (${vmPickDetail(vm)})`).join(', ')}` : undefined;
+      items.push({
+        label: '$(layers) All VMs',
+        description: `${plural(open.length, 'VM')} that can be frozen`,
+        detail,
+        refs: open.map(refOf),
+      });
     }
-    const picked = await vscode.window.showQuickPick(items, {
-      title: scope === 'kill' ? 'Kill crosvm VM' : scope === 'vm' ? 'Freeze entire crosvm VM (vCPUs too)' : 'Freeze crosvm devices',
-      placeHolder: 'Which crosvm VM?',
-      matchOnDescription: true,
+    const quickPick = vscode.window.createQuickPick<Item>();
+    quickPick.items = items;
+    quickPick.title =
+      scope === 'kill' ? 'Kill crosvm VM' : scope === 'vm' ? 'Freeze entire crosvm VM (vCPUs too)' : 'Freeze crosvm devices';
+    quickPick.placeholder = 'Which crosvm VM?';
+    quickPick.matchOnDescription = true;
+    // Enter on the preselected row must do something: the first VM that can be frozen.
+    const first = items.find((item) => item.refs.length === 1 && open.some((vm) => refOf(vm).pid === item.refs[0].pid));
+    if (first) quickPick.activeItems = [first];
+    const picked = await new Promise<Item | undefined>((resolve) => {
+      quickPick.onDidAccept(() => resolve(quickPick.selectedItems[0] ?? quickPick.activeItems[0]));
+      quickPick.onDidHide(() => resolve(undefined));
+      quickPick.show();
     });
+    quickPick.dispose();
     return picked?.refs;
   }
 
@@ -258,9 +317,9 @@ export class CommandHandlers {
       // Proven again right before the signal: the user may have waited at the dialog.
       this.controller.guard.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime });
       await new Promise<void>((resolve, reject) => treeKill(vm.main.pid, 'SIGKILL', (error) => (error ? reject(error) : resolve())));
-      this.log.info(
-        `Killed VM ${vm.main.pid} (${vm.name}) and its ${plural(vm.devices.length, 'device process', 'device processes')} with SIGKILL.`,
-      );
+      const killed = `Killed VM ${vm.main.pid} (${vm.name}) and its ${plural(vm.devices.length, 'device process', 'device processes')}`;
+      this.log.info(`${killed} with SIGKILL.`);
+      vscode.window.setStatusBarMessage(`$(trash) crosvm: ${killed}.`, 6000);
       await this.controller.resume(ref);
       this.controller.refresh();
       return true;
@@ -272,8 +331,10 @@ export class CommandHandlers {
 
   /** A notification that says what happened and offers the next step. */
   private async showError(error: unknown, retry?: () => unknown): Promise<void> {
-    const message = (error as Error).message ?? String(error);
     const code = error instanceof GuardError ? error.code : undefined;
+    // A refusal is short on screen; its evidence and every way out are in the log.
+    if (code === 'unsafe-build' || code === 'cgroup-unavailable') this.log.warn((error as Error).message);
+    const message = code ? shortRefusal(error as GuardError) : ((error as Error).message ?? String(error));
     const actions: string[] = [];
     if (code === 'freeze-failed' && retry) actions.push('Retry');
     const elevate = 'Freeze with administrator rights…';
@@ -298,8 +359,7 @@ export class CommandHandlers {
     } else if (choice === 'Open Settings') {
       // For a build that dies on signals the way out is the method (the cgroup freezer), not
       // assumeSwapBuild, which would crash it if you were wrong.
-      const setting = code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method;
-      void vscode.commands.executeCommand('workbench.action.openSettings', `${SETTINGS_SECTION}.${setting}`);
+      void openSetting(code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method);
     } else if (choice === 'Refresh') this.controller.refresh();
     else if (choice === 'Show Log') this.log.show();
   }
@@ -307,18 +367,26 @@ export class CommandHandlers {
 
 /** The status-bar message after a freeze: what froze, and what was left running and why. */
 function frozeMessage(reports: readonly FreezeReport[], count: number, ms: number): string {
-  const skipped = reports.flatMap((r) => r.skipped).map((s) => `${s.label} ${s.pid} (${s.reason})`);
-  return (
-    `froze ${plural(count, 'process', 'processes')} in ${ms.toFixed(1)} ms` +
-    (skipped.length > 0 ? `; left running: ${skipped.join(', ')}` : '')
-  );
+  const skipped = reports.flatMap((r) => r.skipped).map((s) => `${s.label} ${s.pid} ${skipWords(s)}`);
+  return `froze ${plural(count, 'process', 'processes')} in ${ms.toFixed(1)} ms` + (skipped.length > 0 ? `; ${skipped.join('; ')}` : '');
+}
+
+/** A process a freeze skipped that goes on running (and writing guest memory). */
+const keepsRunning = (s: SkippedProcess) => s.reason === 'traced' || s.reason === 'excluded';
+
+/** Whether a freeze of `scope` would change this VM. */
+function canAct(vm: VmView, scope: FreezeScope): boolean {
+  if (vm.frozenElsewhere) return false;
+  if (vm.frozen) return scope === 'vm' && vm.frozen.scope === 'devices';
+  return vmStateKind(vm) !== 'unfreezable';
 }
 
 /** Picker icons: the tree's state icons (a quick pick cannot colour them). */
 const PICK_ICONS: Record<VmStateKind, string> = {
   running: 'vm-running',
   frozen: 'debug-pause',
-  frozenWithVcpus: 'debug-pause',
+  frozenWithVcpus: 'debug-stop',
+  partlyFrozen: 'warning',
   frozenElsewhere: 'debug-pause',
   needsAdmin: 'shield',
   unfreezable: 'circle-slash',
@@ -344,6 +412,8 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
   const started = startTimeToDate(p.startTime);
   const cell = (text: string) => escapeMarkdown(text);
   const name = node instanceof VmNode ? undefined : processName(node.vm.snapshot, node.process);
+  const view = node instanceof VmNode ? node.view : node.vm;
+  const placement = view.placements.get(p.pid);
   const lines = [
     `# ${name ? `${cell(name.shown)} (pid ${p.pid})` : `crosvm VM ${p.pid}`}`,
     '',
@@ -355,12 +425,15 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
     `| parent pid | ${p.ppid} |`,
     `| label (comm) | ${codeSpan(p.label)} |`,
     ...(name && nameExplained(name).length > 0 ? [`| name | ${nameExplained(name).join(' ')} |`] : []),
-    `| state | ${codeSpan(p.state)} |`,
+    `| state | ${stateCell(p, view)} |`,
     `| uid | ${p.uid} |`,
     `| threads | ${p.threads} |`,
     `| start time | ${p.startTime} clock ticks after boot${started ? ` (${started.toISOString()})` : ''} |`,
     `| debugger pid | ${p.tracerPid || 'none'} |`,
+    `| cgroup | ${placement?.dir ? `${codeSpan(placement.dir)} (${placement.access === 'denied' ? 'not writable here' : 'writable'})` : 'not read'} |`,
   ];
+  // A device process's VM: how it is frozen, or would be.
+  if (node instanceof ProcessNode) lines.push(`| VM | ${node.vm.snapshot.main.pid}, freeze method ${methodCell(node.vm)} |`);
   if (node instanceof VmNode) {
     const vm = node.view.snapshot;
     lines.push(
@@ -373,16 +446,21 @@ function detailsMarkdown(node: VmNode | ProcessNode): string {
       codeBlock(vm.cmdline.join(' '), 'shell'),
       '## Device processes',
       '',
-      ...vm.devices.map((d) => deviceLine(vm, d)),
+      ...vm.devices.map((d) => deviceLine(vm, d, node.view)),
     );
   }
   return lines.join('\n') + '\n';
 }
 
-function deviceLine(vm: VmSnapshot, d: ProcessSnapshot): string {
+function deviceLine(vm: VmSnapshot, d: ProcessSnapshot, view: VmView): string {
   const name = processName(vm, d);
   const shown = name.shown === d.label ? codeSpan(d.label) : `${escapeMarkdown(name.shown)} (${codeSpan(d.label)})`;
-  return `- ${shown} pid ${d.pid}, parent ${d.ppid}, state ${codeSpan(d.state)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`;
+  return `- ${shown} pid ${d.pid}, parent ${d.ppid}, state ${stateCell(d, view)}, uid ${d.uid}, ${plural(d.threads, 'thread')}`;
+}
+
+/** `T` alone says little: the kernel's letter, and what it means here. */
+function stateCell(p: ProcessSnapshot, view: VmView): string {
+  return `${codeSpan(p.state)} (${PROCESS_STATE_WORDS[processStateKind(p, view)]})`;
 }
 
 /** The details' freeze method: the one in force, or the one a freeze would use (or none, and why). */

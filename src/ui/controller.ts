@@ -46,7 +46,8 @@ export class GuardController implements vscode.Disposable {
   /** The root companion, for VMs this window may not freeze itself. */
   readonly elevation: ElevationSession;
   private views: VmView[] = [];
-  private lastDiscovery = '';
+  /** The last discovery line of each VM, by pid and start time (undefined: nothing listed yet). */
+  private lastDiscovery: Map<string, string> | undefined;
   private readonly changed = new vscode.EventEmitter<void>();
   private readonly stateChanged = new vscode.EventEmitter<GuardEvent>();
   private readonly disposables: vscode.Disposable[] = [this.changed, this.stateChanged];
@@ -142,6 +143,8 @@ export class GuardController implements vscode.Disposable {
     const forgotten = this.guard.reconcile();
     for (const vm of forgotten) {
       this.log.info(`VM ${vm.vm.pid} (${vm.vm.name}) runs again, resumed outside this window; no longer holding it.`);
+      // The user froze it here and may be relying on it: a freeze lost is said where it is seen.
+      void vscode.window.showWarningMessage(lostFreezeMessage(vm.vm.pid, vm.vm.name));
     }
     return forgotten.length > 0;
   }
@@ -251,12 +254,19 @@ export class GuardController implements vscode.Disposable {
 
   private lastSignature = '';
 
+  /**
+   * Logs what changed in the listing since the last time: a VM found (or found changed: its
+   * devices, its method), a VM gone. The same listing every 2 s, or the whole of it at each
+   * change, would drown the log.
+   */
   private logDiscovery(): void {
-    const text = this.views.map(discoveryLine).join('\n');
-    // The same listing every 2 s would drown the log: say it when it changes.
-    if (text === this.lastDiscovery) return;
-    this.lastDiscovery = text;
-    this.log.info(this.views.length === 0 ? 'Discovery: no crosvm VM is running.' : `Discovery:\n${text}`);
+    const lines = new Map(this.views.map((v) => [`${v.snapshot.main.pid}@${v.snapshot.main.startTime}`, discoveryLine(v)]));
+    const first = this.lastDiscovery === undefined;
+    const before = this.lastDiscovery ?? new Map<string, string>();
+    this.lastDiscovery = lines;
+    for (const [key, line] of lines) if (before.get(key) !== line) this.log.info(`Discovery: ${line}`);
+    for (const key of before.keys()) if (!lines.has(key)) this.log.info(`Discovery: VM ${key.split('@')[0]} is gone.`);
+    if (lines.size === 0 && (first || before.size > 0)) this.log.info('Discovery: no crosvm VM is running.');
   }
 
   async freeze(ref: VmRef, request: FreezeRequest = {}): Promise<FreezeReport> {
@@ -290,4 +300,8 @@ export class GuardController implements vscode.Disposable {
     this.elevation.dispose();
     for (const d of this.disposables) d.dispose();
   }
+}
+
+function lostFreezeMessage(pid: number, name: string): string {
+  return `crosvm VM ${pid} (${name}) runs again: it was resumed outside this window (another window took it over, or a SIGCONT). This window no longer holds it frozen.`;
 }

@@ -3,11 +3,12 @@
 // everything it froze resumes. Setting crosvmGuard.debug.autoFreeze turns it on.
 import * as vscode from 'vscode';
 import { FreezeReport, GuardError, VmRef } from '../guard';
-import { DebugTarget, SettingKeys, SETTINGS_SECTION } from '../common/settings';
+import { DebugTarget, SettingKeys } from '../common/settings';
 import { ElevationError } from '../companion/elevatedClient';
 import { GuardController, VmView } from './controller';
 import { autoLine } from './logText';
-import type { DebugSessionTargets } from './describe';
+import { shortRefusal, type DebugSessionTargets } from './describe';
+import { openSetting } from './openSetting';
 
 /**
  * After the debuggee runs again, how long to wait before choosing the VMs for the next stop
@@ -73,6 +74,8 @@ export interface DebugSessions {
   readonly debugging: boolean;
   /** A debug session freezes automatically at each stop. */
   readonly automatic: boolean;
+  /** A debug session runs under manual control: the user clicked the status bar during it. */
+  readonly manual: boolean;
   /** VMs that run on although a session that freezes automatically is stopped. */
   readonly notFrozen: readonly NotFrozen[];
   /** Each session: which VMs it freezes at its stops, and why. */
@@ -105,6 +108,10 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     return [...this.sessions.values()].some((s) => this.isAutomatic(s));
   }
 
+  get manual(): boolean {
+    return !this.automatic && [...this.sessions.values()].some((s) => s.manual && this.settings().autoFreeze === 'onStop');
+  }
+
   get notFrozen(): NotFrozen[] {
     return [...this.sessions.values()]
       .filter((s) => s.stopped && this.isAutomatic(s))
@@ -113,24 +120,35 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
 
   get sessionTargets(): DebugSessionTargets[] {
     const target = this.settings().target;
-    return [...this.sessions.values()].map((s) => ({
-      session: s.session.name,
-      automatic: this.isAutomatic(s),
-      target,
-      debuggeePid: s.debuggeePid,
-      asked: s.asked?.map((ref) => ref.pid),
-    }));
+    const all = [...this.sessions.values()];
+    // One F5 of js-debug (and others) is a parent session and its child that runs the
+    // debuggee: show the child only, as the Call Stack view does.
+    const parents = new Set(all.map((s) => s.session.parentSession?.id).filter((id) => id !== undefined));
+    return all
+      .filter((s) => !parents.has(s.session.id))
+      .map((s) => ({
+        session: s.session.name,
+        automatic: this.isAutomatic(s),
+        manual: s.manual && this.settings().autoFreeze === 'onStop',
+        target,
+        debuggeePid: s.debuggeePid,
+        asked: s.asked?.map((ref) => ref.pid),
+      }));
   }
 
   /** The user toggled by hand: automatic freezing stops for the running sessions. */
   takeManualControl(): void {
+    const turnedOff: string[] = [];
     for (const state of this.sessions.values()) {
-      if (!state.manual && this.isAutomatic(state)) {
-        this.log.info(`Automatic freezing off for debug session "${state.session.name}": manual control.`);
-      }
+      if (!state.manual && this.isAutomatic(state)) turnedOff.push(state.session.name);
       state.manual = true;
     }
     this.changed.fire();
+    if (turnedOff.length === 0) return;
+    const names = [...new Set(turnedOff)].map((n) => `"${n}"`).join(', ');
+    this.log.info(`Automatic freezing off for debug session ${names}: manual control (status bar clicked).`);
+    // Said once, when it happens: the status bar then reads "manual" until the session ends.
+    void vscode.window.showInformationMessage(manualControlMessage(names));
   }
 
   createDebugAdapterTracker(session: vscode.DebugSession): vscode.DebugAdapterTracker {
@@ -174,8 +192,8 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
           this.enqueue(state, () => this.resume(state, `DAP request "${message.command}"`));
         }
       },
-      onWillStopSession: () => end('the debug session ends'),
-      onExit: () => end('the debug adapter exited'),
+      onWillStopSession: () => end('the end of the debug session'),
+      onExit: () => end('the exit of the debug adapter'),
     };
   }
 
@@ -258,16 +276,12 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     const actions =
       error.code === 'needs-elevation' && this.controller.elevation.setting !== 'never' ? [elevate, 'Show Log'] : [settings, 'Show Log'];
     const choice = await vscode.window.showWarningMessage(
-      `Debug session "${state.session.name}" is stopped, but crosvm VM ${ref.pid} keeps running: ${error.message}`,
+      `Debug session "${state.session.name}" is stopped, but crosvm VM ${ref.pid} keeps running: ${shortRefusal(error)}`,
       ...actions,
     );
     if (choice === 'Show Log') this.log.show();
-    else if (choice === settings) {
-      void vscode.commands.executeCommand(
-        'workbench.action.openSettings',
-        `${SETTINGS_SECTION}.${error.code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method}`,
-      );
-    } else if (choice === elevate) {
+    else if (choice === settings) void openSetting(error.code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method);
+    else if (choice === elevate) {
       try {
         await this.controller.elevation.start();
       } catch (failure) {
@@ -297,7 +311,8 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
       let count = 0;
       for (const ref of vms) count += (await this.controller.resumeQuietly(ref)).resumed.length;
       const pids = vms.map((v) => v.pid);
-      this.log.info(autoLine('resume', cause, state.session.name, undefined, count, pids, performance.now() - started));
+      // Nothing to say when a manual resume came first.
+      if (count > 0) this.log.info(autoLine('resume', cause, state.session.name, undefined, count, pids, performance.now() - started));
     }
     if (wasStopped) this.changed.fire();
     // VMs may come and go while it runs: choose again, unless it stops first (a step).
@@ -351,4 +366,8 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
   dispose(): void {
     this.changed.dispose();
   }
+}
+
+function manualControlMessage(sessions: string): string {
+  return `crosvm: manual control. Debug session ${sessions} no longer freezes VMs at its stops; the status bar freezes and resumes them until the session ends.`;
 }

@@ -3,8 +3,9 @@
 // Node, and every string that comes from /proc (another user's process names and command
 // lines among them) is escaped here, once, before it reaches a Markdown renderer.
 import { ProcessSnapshot, sameProcess, ProcessIdentity, SWAP_MONITOR_LABEL } from '../guard';
+import type { SkippedProcess } from '../guard';
 import { isExitedState, isStoppedState } from '../guard';
-import { methodName } from '../common/format';
+import { formatElapsed, methodName } from '../common/format';
 import type { VmView } from './controller';
 import { processName, ProcessName } from './viewModel';
 
@@ -84,23 +85,102 @@ const PROCESS_STATE_EXPLAINED: Record<ProcessStateKind, string> = {
   zombie: 'Exited; its parent has not reaped it yet.',
 };
 
-/** What a VM row shows: one state, told by its icon as well as its words. */
-export type VmStateKind = 'running' | 'frozen' | 'frozenWithVcpus' | 'frozenElsewhere' | 'needsAdmin' | 'unfreezable';
+/**
+ * A refusal as a notification says it: which VM, why in a few words, where the rest is. The
+ * engine's message (the evidence, every way out) goes to the log; notifications show plain
+ * text, so no Markdown backticks either.
+ */
+export function shortRefusal(error: { readonly code?: string; readonly message: string }): string {
+  const vm = /crosvm VM (\d+)/.exec(error.message)?.[1];
+  const which = vm ? `crosvm VM ${vm}` : 'this crosvm VM';
+  if (error.code === 'unsafe-build') {
+    const cgroupToo = /cgroup freezer.*is not open here/.test(error.message) ? ', and the cgroup freezer is not open here' : '';
+    return `Not freezing ${which}: this build lacks --features swap, so stopping its devices would shut the VM down${cgroupToo}. Show Log says how to fix it.`;
+  }
+  if (error.code === 'cgroup-unavailable') {
+    return `Not freezing ${which}: the cgroup freezer is not open here. Show Log says why and how to fix it.`;
+  }
+  return error.message.replace(/`/g, '');
+}
 
-export function vmStateKind(view: Pick<VmView, 'frozen' | 'frozenElsewhere' | 'needsElevation' | 'method'>): VmStateKind {
-  if (view.frozen) return view.frozen.scope === 'vm' ? 'frozenWithVcpus' : 'frozen';
+/** Why a freeze left a process alone, in words (the engine's reason codes are not for people). */
+export function skipWords(s: Pick<SkippedProcess, 'reason' | 'detail'>): string {
+  switch (s.reason) {
+    case 'already-stopped':
+      return 'skipped, already stopped (stays stopped)';
+    case 'traced':
+      // The detail names the debugger: "a debugger (pid 42) is attached; it owns this process".
+      return `left running: ${s.detail.replace(/; it owns this process$/, '')}`;
+    case 'excluded':
+      return 'left running: excluded by crosvmGuard.excludeLabels';
+    case 'debuggee':
+      return 'skipped, it is the debuggee (the debugger holds it)';
+    case 'zombie':
+      return 'skipped, it has exited';
+    case 'left-vm':
+      return 'skipped, no longer part of the VM';
+    case 'self':
+      return 'skipped, it is this extension or its ancestor';
+    case 'init':
+      return 'skipped, pid 1 is never stopped';
+  }
+}
+
+/** A process that runs although this window holds its VM frozen, and why. */
+export interface LeftRunning {
+  readonly pid: number;
+  readonly label: string;
+  readonly why: string;
+}
+
+/**
+ * The processes of a VM this window froze that run all the same: a device under a debugger,
+ * an excluded one, one forked after the freeze (and the main process of an entire-VM freeze).
+ * Read from the listing, not from the freeze's report: what runs is what writes guest memory.
+ */
+export function leftRunning(view: Pick<VmView, 'snapshot' | 'frozen' | 'frozenElsewhere'>): LeftRunning[] {
+  const { frozen, snapshot } = view;
+  if (!frozen) return [];
+  const processes = frozen.scope === 'vm' ? [snapshot.main, ...snapshot.devices] : snapshot.devices;
+  return processes
+    .filter((p) => {
+      // What it froze counts as frozen even before the listing shows the stop.
+      if (frozen.processes.some((f) => sameProcess(f, p))) return false;
+      const kind = processStateKind(p, view);
+      return kind === 'running' || (kind === 'traced' && !isStoppedState(p.state));
+    })
+    .map((p) => {
+      const skipped = frozen.skipped.find((s) => sameProcess(s, p));
+      return { pid: p.pid, label: p.label, why: skipped ? skipWords(skipped) : 'left running: it was not there when the VM froze' };
+    });
+}
+
+/** What a VM row shows: one state, told by its icon as well as its words. */
+export type VmStateKind = 'running' | 'frozen' | 'frozenWithVcpus' | 'partlyFrozen' | 'frozenElsewhere' | 'needsAdmin' | 'unfreezable';
+
+export function vmStateKind(view: Pick<VmView, 'snapshot' | 'frozen' | 'frozenElsewhere' | 'needsElevation' | 'method'>): VmStateKind {
+  if (view.frozen) {
+    if (leftRunning(view).length > 0) return 'partlyFrozen';
+    return view.frozen.scope === 'vm' ? 'frozenWithVcpus' : 'frozen';
+  }
   if (view.frozenElsewhere) return 'frozenElsewhere';
   if (view.needsElevation) return 'needsAdmin';
   return view.method.method ? 'running' : 'unfreezable';
 }
 
-/** A VM row's description: its state first (the part that must not be cut off), then its pid. */
+/**
+ * A VM row's description: its state first (the part that must not be cut off), when this VM
+ * froze (each VM its own time: the status bar's one clock cannot tell two VMs apart), its pid.
+ */
 export function vmDescription(view: VmView): string {
   const kind = vmStateKind(view);
+  const since = view.frozen ? ` since ${clockTime(view.frozen.since)}` : '';
+  const running = leftRunning(view).length;
   const state: Record<VmStateKind, string> = {
     running: 'running',
-    frozen: 'frozen',
-    frozenWithVcpus: 'frozen, vCPUs too',
+    frozen: `frozen${since}`,
+    frozenWithVcpus: `frozen with vCPUs${since}`,
+    partlyFrozen: `partly frozen, ${running} left running${since}`,
     frozenElsewhere: 'frozen by another window',
     needsAdmin: view.needsElevation === 'signals' ? `needs admin (uid ${view.snapshot.main.uid})` : 'needs admin (cgroup freezer)',
     unfreezable: 'cannot be frozen',
@@ -116,6 +196,9 @@ export function vmPickDetail(view: VmView): string {
     running: `can be frozen with ${methodName(view.method.method)}`,
     frozen: `frozen with ${methodName(view.frozen?.method)}`,
     frozenWithVcpus: `frozen with ${methodName(view.frozen?.method)}, vCPUs too`,
+    partlyFrozen: `partly frozen: ${leftRunning(view)
+      .map((p) => `${p.label} ${p.pid} ${p.why}`)
+      .join(', ')}`,
     frozenElsewhere: 'frozen by another window',
     needsAdmin: 'needs administrator rights',
     unfreezable: `cannot be frozen: ${view.method.why}`,
@@ -138,9 +221,15 @@ export function vmTooltip(view: VmView): string {
   if (frozen) {
     const what =
       frozen.scope === 'vm' ? 'its device processes and its main process with every vCPU thread' : 'its device processes (the vCPUs run)';
-    lines.push(`$(debug-pause) **Frozen** since ${clockTime(frozen.since)} with ${methodName(frozen.method)}: ${what}.`);
-    const skipped = frozen.skipped.map((s) => `${escapeMarkdown(s.label)} ${s.pid} (${why(s.detail)})`);
-    if (skipped.length > 0) lines.push('', `Left running: ${skipped.join(', ')}.`);
+    const running = leftRunning(view);
+    const state = running.length > 0 ? '$(warning) **Partly frozen**' : '$(debug-pause) **Frozen**';
+    lines.push(`${state} since ${clockTime(frozen.since)} with ${methodName(frozen.method)}: ${what}.`);
+    if (running.length > 0) {
+      const named = running.map((p) => `${escapeMarkdown(p.label)} ${p.pid}, ${why(p.why)}`);
+      lines.push('', `Still running, writing guest memory: ${named.join('; ')}.`);
+    }
+    const stopped = frozen.skipped.filter((s) => !running.some((r) => r.pid === s.pid));
+    if (stopped.length > 0) lines.push('', stopped.map((s) => `${escapeMarkdown(s.label)} ${s.pid}: ${why(skipWords(s))}.`).join(' '));
   } else if (frozenElsewhere) {
     const who = `another VS Code window** (extension host pid ${frozenElsewhere.ownerPid})`;
     lines.push(`$(debug-pause) **Frozen by ${who} with ${methodName(frozenElsewhere.method)}.`);
@@ -230,6 +319,8 @@ export interface DebugSessionTargets {
   readonly session: string;
   /** Freezing at stops is on (crosvmGuard.debug.autoFreeze) and the user has not taken manual control. */
   readonly automatic: boolean;
+  /** The user took manual control (a click on the status bar) during this session. */
+  readonly manual: boolean;
   readonly target: 'auto' | 'all' | 'ask';
   readonly debuggeePid: number | undefined;
   /** With `ask`, the VMs picked for this session, once asked. */
@@ -241,13 +332,23 @@ export function vmOfProcess(vms: readonly VmView[], pid: number | undefined): Vm
   return pid === undefined ? undefined : vms.find((v) => v.snapshot.main.pid === pid || v.snapshot.devices.some((d) => d.pid === pid));
 }
 
-/** Which VMs a debug session freezes at each stop, and why, in one Markdown sentence. */
-export function debugTargetsSentence(s: DebugSessionTargets, vms: readonly VmView[]): string {
+const vmList = (vms: readonly VmView[]) => vms.map((v) => v.snapshot.main.pid).join(', ');
+
+/** Of the VMs a stop would freeze, those it cannot: said, so that "freezes" is not read as "all of them". */
+function cannotFreeze(vms: readonly VmView[]): string {
+  const cannot = vms.filter((v) => vmStateKind(v) === 'unfreezable');
+  if (cannot.length === 0) return '';
+  return ` ${cannot.length === 1 ? 'VM' : 'VMs'} ${vmList(cannot)} cannot be frozen and ${cannot.length === 1 ? 'keeps' : 'keep'} running.`;
+}
+
+/** Which VMs a debug session freezes at each stop, and why, in Markdown. `uid`: this window's. */
+export function debugTargetsSentence(s: DebugSessionTargets, vms: readonly VmView[], uid = process.geteuid?.() ?? -1): string {
   const session = `Debug session "${escapeMarkdown(s.session)}"`;
-  if (!s.automatic) {
-    return `${session} freezes nothing by itself (setting \`crosvmGuard.debug.autoFreeze\` is off, or you took manual control).`;
+  if (s.manual) return `${session}: manual control (you clicked the status bar); it freezes nothing by itself until it ends.`;
+  if (!s.automatic) return `${session} freezes nothing by itself (setting \`crosvmGuard.debug.autoFreeze\` is \`off\`).`;
+  if (s.target === 'all') {
+    return `${session} freezes every VM at each stop (setting \`crosvmGuard.debug.target\` is \`all\`).${cannotFreeze(vms)}`;
   }
-  if (s.target === 'all') return `${session} freezes every VM at each stop (setting \`crosvmGuard.debug.target\` is \`all\`).`;
   if (s.target === 'ask') {
     return s.asked === undefined
       ? `${session} asks at its first stop which VMs to freeze.`
@@ -256,8 +357,123 @@ export function debugTargetsSentence(s: DebugSessionTargets, vms: readonly VmVie
   const own = vmOfProcess(vms, s.debuggeePid);
   if (own) {
     const which = own.snapshot.main.pid === s.debuggeePid ? 'its main process' : 'one of its processes';
-    return `${session} freezes VM ${own.snapshot.main.pid} at each stop: the debuggee (pid ${s.debuggeePid}) is ${which}.`;
+    return `${session} freezes VM ${own.snapshot.main.pid} at each stop: the debuggee (pid ${s.debuggeePid}) is ${which}.${cannotFreeze([own])}`;
   }
-  const why = s.debuggeePid === undefined ? 'the debuggee is unknown' : `the debuggee (pid ${s.debuggeePid}) is no crosvm VM`;
-  return `${session} freezes all of your VMs at each stop: ${why} (setting \`crosvmGuard.debug.target\` is \`auto\`; \`ask\` lets you choose).`;
+  // js-debug names its child session after the pid without reporting it (no `process` event):
+  // say what crosvm Guard was told, not that the pid is unknown.
+  const why =
+    s.debuggeePid === undefined
+      ? "its debugger has not reported the debuggee's pid"
+      : `the debuggee (pid ${s.debuggeePid}) is no crosvm VM`;
+  const mine = vms.filter((v) => v.snapshot.main.uid === uid);
+  const which = mine.length === 0 ? 'your VMs (none runs now)' : `your ${mine.length === 1 ? 'VM' : 'VMs'} (${vmList(mine)})`;
+  return (
+    `${session} freezes ${which} at each stop: ${why} (setting \`crosvmGuard.debug.target\` is \`auto\`; \`ask\` lets you choose).` +
+    cannotFreeze(mine)
+  );
+}
+
+/** How the status bar looks: each look its own colour (see statusBar.ts). */
+export type StatusLook = 'running' | 'frozen' | 'partlyFrozen' | 'frozenElsewhere' | 'notFrozenAtStop';
+
+export interface StatusSummary {
+  readonly text: string;
+  readonly look: StatusLook;
+  /** The accessible label: the state, and what a click does. */
+  readonly label: string;
+  /** The text holds an elapsed time: redraw it every second. */
+  readonly ticking: boolean;
+}
+
+/** What the status bar's debug part knows. */
+export interface StatusDebug {
+  /** A session freezes automatically at its stops. */
+  readonly automatic: boolean;
+  /** A session runs under manual control (the user clicked during it). */
+  readonly manual: boolean;
+  /** VMs a stopped session could not freeze. */
+  readonly notFrozen: readonly { readonly pid: number }[];
+}
+
+/** Device processes that run, and those someone else stopped (a `kill -STOP`, a debugger). */
+export function deviceCounts(vms: readonly VmView[]): { running: number; stopped: number } {
+  let running = 0;
+  let stopped = 0;
+  for (const vm of vms) {
+    for (const device of vm.snapshot.devices) {
+      const kind = processStateKind(device, vm);
+      // A traced process runs unless its debugger holds it stopped.
+      if (kind === 'running' || (kind === 'traced' && !isStoppedState(device.state))) running++;
+      else if (kind === 'stopped' || kind === 'traced') stopped++;
+    }
+  }
+  return { running, stopped };
+}
+
+/** `1 of 2 VMs `, `2 VMs `, or nothing with one VM listed and it in that state. */
+function howMany(count: number, total: number): string {
+  if (total <= 1 && count <= 1) return '';
+  return count === total ? `${count} VMs ` : `${count} of ${total} VMs `;
+}
+
+/**
+ * The status bar's text, look and accessible label: what this window holds frozen and how
+ * much of it, what another window holds, a VM a stopped debugger left running. One clock,
+ * and only when one VM is frozen: with several, each VM's row says since when.
+ */
+export function statusSummary(vms: readonly VmView[], debug: StatusDebug, now: number): StatusSummary {
+  const marker = debug.automatic ? ' auto' : debug.manual ? ' manual' : '';
+  const total = vms.length;
+  const frozen = vms.filter((v) => v.frozen);
+  const partly = frozen.filter((v) => leftRunning(v).length > 0);
+  const click = frozen.length > 0 ? 'Click to resume.' : 'Click to freeze.';
+  if (debug.notFrozen.length > 0) {
+    // The debugger is stopped and some devices are not: the one state that must not look calm.
+    const n = debug.notFrozen.length;
+    const which = n === 1 ? `VM ${debug.notFrozen[0].pid} keeps running` : `${n} VMs keep running`;
+    const text =
+      frozen.length === 0 ? '$(warning) crosvm auto: not frozen' : `$(warning) crosvm auto: ${howMany(n, Math.max(total, n))}not frozen`;
+    return { text, look: 'notFrozenAtStop', label: `crosvm: the debugger is stopped but ${which}. ${click}`, ticking: false };
+  }
+  if (frozen.length > 0) {
+    const one = frozen.length === 1 ? frozen[0].frozen : undefined;
+    const elapsed = one ? ` ${formatElapsed(now - one.since)}` : '';
+    const vmsPart = howMany(frozen.length, total);
+    // Device processes only, as the tooltip counts them (an entire-VM freeze also holds the main process).
+    const devices = frozen.reduce((sum, v) => sum + (v.frozen?.processes.filter((p) => p.pid !== v.snapshot.main.pid).length ?? 0), 0);
+    if (partly.length > 0) {
+      const running = partly.flatMap((v) => leftRunning(v));
+      const count = partly.length === frozen.length ? '' : `, ${partly.length} partly`;
+      const text =
+        partly.length === frozen.length
+          ? `$(warning) crosvm ${vmsPart}partly frozen${elapsed}${marker}`
+          : `$(warning) crosvm ${vmsPart}frozen${count}${elapsed}${marker}`;
+      const names = running.map((p) => `${p.label} ${p.pid}`).join(', ');
+      return { text, look: 'partlyFrozen', label: `crosvm: partly frozen; still running: ${names}. ${click}`, ticking: one !== undefined };
+    }
+    const text =
+      vmsPart === ''
+        ? `$(debug-pause) crosvm ${devices} frozen${elapsed}${marker}`
+        : `$(debug-pause) crosvm ${vmsPart}frozen${elapsed}${marker}`;
+    const label = `crosvm: ${vmsPart === '' ? plural(devices, 'device process', 'device processes') : vmsPart.trim()} frozen${elapsed ? ` for${elapsed}` : ''}. ${click}`;
+    return { text, look: 'frozen', label, ticking: one !== undefined };
+  }
+  const elsewhere = vms.filter((v) => v.frozenElsewhere);
+  if (elsewhere.length > 0) {
+    const text = `$(debug-pause) crosvm ${howMany(elsewhere.length, total)}frozen by another window${marker}`;
+    const which = elsewhere.map((v) => `VM ${v.snapshot.main.pid}`).join(', ');
+    const label = `crosvm: ${which} frozen by another VS Code window. Click to resume it here (you are asked first).`;
+    return { text, look: 'frozenElsewhere', label, ticking: false };
+  }
+  const counts = deviceCounts(vms);
+  const stopped = counts.stopped > 0 ? ` · ${counts.stopped} stopped` : '';
+  const others = counts.stopped > 0 ? `, ${counts.stopped} stopped by someone else` : '';
+  const running = plural(counts.running, 'device process', 'device processes');
+  const what = total > 0 ? `${running} running${others}` : 'no VM found';
+  return {
+    text: `$(vm-running) crosvm${total > 0 ? ` ${counts.running}${stopped}` : ''}${marker}`,
+    look: 'running',
+    label: `crosvm: ${what}. ${total > 0 ? click : 'Click to look for VMs again.'}`,
+    ticking: false,
+  };
 }

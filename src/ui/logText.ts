@@ -1,7 +1,7 @@
 // The lines the extension writes to its log (Output → crosvm Guard) about freezes, resumes and
 // discovery: one place for their wording, so that the code that logs stays short.
 import type { FreezeReport, ProcessIdentity, ResumeReport } from '../guard';
-import { plural } from './describe';
+import { plural, skipWords } from './describe';
 import type { VmView } from './viewModel';
 
 const listed = (processes: readonly (ProcessIdentity & { label: string })[]) => processes.map((p) => `${p.label} ${p.pid}`).join(', ');
@@ -11,14 +11,17 @@ const ms = (value: number) => `${value.toFixed(1)} ms`;
 export function discoveryLine({ snapshot: vm, swapBuild, method }: VmView): string {
   const devices = `${plural(vm.devices.length, 'device process', 'device processes')} [${listed(vm.devices)}]`;
   const signals = `signals ${swapBuild.tolerant ? 'safe' : 'unsafe'}: ${swapBuild.evidence}`;
-  return `VM ${vm.main.pid} (${vm.name}), ${devices}; ${signals}; freeze method ${method.method ?? 'none'}: ${method.why}`;
+  // The method's reason often restates the evidence ("signals: <evidence>"): said once.
+  const why = method.why.replace(swapBuild.evidence, '').replace(/:\s*$/, '');
+  return `VM ${vm.main.pid} (${vm.name}), ${devices}; ${signals}; freeze method ${method.method ?? 'none'}${why && why !== 'signals' ? `: ${why}` : ''}`;
 }
 
 export function frozeLine(report: FreezeReport): string {
-  const skipped = report.skipped.map((s) => `${s.label} ${s.pid} (${s.detail})`).join(', ');
+  const skipped = report.skipped.map((s) => `${s.label} ${s.pid} ${skipWords(s)}`).join('; ');
   const what = `${processes(report.frozen.length)} in ${ms(report.elapsedMs)} [${listed(report.frozen)}]`;
   const vm = `VM ${report.vm.pid} (${report.vm.name}), scope ${report.scope}`;
-  return `Froze ${vm}, by ${report.methodReason}: ${what}` + (skipped ? `; skipped [${skipped}]` : '');
+  const partly = report.skipped.some((s) => s.reason === 'traced' || s.reason === 'excluded') ? ' (partly frozen)' : '';
+  return `Froze ${vm}${partly}, by ${report.methodReason}: ${what}` + (skipped ? `; not frozen [${skipped}]` : '');
 }
 
 export function resumedLine(report: ResumeReport): string {

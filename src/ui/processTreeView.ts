@@ -36,7 +36,9 @@ const PROCESS_ICONS: Record<ProcessStateKind, [string, string]> = {
 const VM_ICONS: Record<VmStateKind, [string, string]> = {
   running: ['vm-running', 'debugIcon.startForeground'],
   frozen: ['debug-pause', 'debugIcon.pauseForeground'],
-  frozenWithVcpus: ['debug-pause', 'debugIcon.pauseForeground'],
+  // Each state its own icon: at the default side-bar width a long name cuts the words off.
+  frozenWithVcpus: ['debug-stop', 'debugIcon.pauseForeground'],
+  partlyFrozen: ['warning', 'errorForeground'],
   frozenElsewhere: ['debug-pause', 'charts.yellow'],
   needsAdmin: ['shield', 'charts.yellow'],
   unfreezable: ['circle-slash', 'errorForeground'],
@@ -103,7 +105,8 @@ export class ProcessNode extends vscode.TreeItem {
     this.collapsibleState = hasChildren ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None;
     // The uid only where it is not this window's: the owner matters when it is someone else.
     const owner = process.uid !== globalThis.process.getuid?.() ? ` · uid ${process.uid}` : '';
-    this.description = `${process.pid} · ${PROCESS_STATE_WORDS[kind]}${owner}`;
+    // The state first: at the default side-bar width the end of the row is cut off.
+    this.description = `${PROCESS_STATE_WORDS[kind]} · ${process.pid}${owner}`;
     this.iconPath = icon(PROCESS_ICONS[kind]);
     this.contextValue = `process.${kind}`;
     this.tooltip = new vscode.MarkdownString(processTooltip(vm, process, vm.placements.get(process.pid)));

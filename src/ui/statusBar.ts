@@ -2,11 +2,10 @@
 // created once and only updated; the one-second ticker runs only while something is frozen.
 import * as vscode from 'vscode';
 import { formatElapsed, methodName } from '../common/format';
-import { codeSpan, debugTargetsSentence, escapeMarkdown, plural, processStateKind } from './describe';
+import { codeSpan, debugTargetsSentence, escapeMarkdown, leftRunning, plural, statusSummary, StatusLook } from './describe';
 import { StatusBarVisibility } from '../common/settings';
 import { Commands } from './contributions';
 import { GuardController, VmView } from './controller';
-import { isStoppedState } from '../guard';
 import type { DebugSessions } from './debugFollower';
 
 export class GuardStatusBar implements vscode.Disposable {
@@ -44,35 +43,13 @@ export class GuardStatusBar implements vscode.Disposable {
       return;
     }
     const now = Date.now();
-    const counts = deviceCounts(vms);
-    const auto = this.debug.automatic ? ' auto' : '';
-    const notFrozen = this.debug.notFrozen;
-    // Icons show the state (as the tree does); the tooltip says what a click does.
-    if (notFrozen.length > 0 && frozen.length === 0) {
-      // The debugger is stopped and the devices are not: the one state that must not look calm.
-      this.item.text = `$(warning) crosvm auto: not frozen`;
-      this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
-      const vmsRunning = notFrozen.length === 1 ? `VM ${notFrozen[0].pid} keeps running` : `${notFrozen.length} VMs keep running`;
-      this.item.accessibilityInformation = { label: `crosvm: the debugger is stopped but ${vmsRunning}. Click to freeze.` };
-      this.stopTicker();
-    } else if (frozen.length > 0) {
-      const count = frozen.reduce((sum, f) => sum + f.processes.length, 0);
-      const elapsed = formatElapsed(now - Math.min(...frozen.map((f) => f.since)));
-      this.item.text = `$(debug-pause) crosvm ${count} frozen ${elapsed}${auto}${notFrozen.length > 0 ? ' $(warning)' : ''}`;
-      this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
-      this.item.accessibilityInformation = {
-        label: `crosvm: ${plural(count, 'process', 'processes')} frozen for ${elapsed}. Click to resume.`,
-      };
-      this.startTicker();
-    } else {
-      const stopped = counts.stopped > 0 ? ` · ${counts.stopped} stopped` : '';
-      this.item.text = `$(vm-running) crosvm${vms.length > 0 ? ` ${counts.running}${stopped}` : ''}${auto}`;
-      this.item.backgroundColor = undefined;
-      const others = counts.stopped > 0 ? `, ${counts.stopped} stopped by someone else` : '';
-      const running = plural(counts.running, 'device process', 'device processes');
-      this.item.accessibilityInformation = { label: `crosvm: ${running} running${others}. Click to freeze.` };
-      this.stopTicker();
-    }
+    // Icons and colours show the state (as the tree does); the tooltip says what a click does.
+    const summary = statusSummary(vms, this.debug, now);
+    this.item.text = summary.text;
+    this.item.backgroundColor = LOOKS[summary.look] && new vscode.ThemeColor(LOOKS[summary.look] as string);
+    this.item.accessibilityInformation = { label: summary.label };
+    if (summary.ticking) this.startTicker();
+    else this.stopTicker();
     this.item.tooltip = this.tooltip(now);
     this.item.show();
   }
@@ -102,11 +79,12 @@ export class GuardStatusBar implements vscode.Disposable {
       const session = `Debug session "${escapeMarkdown(vm.session)}" is stopped`;
       md.appendMarkdown(`$(warning) ${session}, but VM ${vm.pid} was not frozen: ${escapeMarkdown(vm.reason)}\n\n`);
     }
-    if (this.debug.automatic) md.appendMarkdown('A click takes manual control for the rest of the session.\n\n');
-    if (this.controller.isFrozen) md.appendMarkdown('Click to resume every frozen VM.');
+    // One sentence for what a click does, taking manual control included.
+    const manual = this.debug.automatic ? ' and take manual control of the debug session (no more automatic freezing)' : '';
+    if (this.controller.isFrozen) md.appendMarkdown(`Click to resume every frozen VM${manual}.`);
     else if (this.controller.isFrozenElsewhere) md.appendMarkdown('Click to resume the VM another window froze (you are asked first).');
-    else if (vms.length === 1) md.appendMarkdown(`Click to freeze the device processes of VM ${vms[0].snapshot.main.pid}.`);
-    else if (vms.length > 1) md.appendMarkdown('Click to choose a VM to freeze.');
+    else if (vms.length === 1) md.appendMarkdown(`Click to freeze the device processes of VM ${vms[0].snapshot.main.pid}${manual}.`);
+    else if (vms.length > 1) md.appendMarkdown(`Click to choose a VM to freeze${manual}.`);
     else md.appendMarkdown('Click to look for VMs again.');
     return md;
   }
@@ -126,28 +104,26 @@ export class GuardStatusBar implements vscode.Disposable {
   }
 }
 
-/** Device processes that run, and those someone else stopped (a `kill -STOP`, a debugger). */
-function deviceCounts(vms: readonly VmView[]): { running: number; stopped: number } {
-  let running = 0;
-  let stopped = 0;
-  for (const vm of vms) {
-    for (const device of vm.snapshot.devices) {
-      const kind = processStateKind(device, vm);
-      // A traced process runs unless its debugger holds it stopped.
-      if (kind === 'running' || (kind === 'traced' && !isStoppedState(device.state))) running++;
-      else if (kind === 'stopped' || kind === 'traced') stopped++;
-    }
-  }
-  return { running, stopped };
-}
+/** The background of each look: frozen in the warning colour, what must not look calm in the error colour. */
+const LOOKS: Record<StatusLook, string | undefined> = {
+  running: undefined,
+  frozen: 'statusBarItem.warningBackground',
+  frozenElsewhere: 'statusBarItem.warningBackground',
+  partlyFrozen: 'statusBarItem.errorBackground',
+  notFrozenAtStop: 'statusBarItem.errorBackground',
+};
 
 /** One VM in the tooltip: what tells it apart, its devices, and its state with the one clock. */
 function statusLine(vm: VmView, now: number): string {
   const devices = plural(vm.snapshot.devices.length, 'device process', 'device processes');
   const frozen = vm.frozen;
+  const running = leftRunning(vm);
   const state = frozen
-    ? `**frozen ${formatElapsed(now - frozen.since)}** with ${methodName(frozen.method)}${frozen.scope === 'vm' ? ', vCPUs too' : ''}` +
-      (frozen.skipped.length > 0 ? ` (${frozen.skipped.length} left running)` : '')
+    ? `**${running.length > 0 ? 'partly frozen' : 'frozen'} ${formatElapsed(now - frozen.since)}** with ${methodName(frozen.method)}` +
+      (frozen.scope === 'vm' ? ', vCPUs too' : '') +
+      (running.length > 0
+        ? `; still running: ${running.map((p) => `${escapeMarkdown(p.label)} ${p.pid} (${escapeMarkdown(p.why)})`).join(', ')}`
+        : '')
     : vm.frozenElsewhere
       ? `**frozen by another VS Code window** (extension host pid ${vm.frozenElsewhere.ownerPid}); a click offers to resume it here`
       : vm.needsElevation

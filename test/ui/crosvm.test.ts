@@ -72,7 +72,7 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     const mkfs = rows.find((r) => r.label === 'mkfs process');
     assert.equal(blk?.level, 2);
     assert.equal(mkfs?.level, 3, 'the grandchild hangs below its device');
-    assert.match(blk?.description ?? '', /^\d+ · running$/);
+    assert.match(blk?.description ?? '', /^running · \d+$/);
     assert.ok(rows.some((r) => r.label === 'weird) dev'));
   });
 
@@ -129,7 +129,7 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
       );
       return { rows, found: rows.find(matches) };
     };
-    const running = await deviceRow(new RegExp(`^${vm.devices[0].pid} · running$`));
+    const running = await deviceRow(new RegExp(`^running · ${vm.devices[0].pid}$`));
     assert.ok(running.found, JSON.stringify(running.rows));
     assert.match(running.rows.find((r) => r.level === 1)?.description ?? '', new RegExp(`^running · pid ${vm.pid}$`));
     await workbench.runCommand('crosvm: Freeze crosvm devices');
@@ -137,7 +137,7 @@ describe('crosvm Guard in the workbench', { timeout: 240_000 }, () => {
     assert.ok(frozen.found, JSON.stringify(frozen.rows));
     assert.equal(frozen.found.icon, 'lock');
     // The VM row may be drawn a frame after its devices.
-    const vmFrozen = new RegExp(`^frozen · pid ${vm.pid}$`);
+    const vmFrozen = new RegExp(`^frozen since \\d\\d:\\d\\d:\\d\\d · pid ${vm.pid}$`);
     let vmDescription = frozen.rows.find((r) => r.level === 1)?.description ?? '';
     for (let i = 0; !vmFrozen.test(vmDescription) && i < 20; i++) {
       await workbench.page.waitForTimeout(100);
@@ -191,7 +191,7 @@ describe('crosvm Guard errors and dangerous actions', { timeout: 240_000 }, () =
     }
     assert.ok(notification, 'no notification about the unsafe build');
     assert.equal(notification.severity, 'warning');
-    assert.match(notification.message, /shut the VM down.*--features swap/);
+    assert.match(notification.message, /--features swap.*shut the VM down/);
     assert.deepEqual(notification.buttons, ['Open Settings', 'Show Log']);
     assert.ok(unsafe.isRunning());
     assert.ok(unsafe.devices.every((d) => isRunning(d.pid)));
@@ -210,6 +210,17 @@ describe('crosvm Guard errors and dangerous actions', { timeout: 240_000 }, () =
     await doomed.exited;
     const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
     assert.ok(await eventually(() => doomed.devices.every((d) => !alive(d.pid)), 5000), 'a device of the killed VM still runs');
+    // And it is said where the click was: a message in the status bar.
+    const said = await waitFor(
+      () => bench.statusBarItems(),
+      (items) => items.some((i) => new RegExp(`Killed VM ${doomed.pid} `).test(i.text)),
+      10_000,
+      200,
+    );
+    assert.ok(
+      said.some((i) => new RegExp(`Killed VM ${doomed.pid} `).test(i.text)),
+      JSON.stringify(said.map((i) => i.text)),
+    );
   });
 });
 

@@ -87,7 +87,7 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     assert.equal(b?.icon, 'circle-slash');
     assert.notDeepEqual(a?.iconClasses, b?.iconClasses);
     assert.ok(
-      rows.filter((r) => r.level > 1).every((r) => r.icon === 'circle-filled' && / · running$/.test(r.description)),
+      rows.filter((r) => r.level > 1).every((r) => r.icon === 'circle-filled' && /^running · /.test(r.description)),
       JSON.stringify(rows),
     );
     // Icons show state: running is not the pause glyph a click would mean.
@@ -122,7 +122,7 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     const device = alpha.devices[alpha.devices.length - 1];
     process.kill(device.pid, 'SIGSTOP');
     try {
-      await rowsWhen((r) => r.some((row) => row.description === `${device.pid} · stopped, not by us`));
+      await rowsWhen((r) => r.some((row) => row.description === `stopped, not by us · ${device.pid}`));
       await workbench.page.waitForTimeout(2 * REFRESH_MS);
       assert.ok(await hover.isVisible(), 'the tooltip closed when another row changed');
       assert.ok((await hover.innerText()).includes(`crosvm VM ${alpha.pid}`));
@@ -198,34 +198,49 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     await workbench.page.keyboard.press('ControlOrMeta+W');
   });
 
-  test('"Freeze entire crosvm VM" shows on the row that the vCPUs are frozen too; the tooltip of a device stays open while frozen', async () => {
+  test('"Freeze entire crosvm VM" with an excluded device: partly frozen on the row; the tooltip of a device stays open while frozen', async () => {
     await workbench.runCommandThatAsks('crosvm: Freeze entire crosvm VM (vCPUs too)');
     await workbench.page.locator('.quick-input-widget input[placeholder="Which crosvm VM?"]').waitFor();
     await workbench.page.keyboard.type(String(alpha.pid));
     await workbench.page.keyboard.press('Enter');
     assert.ok(await eventually(() => isFullyStopped(alpha.pid), 5000), 'the main process (vCPUs) is not stopped');
-    const rows = await rowsWhen((r) => /^frozen/.test(vmRow(r, alpha)?.description ?? ''));
-    assert.equal(vmRow(rows, alpha)?.description, `frozen, vCPUs too · pid ${alpha.pid}`);
-    assert.equal(vmRow(rows, alpha)?.icon, 'debug-pause');
-    const net = rows.find(
-      (r) => r.label === 'virtio-net' && r.description.startsWith(String(alpha.devices.find((d) => d.label === 'virtio-net')?.pid)),
+    // The excluded device runs on (and writes guest memory): the VM is partly frozen, and says so.
+    const rows = await rowsWhen((r) => /^partly frozen/.test(vmRow(r, alpha)?.description ?? ''));
+    assert.match(
+      vmRow(rows, alpha)?.description ?? '',
+      new RegExp(`^partly frozen, 1 left running since \\d\\d:\\d\\d:\\d\\d · pid ${alpha.pid}$`),
     );
-    assert.match(net?.description ?? '', / · frozen$/);
+    assert.equal(vmRow(rows, alpha)?.icon, 'warning');
+    const net = rows.find(
+      (r) => r.label === 'virtio-net' && r.description.includes(` · ${alpha.devices.find((d) => d.label === 'virtio-net')?.pid}`),
+    );
+    assert.match(net?.description ?? '', /^frozen · /);
     assert.equal(net?.icon, 'debug-pause');
-    // The status bar: the same pause glyph for the same state, the action in the tooltip.
-    await waitForStatus(/^\$\(debug-pause\) crosvm \d+ frozen \d:\d\d$/);
+    // The status bar: one of two VMs, partly frozen (its own look), the action in the tooltip.
+    await waitForStatus(/^\$\(warning\) crosvm 1 of 2 VMs partly frozen \d:\d\d$/);
     // Its tooltip: each VM once, the frozen time by the status bar's one clock, what a click does.
     const item = (await statusItem())?.id ?? '';
     await workbench.page.locator(`.part.statusbar [id="${item}"] .statusbar-item-label`).hover();
     const tip = await workbench.hover().innerText({ timeout: 10_000 });
-    assert.match(tip, new RegExp(`VM ${alpha.pid} alpha\\.sock.*: \\d+ device processes, frozen \\d:\\d\\d with signals, vCPUs too`), tip);
+    assert.match(
+      tip,
+      new RegExp(
+        `VM ${alpha.pid} alpha\\.sock.*: \\d+ device processes, partly frozen \\d:\\d\\d with signals, vCPUs too; still running: virtio snd \\d+`,
+      ),
+      tip,
+    );
     assert.match(tip, /Click to resume every frozen VM\./);
     assert.doesNotMatch(tip, /\(\d+ processes, signals\)/);
     await workbench.page.mouse.move(600, 400);
     await workbench.hover().waitFor({ state: 'hidden' });
-    // The freeze's message names what it left running (an excluded device).
-    const message = (await workbench.statusBarItems()).find((i) => /froze \d+ process/.test(i.text));
-    assert.match(message?.text ?? '', /left running: virtio snd \d+ \(excluded\)/, JSON.stringify(await workbench.statusBarItems()));
+    // The freeze's notification names what it left running (an excluded device), in words.
+    const told = await waitFor(
+      async () => (await workbench.notifications()).find((n) => /only partly frozen/.test(n.message)),
+      (n) => n !== undefined,
+      10_000,
+      200,
+    );
+    assert.match(told?.message ?? '', /virtio snd \d+ left running: excluded by crosvmGuard\.excludeLabels/);
     // While frozen, the tooltip of a device row stays open through refreshes.
     const hover = await workbench.hoverTreeRow('virtio-net');
     assert.match(await hover.innerText(), /Frozen by this window with SIGSTOP/);
@@ -238,7 +253,8 @@ describe('crosvm Guard at a glance, two VMs', { timeout: 300_000 }, () => {
     await workbench.runCommandThatAsks('crosvm: Freeze crosvm devices');
     await workbench.page.locator('.quick-input-widget input[placeholder="Which crosvm VM?"]').waitFor();
     const items = await workbench.quickPickRows();
-    assert.equal(items.find((i) => i.description === `pid ${alpha.pid}`)?.icon, 'debug-pause', JSON.stringify(items));
+    // Partly frozen (its excluded device runs): the picker shows it with the row's icon.
+    assert.equal(items.find((i) => i.description === `pid ${alpha.pid}`)?.icon, 'warning', JSON.stringify(items));
     assert.ok(!items.some((i) => /All VMs/.test(i.label)), 'offers "All VMs" with one VM frozen and the other unfreezable');
     await workbench.page.keyboard.type(String(alpha.pid));
     await workbench.page.keyboard.press('Enter');

@@ -81,7 +81,7 @@ describe('a root VM from an unprivileged VS Code, with a sudo password', { timeo
     const vmRow = rows.find((r) => r.level === 1);
     assert.match(vmRow?.description ?? '', new RegExp(`^needs admin \\(uid 0\\) · pid ${vm.pid}$`), JSON.stringify(rows));
     assert.equal(vmRow?.icon, 'shield');
-    assert.match(rows.find((r) => r.level === 2)?.description ?? '', /^\d+ · running · uid 0$/);
+    assert.match(rows.find((r) => r.level === 2)?.description ?? '', /^running · \d+ · uid 0$/);
   });
 
   test('the plain freeze says why it cannot, offers administrator rights, and stops nothing', async () => {

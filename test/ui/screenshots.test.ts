@@ -38,7 +38,8 @@ test('the README screenshots: two VMs, one frozen', { timeout: 240_000 }, async 
     await workbench.page.keyboard.type(String(dev.pid));
     await workbench.page.keyboard.press('Enter');
     assert.ok(await eventually(() => dev.devices.every((d) => isFullyStopped(d.pid)), 10_000));
-    await workbench.waitForStatusBarItem(/crosvm \d+ frozen/);
+    // One of the two VMs: the status bar says so.
+    await workbench.waitForStatusBarItem(/crosvm 1 of 2 VMs frozen/);
     // The tree follows a moment after the status bar (VS Code batches tree updates).
     let rows = await workbench.treeRows();
     for (let i = 0; !rows.some((r) => r.label === 'dev-vm.sock · bzImage' && /^frozen/.test(r.description)) && i < 50; i++) {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
 import { extensionHostPids } from '../runner/codeServer';
-import { openWorkbench, Workbench } from './workbench';
+import { openWorkbench, waitFor, Workbench } from './workbench';
 
 let journalDir: string;
 let vm: FixtureVm;
@@ -132,6 +132,10 @@ describe('never left frozen by a crash of VS Code', { timeout: 300_000 }, () => 
       }
       assert.match(rows.find((r) => r.level === 1)?.description ?? '', /frozen by another window/);
       assert.match(rows.find((r) => r.label === 'virtio-net')?.description ?? '', /frozen by another window/);
+      // The status bar does not look like running, and its label says what a click does.
+      const status = await second.waitForStatusBarItem(/^\$\(debug-pause\) crosvm frozen by another window$/, 15_000);
+      assert.match(status.ariaLabel, /Click to resume it here \(you are asked first\)/);
+      assert.doesNotMatch(status.ariaLabel, /Click to freeze/);
       await second.runCommand('crosvm: Resume crosvm devices');
       const dialog = second.page.locator('.monaco-dialog-box');
       await dialog.waitFor({ timeout: 10_000 });
@@ -141,6 +145,17 @@ describe('never left frozen by a crash of VS Code', { timeout: 300_000 }, () => 
       assert.ok(await eventually(() => devices().every(isRunning), 5000));
       // The first window notices and lets go.
       await first.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 15_000);
+      // And says so: the freeze it held is lost.
+      const notices = await waitFor(
+        () => first.notifications(),
+        (all) => all.some((n) => new RegExp(`crosvm VM ${vm.pid} .*runs again: it was resumed outside this window`).test(n.message)),
+        10_000,
+        200,
+      );
+      assert.ok(
+        notices.some((n) => n.severity === 'warning' && /resumed outside this window/.test(n.message)),
+        JSON.stringify(notices),
+      );
     } finally {
       await second.close();
       await first.close();

@@ -9,10 +9,15 @@ import {
   escapeMarkdown,
   plural,
   processTooltip,
+  shortRefusal,
+  skipWords,
+  statusSummary,
   vmDescription,
+  vmStateKind,
   vmTooltip,
 } from '../../src/ui/describe';
 import type { VmView } from '../../src/ui/controller';
+import { discoveryLine, frozeLine } from '../../src/ui/logText';
 import type { ProcessSnapshot } from '../../src/guard';
 import { processName } from '../../src/ui/viewModel';
 
@@ -106,11 +111,12 @@ describe('wording', () => {
       scope,
       method: 'signal' as const,
       since: 0,
-      processes: [],
+      processes: scope === 'vm' ? [proc(), proc({ pid: 100 })] : [proc()],
       skipped: [],
     });
-    assert.equal(vmDescription(view({ frozen: frozen('vm') })), 'frozen, vCPUs too · pid 100');
-    assert.equal(vmDescription(view({ frozen: frozen('devices') })), 'frozen · pid 100');
+    const since = new Date(0).toTimeString().slice(0, 8);
+    assert.equal(vmDescription(view({ frozen: frozen('vm') })), `frozen with vCPUs since ${since} · pid 100`);
+    assert.equal(vmDescription(view({ frozen: frozen('devices') })), `frozen since ${since} · pid 100`);
     assert.match(vmTooltip(view({ frozen: frozen('vm') })), /every vCPU thread/);
   });
 
@@ -126,8 +132,154 @@ describe('wording', () => {
   });
 });
 
+const frozenVm = (over: { since?: number; skipped?: unknown[]; processes?: ProcessSnapshot[] } = {}) =>
+  ({
+    vm: { pid: 100, startTime: 5, name: 'x' },
+    scope: 'devices' as const,
+    method: 'signal' as const,
+    since: over.since ?? 0,
+    processes: over.processes ?? [],
+    skipped: over.skipped ?? [],
+  }) as unknown as VmView['frozen'];
+
+describe('partly frozen: a VM with a device left running', () => {
+  const traced = proc({ pid: 201, label: 'virtio-blk', tracerPid: 9 });
+  const net = proc();
+  const skipped = [
+    { pid: 201, startTime: 5, label: 'virtio-blk', reason: 'traced', detail: 'a debugger (pid 9) is attached; it owns this process' },
+  ];
+  const partly = view({
+    snapshot: { ...view().snapshot, devices: [net, traced] },
+    frozen: frozenVm({ processes: [net], skipped }),
+  });
+
+  it('is its own state, named on the row, in the tooltip and in the picker', () => {
+    assert.equal(vmStateKind(partly), 'partlyFrozen');
+    assert.match(vmDescription(partly), /^partly frozen, 1 left running since /);
+    assert.match(
+      shown(vmTooltip(partly)),
+      /Partly frozen.*\n\nStill running, writing guest memory: virtio-blk 201, left running: a debugger \(pid 9\) is attached/s,
+    );
+  });
+
+  it('is frozen, not partly, when what it skipped stays stopped', () => {
+    const stopped = proc({ pid: 201, label: 'virtio-snd', state: 'T' });
+    const already = [{ pid: 201, startTime: 5, label: 'virtio-snd', reason: 'already-stopped', detail: 'x' }];
+    const v = view({ snapshot: { ...view().snapshot, devices: [net, stopped] }, frozen: frozenVm({ processes: [net], skipped: already }) });
+    assert.equal(vmStateKind(v), 'frozen');
+    assert.match(shown(vmTooltip(v)), /virtio-snd 201: skipped, already stopped \(stays stopped\)\./);
+  });
+
+  it('a device frozen but not yet seen stopped is not "left running"', () => {
+    assert.equal(vmStateKind(view({ frozen: frozenVm({ processes: [proc()] }) })), 'frozen');
+  });
+
+  it('says skip reasons in words, never the internal code', () => {
+    assert.equal(skipWords({ reason: 'already-stopped', detail: '' }), 'skipped, already stopped (stays stopped)');
+    assert.equal(skipWords({ reason: 'traced', detail: skipped[0].detail }), 'left running: a debugger (pid 9) is attached');
+    assert.doesNotMatch(skipWords({ reason: 'excluded', detail: '' }), /\(excluded\)/);
+  });
+});
+
+describe('the status bar summary', () => {
+  const idle = { automatic: false, manual: false, notFrozen: [] };
+  const a = view({ frozen: frozenVm({ since: 1000, processes: [proc()] }) });
+  const b = view({}, { pid: 300 });
+
+  it('one VM frozen: its device count and its clock', () => {
+    const s = statusSummary([a], idle, 35_000);
+    assert.equal(s.text, '$(debug-pause) crosvm 1 frozen 0:34');
+    assert.equal(s.look, 'frozen');
+    assert.ok(s.ticking);
+  });
+
+  it("one of two VMs frozen: says so, with that VM's clock", () => {
+    assert.equal(statusSummary([a, b], idle, 2000).text, '$(debug-pause) crosvm 1 of 2 VMs frozen 0:01');
+  });
+
+  it('two VMs frozen at different times: no single clock (each row has its own)', () => {
+    const a2 = view({ frozen: frozenVm({ since: 30_000, processes: [proc()] }) }, { pid: 300 });
+    const s = statusSummary([a, a2], idle, 35_000);
+    assert.equal(s.text, '$(debug-pause) crosvm 2 VMs frozen');
+    assert.ok(!s.ticking);
+  });
+
+  it('partly frozen has its own look and names the device', () => {
+    const traced = proc({ pid: 201, label: 'virtio-blk', tracerPid: 9 });
+    const p = view({ snapshot: { ...view().snapshot, devices: [proc(), traced] }, frozen: frozenVm({ since: 0, processes: [proc()] }) });
+    const s = statusSummary([p], idle, 5000);
+    assert.equal(s.text, '$(warning) crosvm partly frozen 0:05');
+    assert.equal(s.look, 'partlyFrozen');
+    assert.match(s.label, /still running: virtio-blk 201/);
+  });
+
+  it("another window's freeze does not look like running, and a click is said to resume", () => {
+    const other = view({ frozenElsewhere: { ownerPid: 77, method: 'signal', processes: [], cgroups: [] } });
+    const s = statusSummary([other], idle, 0);
+    assert.equal(s.text, '$(debug-pause) crosvm frozen by another window');
+    assert.equal(s.look, 'frozenElsewhere');
+    assert.match(s.label, /Click to resume it here/);
+    assert.doesNotMatch(s.label, /Click to freeze/);
+  });
+
+  it('a VM a stop could not freeze is red even while another is frozen', () => {
+    const s = statusSummary([a, b], { automatic: true, manual: false, notFrozen: [{ pid: 300 }] }, 2000);
+    assert.equal(s.text, '$(warning) crosvm auto: 1 of 2 VMs not frozen');
+    assert.equal(s.look, 'notFrozenAtStop');
+  });
+
+  it('marks manual control', () => {
+    assert.equal(statusSummary([b], { automatic: false, manual: true, notFrozen: [] }, 0).text, '$(vm-running) crosvm 1 manual');
+  });
+});
+
+describe('the log', () => {
+  it('states the swap evidence once per VM in its discovery line', () => {
+    const line = discoveryLine(view());
+    assert.equal(line.split('vmm-swap is enabled').length - 1, 1, line);
+    assert.match(line, /freeze method signal$/);
+  });
+
+  it('says skip reasons in words and a partial freeze as such', () => {
+    const report = {
+      vm: { pid: 100, startTime: 5, name: 'x' },
+      scope: 'devices',
+      method: 'signal',
+      methodReason: 'signals',
+      frozen: [proc()],
+      skipped: [
+        { pid: 201, startTime: 5, label: 'virtio-blk', reason: 'traced', detail: 'a debugger (pid 9) is attached; it owns this process' },
+      ],
+      elapsedMs: 1,
+    } as unknown as Parameters<typeof frozeLine>[0];
+    const line = frozeLine(report);
+    assert.match(line, /\(partly frozen\)/);
+    assert.match(line, /virtio-blk 201 left running: a debugger \(pid 9\) is attached/);
+  });
+});
+
+describe('refusals in a notification', () => {
+  it('are short, plain text, and leave the details to the log', () => {
+    const long =
+      'Not freezing crosvm VM 42: no "swap monitor" process runs, so stopping its device processes would make crosvm shut the VM down; ' +
+      'and the cgroup freezer, which crosvm does not notice, is not open here: uid 1000 may not write /sys/fs/cgroup/x. Two ways out: ' +
+      'rebuild crosvm with `--features swap` (or add its executable to crosvmGuard.assumeSwapBuild if it was), or delegate.';
+    const short = shortRefusal({ code: 'unsafe-build', message: long });
+    assert.match(short, /^Not freezing crosvm VM 42: .*--features swap.*cgroup freezer is not open here\. Show Log/);
+    assert.doesNotMatch(short, /`/);
+    assert.ok(short.split(/\s+/).length <= 40, short);
+  });
+});
+
 describe('which VMs a debug session freezes, and why', () => {
-  const session = { session: 'crosvm (gdb attach)', automatic: true, target: 'auto' as const, debuggeePid: undefined, asked: undefined };
+  const session = {
+    session: 'crosvm (gdb attach)',
+    automatic: true,
+    manual: false,
+    target: 'auto' as const,
+    debuggeePid: undefined,
+    asked: undefined,
+  };
   const vms = [view(), view({}, { pid: 300 })];
 
   it('names the VM the debuggee belongs to', () => {
@@ -141,12 +293,28 @@ describe('which VMs a debug session freezes, and why', () => {
     );
   });
 
-  it('says "all of your VMs" when the debuggee is unknown or no VM', () => {
-    assert.match(debugTargetsSentence(session, vms), /freezes all of your VMs at each stop: the debuggee is unknown/);
+  it('names your VMs when the debuggee is not known yet or no VM', () => {
     assert.match(
-      debugTargetsSentence({ ...session, debuggeePid: 4242 }, vms),
-      /all of your VMs at each stop: the debuggee \(pid 4242\) is no crosvm VM/,
+      debugTargetsSentence(session, vms, 1000),
+      /freezes your VMs \(100, 300\) at each stop: its debugger has not reported the debuggee's pid/,
     );
+    assert.match(
+      debugTargetsSentence({ ...session, debuggeePid: 4242 }, vms, 1000),
+      /your VMs \(100, 300\) at each stop: the debuggee \(pid 4242\) is no crosvm VM/,
+    );
+  });
+
+  it('says which VM cannot be frozen rather than "all"', () => {
+    const refused = { method: undefined, why: 'no', error: new Error('no'), refusal: 'unsafe-signals' } as unknown as VmView['method'];
+    const mixed = [view(), view({ method: refused }, { pid: 300 })];
+    assert.match(debugTargetsSentence(session, mixed, 1000), /VM 300 cannot be frozen and keeps running\./);
+  });
+
+  it('tells manual control from the setting being off', () => {
+    const manual = debugTargetsSentence({ ...session, automatic: false, manual: true }, vms);
+    assert.match(manual, /manual control/);
+    assert.doesNotMatch(manual, /autoFreeze/);
+    assert.doesNotMatch(debugTargetsSentence({ ...session, automatic: false }, vms), /manual control/);
   });
 
   it('follows the settings and escapes the session name', () => {
