@@ -9,8 +9,8 @@ import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { currentIdentity } from '../../src/guard/processTree';
 import { ensureTestUser, TestUser } from '../runner/testUsers';
-import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
-import { jsonLines, spawnElevatedHost } from './hostHarness';
+import { buildSubreaper, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { jsonLines, spawnElevatedHost, spawnReparentAttack } from './hostHarness';
 import { eventually, isFullyStopped, isRunning, sleep } from './procState';
 
 const companionScript = path.resolve(__dirname, '..', '..', '..', 'dist', 'companion.js');
@@ -166,10 +166,12 @@ describe('the elevated companion when things go wrong', () => {
   it('started by root itself: root is its invoker, so a VM of uid 65534 is refused, naming its owner', async () => {
     const vm = await startFixtureVm({ build: 'swap' });
     const other = await startFixtureVm({ build: 'swap', uid: 65534, gid: 65534 });
-    // No SUDO_UID or PKEXEC_UID could change that: the companion asks /proc who its parent is.
+    // SUDO_UID cannot change that: the companion asks /proc who its parent is. (PKEXEC_UID
+    // would: pkexec sets it, as root, overwriting the caller's; here root itself sets the
+    // environment, and root may name any invoker.)
     companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, SUDO_UID: '65534', PKEXEC_UID: '65534' },
+      env: { ...process.env, SUDO_UID: '65534' },
     });
     const lines = jsonLines(companion);
     await lines.next((e) => e.event === 'ready');
@@ -367,6 +369,38 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     } finally {
       host?.kill('SIGCONT');
     }
+    assert.ok(vm.isRunning());
+  });
+
+  it("user A kills sudo right after the exec, under a subreaper of user B: the companion refuses to run, nothing of B's changes", async () => {
+    // B (the password user) runs a child subreaper, as `systemd --user` does, above a shell of
+    // A (the passwordless one); A runs the extension's own sudo -n command, keeps the
+    // companion's pipes, SIGKILLs sudo as soon as it has a child, and asks for B's VM.
+    const vm = await startFixtureVm({ build: 'default', devices: 2, uid: withPassword.uid, gid: withPassword.gid });
+    const before = processFacts(vm);
+    const attack = spawnReparentAttack(
+      buildSubreaper(),
+      nopasswd,
+      withPassword,
+      'sudo',
+      { pid: vm.pid, startTime: startTimeOf(vm.pid) },
+      companionScript,
+    );
+    hosts.push(attack);
+    const events = jsonLines(attack);
+    const killed = await events.next((e) => e.event === 'killed' || e.event === 'error');
+    assert.equal(killed.event, 'killed', JSON.stringify(events.all));
+    // The attack as it happens on a real desktop: B's subreaper adopted the root companion.
+    assert.equal(killed.adopter, attack.pid, JSON.stringify(killed));
+    assert.equal(killed.adopterUid, withPassword.uid, JSON.stringify(killed));
+    const ended = await events.next((e) => e.event === 'companion-ended');
+    assert.match(
+      String(ended.stderr),
+      new RegExp(`cannot tell which user started it \\(its parent, pid ${attack.pid} \\(uid ${withPassword.uid}\\), is not sudo`),
+    );
+    assert.ok(!events.all.some((e) => e.event === 'companion'), `the companion answered: ${JSON.stringify(events.all)}`);
+    await sleep(150);
+    assert.deepEqual(processFacts(vm), before, 'a process of user B changed state or cgroup');
     assert.ok(vm.isRunning());
   });
 
