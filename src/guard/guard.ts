@@ -23,6 +23,7 @@ import {
   GuardEvent,
   GuardSettings,
   ResumeReport,
+  LeftStopped,
   SafetyNet,
   SkippedProcess,
   VmIdentity,
@@ -40,9 +41,11 @@ function notPermittedVm(pid: number, uid: number, owners: ReadonlySet<number>): 
 /** Resume reports of several engines as one. */
 export function mergeResumeReports(reports: readonly ResumeReport[]): ResumeReport {
   const problems = reports.flatMap((r) => r.problems ?? []);
+  const leftStopped = reports.flatMap((r) => r.leftStopped ?? []);
   return {
     resumed: reports.flatMap((r) => r.resumed),
     gone: reports.flatMap((r) => r.gone),
+    ...(leftStopped.length > 0 ? { leftStopped } : {}),
     ...(problems.length > 0 ? { problems } : {}),
     elapsedMs: reports.reduce((sum, r) => sum + r.elapsedMs, 0),
   };
@@ -395,6 +398,7 @@ export class CrosvmGuard implements FreezeEngine {
     const vms = ref ? [this.frozen.get(ref.pid)].filter((v): v is FrozenVm => v !== undefined) : [...this.frozen.values()];
     const resumed: FrozenProcess[] = [];
     const gone: FrozenProcess[] = [];
+    const leftStopped: LeftStopped[] = [];
     const problems: string[] = [];
     for (const vm of vms) {
       if (vm.cgroups) {
@@ -416,14 +420,21 @@ export class CrosvmGuard implements FreezeEngine {
           continue;
         }
       } else {
-        const result = continueProcesses(vm.processes);
+        const result = continueProcesses(vm.processes, { leaveTraced: !this.settings.includeTracedProcesses });
         resumed.push(...result.resumed);
         gone.push(...result.gone);
+        leftStopped.push(...result.leftStopped);
       }
       this.frozen.delete(vm.vm.pid);
       this.safetyNet?.didRelease(vm.processes, vm.cgroups);
     }
-    const report: ResumeReport = { resumed, gone, ...(problems.length > 0 ? { problems } : {}), elapsedMs: performance.now() - started };
+    const report: ResumeReport = {
+      resumed,
+      gone,
+      ...(leftStopped.length > 0 ? { leftStopped } : {}),
+      ...(problems.length > 0 ? { problems } : {}),
+      elapsedMs: performance.now() - started,
+    };
     if (vms.length > 0) this.emit({ type: 'resumed', report });
     return report;
   }

@@ -9,6 +9,7 @@ import {
   readStatAndOwner,
   readStatus,
   isExitedState,
+  isStoppedState,
   PROC_ROOT,
   StatFields,
 } from './procfs';
@@ -168,15 +169,24 @@ export class LineageProof {
     /** Every process the walks found in the VM (pid → start time): the only possible links. */
     private readonly members: ReadonlyMap<number, number>,
     private readonly owners?: ReadonlySet<number>,
+    /**
+     * Also re-check what the walk decided from state and tracer: a process stopped or traced
+     * by someone else since is left alone (a resume must not undo a stop we did not make).
+     */
+    private readonly recheck?: { readonly includeTraced: boolean },
   ) {}
 
   /** Why `target` may not be touched, or undefined when it is proven. */
   check(target: ProcessIdentity): ProofFailure | undefined {
     const owners = this.owners;
-    const read = owners ? readStatAndOwner(target.pid) : undefined;
-    const stat = owners ? read?.stat : readStat(target.pid);
+    const read = owners || this.recheck ? readStatAndOwner(target.pid) : undefined;
+    const stat = read ? read.stat : readStat(target.pid);
     if (!isStill(target, stat)) return { kind: 'gone', reason: GONE };
     if (owners && read && !owners.has(read.uid)) return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
+    if (this.recheck && read) {
+      if (read.tracerPid !== 0 && !this.recheck.includeTraced) return { kind: 'traced', reason: tracedReason(read.tracerPid) };
+      if (isStoppedState(stat.state)) return { kind: 'already-stopped', reason: STOPPED_BY_OTHERS };
+    }
     // The main process itself (scope "vm"): its identity is the whole proof.
     if (target.pid === this.root.pid) return target.startTime === this.root.startTime ? undefined : { kind: 'gone', reason: GONE };
     if (!this.isLinked(stat.ppid, 0)) return { kind: 'left-vm', reason: notDescendantReason(this.root.pid, stat.ppid) };
@@ -205,11 +215,25 @@ export class LineageProof {
   }
 }
 
-/** `gone` and `not-owned` fail a freeze; `left-vm` is skipped: it is no part of the VM. */
+/**
+ * `gone` and `not-owned` fail a freeze; the others are skipped: `left-vm` is no part of the VM,
+ * `traced` and `already-stopped` became so after the walk (someone else's, left alone).
+ */
 export interface ProofFailure {
-  readonly kind: 'gone' | 'not-owned' | 'left-vm';
+  readonly kind: 'gone' | 'not-owned' | 'left-vm' | 'traced' | 'already-stopped';
   readonly reason: string;
 }
+
+/** A proof failure that skips the target rather than failing the freeze. */
+export function isSkipped(problem: ProofFailure): problem is ProofFailure & { kind: 'left-vm' | 'traced' | 'already-stopped' } {
+  return problem.kind === 'left-vm' || problem.kind === 'traced' || problem.kind === 'already-stopped';
+}
+
+export function tracedReason(tracerPid: number): string {
+  return `a debugger (pid ${tracerPid}) is attached; it owns this process`;
+}
+
+export const STOPPED_BY_OTHERS = 'it was stopped before the freeze and will stay stopped after resume';
 
 const GONE = 'it exited (its pid names no process, a zombie, or another process)';
 

@@ -3,7 +3,7 @@
 // one classification step every round of either method runs.
 import { StopFailure } from './errors';
 import { isExitedState, isStoppedState } from './procfs';
-import { identityKey, notOwnedReason, ProcessSnapshot } from './processTree';
+import { identityKey, notOwnedReason, ProcessSnapshot, ProofFailure, STOPPED_BY_OTHERS, tracedReason } from './processTree';
 import type { FrozenProcess, SkippedProcess } from './types';
 
 /** What decides, for every process of a VM, whether a freeze takes it. */
@@ -28,10 +28,10 @@ export function classify(p: ProcessSnapshot, rules: TargetRules): Omit<SkippedPr
   if (isExitedState(p.state)) return { reason: 'zombie', detail: 'it has exited and waits to be reaped' };
   if (rules.isExcludedLabel(p.label)) return { reason: 'excluded', detail: 'its label matches crosvmGuard.excludeLabels' };
   if (p.tracerPid !== 0 && !rules.includeTraced) {
-    return { reason: 'traced', detail: `a debugger (pid ${p.tracerPid}) is attached; it owns this process` };
+    return { reason: 'traced', detail: tracedReason(p.tracerPid) };
   }
   if (isStoppedState(p.state)) {
-    return { reason: 'already-stopped', detail: 'it was stopped before the freeze and will stay stopped after resume' };
+    return { reason: 'already-stopped', detail: STOPPED_BY_OTHERS };
   }
   return undefined;
 }
@@ -44,6 +44,14 @@ export function ownerRefusal(p: ProcessSnapshot, owners: ReadonlySet<number> | u
 /** A target found, right before it was touched, to be no part of the VM any more. */
 export function leftVm(t: FrozenProcess, detail: string): SkippedProcess {
   return { pid: t.pid, startTime: t.startTime, label: t.label, reason: 'left-vm', detail };
+}
+
+/** A target the proof right before its signal or move left alone (see isSkipped). */
+export function skippedByProof(
+  t: FrozenProcess,
+  problem: ProofFailure & { kind: 'left-vm' | 'traced' | 'already-stopped' },
+): SkippedProcess {
+  return { pid: t.pid, startTime: t.startTime, label: t.label, reason: problem.kind, detail: problem.reason };
 }
 
 /** May this process signal `pid`? The kernel says (signal 0); only EPERM means no. */
