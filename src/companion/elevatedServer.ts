@@ -112,7 +112,8 @@ export function runElevatedMode(processNames: readonly string[], idleMs: number,
   const who = invoker();
   // Fail closed: without a proven invoker there is nobody whose VMs may be frozen.
   if ('problem' in who) exit(2, `cannot tell which user started it (${who.problem}); start it through sudo or pkexec`);
-  const guard = new CrosvmGuard({ processNames, method: 'auto', allowedOwners: new Set([0, who.uid]) });
+  // A name is no proof (exec -a): root freezes only a crosvm executable and its own forks.
+  const guard = new CrosvmGuard({ processNames, method: 'auto', allowedOwners: new Set([0, who.uid]), requireCrosvmExecutable: true });
   /** Requests received and not yet answered: the companion never goes idle in the middle of one. */
   let pending = 0;
   let exiting = false;

@@ -193,7 +193,10 @@ export async function freezeTreeWithCgroups(
       const targets = sorted.targets;
       const outside: FrozenProcess[] = [];
       if (targets.length > 0) {
-        const proof = new LineageProof(root, members, options.allowedOwners, { includeTraced: options.includeTraced });
+        const proof = new LineageProof(root, members, options.allowedOwners, {
+          includeTraced: options.includeTraced,
+          executable: options.executable,
+        });
         const beforeCreate = options.beforeCreate;
         const created = await freezeInCgroups(targets, {
           hierarchy,

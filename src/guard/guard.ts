@@ -30,12 +30,17 @@ import {
   VmRef,
 } from './types';
 import { findVms, ProvenVms, readVm, rereadVm, VmSnapshot } from './vms';
+import { crosvmExecutableOf, ExecutableFile } from './crosvmExecutable';
 
 /** How old a walk may be for a freeze to start from it instead of walking again. */
 const RECENT_TREE_MS = 30_000;
 
 function notPermittedVm(pid: number, uid: number, owners: ReadonlySet<number>): string {
   return `crosvm VM ${pid} runs as uid ${uid}: only VMs of ${ownersPhrase(owners)} may be frozen here.`;
+}
+
+function notCrosvmExecutable(pid: number, label: string, problem: string): string {
+  return `Process ${pid} (${label}) is named like crosvm, but ${problem}: only crosvm VMs are frozen here.`;
 }
 
 /** Resume reports of several engines as one. */
@@ -241,6 +246,7 @@ export class CrosvmGuard implements FreezeEngine {
       if (owners && !owners.has(vm.main.uid)) {
         throw new GuardError('not-permitted', notPermittedVm(vm.main.pid, vm.main.uid, owners));
       }
+      this.crosvmExecutable(vm);
       const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
       if (earlier && request.method && request.method !== 'auto' && request.method !== earlier.method) {
         const how = earlier.method === 'signal' ? 'signals' : 'the cgroup freezer';
@@ -291,7 +297,7 @@ export class CrosvmGuard implements FreezeEngine {
     let result;
     try {
       result = await stopTree(vm.main, vm.devices, {
-        ...this.targetRules(request),
+        ...this.targetRules(request, vm),
         scope,
         stopTimeoutMs: this.settings.stopTimeoutMs,
         maxRounds: this.settings.maxRounds,
@@ -341,7 +347,7 @@ export class CrosvmGuard implements FreezeEngine {
     const rescan = () => this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices;
     // From an earlier walk, nothing listed may mean nothing known yet: look before deciding.
     const result = await freezeTreeWithCgroups(vm.main, first.length === 0 && fromEarlierWalk ? rescan() : first, {
-      ...this.targetRules(request),
+      ...this.targetRules(request, vm),
       hierarchy,
       stopTimeoutMs: this.settings.stopTimeoutMs,
       maxRounds: this.settings.maxRounds,
@@ -383,14 +389,26 @@ export class CrosvmGuard implements FreezeEngine {
   }
 
   /** The rules both methods apply to every process of a VM (see targets.ts). */
-  private targetRules(request: FreezeRequest): TargetRules {
+  private targetRules(request: FreezeRequest, vm: VmSnapshot): TargetRules {
     return {
       protectedPids: selfAndAncestors(),
       debuggeePids: new Set(request.excludePids ?? []),
       isExcludedLabel: this.isExcludedLabel,
       includeTraced: this.settings.includeTracedProcesses,
       allowedOwners: this.settings.allowedOwners,
+      executable: this.crosvmExecutable(vm),
     };
+  }
+
+  /**
+   * With requireCrosvmExecutable, the file the VM's main process runs, shown to be crosvm by
+   * its contents; every process frozen must run it too. Throws for anything else.
+   */
+  private crosvmExecutable(vm: VmSnapshot): ExecutableFile | undefined {
+    if (!this.settings.requireCrosvmExecutable) return undefined;
+    const judged = crosvmExecutableOf(vm.main.pid);
+    if ('problem' in judged) throw new GuardError('not-crosvm', notCrosvmExecutable(vm.main.pid, vm.main.label, judged.problem));
+    return judged.file;
   }
 
   private resumeNow(ref?: VmRef): ResumeReport {

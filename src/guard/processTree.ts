@@ -1,4 +1,5 @@
 // Walking a crosvm process tree and describing its processes.
+import { ExecutableFile, runsExecutable } from './crosvmExecutable';
 import {
   kernelHasChildrenFiles,
   listPids,
@@ -173,7 +174,7 @@ export class LineageProof {
      * Also re-check what the walk decided from state and tracer: a process stopped or traced
      * by someone else since is left alone (a resume must not undo a stop we did not make).
      */
-    private readonly recheck?: { readonly includeTraced: boolean },
+    private readonly recheck?: { readonly includeTraced: boolean; readonly executable?: ExecutableFile },
   ) {}
 
   /** Why `target` may not be touched, or undefined when it is proven. */
@@ -183,6 +184,9 @@ export class LineageProof {
     const stat = read ? read.stat : readStat(target.pid);
     if (!isStill(target, stat)) return { kind: 'gone', reason: GONE };
     if (owners && read && !owners.has(read.uid)) return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
+    // Checked now, not at the walk: an exec (a setuid program) keeps the pid and start time.
+    const executable = this.recheck?.executable;
+    if (executable && !runsExecutable(target.pid, executable)) return { kind: 'not-crosvm', reason: NOT_THE_VMS_EXECUTABLE };
     if (this.recheck && read) {
       if (read.tracerPid !== 0 && !this.recheck.includeTraced) return { kind: 'traced', reason: tracedReason(read.tracerPid) };
       if (isStoppedState(stat.state)) return { kind: 'already-stopped', reason: STOPPED_BY_OTHERS };
@@ -216,11 +220,11 @@ export class LineageProof {
 }
 
 /**
- * `gone` and `not-owned` fail a freeze; the others are skipped: `left-vm` is no part of the VM,
+ * `gone`, `not-owned` and `not-crosvm` fail a freeze; the others are skipped: `left-vm` is no part of the VM,
  * `traced` and `already-stopped` became so after the walk (someone else's, left alone).
  */
 export interface ProofFailure {
-  readonly kind: 'gone' | 'not-owned' | 'left-vm' | 'traced' | 'already-stopped';
+  readonly kind: 'gone' | 'not-owned' | 'not-crosvm' | 'left-vm' | 'traced' | 'already-stopped';
   readonly reason: string;
 }
 
@@ -232,6 +236,8 @@ export function isSkipped(problem: ProofFailure): problem is ProofFailure & { ki
 export function tracedReason(tracerPid: number): string {
   return `a debugger (pid ${tracerPid}) is attached; it owns this process`;
 }
+
+const NOT_THE_VMS_EXECUTABLE = "it does not run the VM's crosvm executable (a crosvm device is forked, never exec'd): not a crosvm process";
 
 export const STOPPED_BY_OTHERS = 'it was stopped before the freeze and will stay stopped after resume';
 

@@ -265,7 +265,10 @@ export async function stopTree(
     // Listing, reading and the awaited write-ahead all came before this: prove each target
     // again right before its signal (identity, owner, every link up to the VM) in one pass.
     // State and tracer too: a stop or a debugger that came after the walk is someone else's.
-    const proof = new LineageProof(root, members, options.allowedOwners, { includeTraced: options.includeTraced });
+    const proof = new LineageProof(root, members, options.allowedOwners, {
+      includeTraced: options.includeTraced,
+      executable: options.executable,
+    });
     for (const t of targets) {
       const problem = proof.check(t);
       if (problem === undefined) signalled.push(t);

@@ -1,6 +1,7 @@
 // Which processes of a VM a freeze takes, for both methods: the rules that leave a process
 // alone (with the reason shown to the user), the owner check of the root companion, and the
 // one classification step every round of either method runs.
+import type { ExecutableFile } from './crosvmExecutable';
 import { StopFailure } from './errors';
 import { isExitedState, isStoppedState } from './procfs';
 import { identityKey, notOwnedReason, ProcessSnapshot, ProofFailure, STOPPED_BY_OTHERS, tracedReason } from './processTree';
@@ -16,6 +17,8 @@ export interface TargetRules {
   readonly debuggeePids?: ReadonlySet<number>;
   /** Only processes of these uids may be frozen (the root companion: root and its invoker). */
   readonly allowedOwners?: ReadonlySet<number>;
+  /** Only processes that run this file, the VM's crosvm executable (the root companion). */
+  readonly executable?: ExecutableFile;
 }
 
 /** Why `p` is left alone, or undefined when it is a target. */

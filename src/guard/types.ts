@@ -49,6 +49,11 @@ export interface GuardSettings {
    * kernel's own rule (who may signal whom) is the only limit.
    */
   readonly allowedOwners?: ReadonlySet<number>;
+  /**
+   * Freeze only a VM whose main process runs a crosvm executable, shown by its contents, and
+   * only processes that run that same file (see crosvmExecutable.ts): the root companion.
+   */
+  readonly requireCrosvmExecutable?: boolean;
 }
 
 export const DEFAULT_SETTINGS: GuardSettings = {

@@ -8,8 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { currentIdentity } from '../../src/guard/processTree';
-import { ensureTestUser, TestUser } from '../runner/testUsers';
-import { buildSubreaper, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { asUserCommand, ensureTestUser, TestUser } from '../runner/testUsers';
+import { buildSubreaper, descendantsOf, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { jsonLines, spawnElevatedHost, spawnReparentAttack } from './hostHarness';
 import { eventually, isFullyStopped, isRunning, sleep } from './procState';
 
@@ -402,6 +402,38 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     await sleep(150);
     assert.deepEqual(processFacts(vm), before, 'a process of user B changed state or cgroup');
     assert.ok(vm.isRunning());
+  });
+
+  it('an impostor named crosvm (exec -a) with a root child: refused as not crosvm, and its root child is left alone', async () => {
+    // User A names a shell crosvm and starts a root process below it (sudo sleep), which the
+    // kernel would not let A signal; then A asks the root companion to freeze that "VM".
+    const [setpriv, ...asUser] = asUserCommand(nopasswd);
+    const impostor = spawn(setpriv, [...asUser, 'bash', '-c', 'exec -a crosvm sh -c "sudo -n -- sleep 300 & wait"'], {
+      cwd: '/',
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: nopasswd.home },
+      stdio: 'ignore',
+    });
+    hosts.push(impostor);
+    const shell = impostor.pid as number;
+    const rootChild = () => descendantsOf(shell).find((pid) => /^Uid:\s+0\s/m.test(fs.readFileSync(`/proc/${pid}/status`, 'latin1')));
+    try {
+      assert.ok(await eventually(() => rootChild() !== undefined, 5000), 'no root process below the impostor');
+      assert.equal(fs.readFileSync(`/proc/${shell}/cmdline`, 'latin1').split('\0')[0], 'crosvm');
+      const facts = () => descendantsOf(shell).map((pid) => `${pid} ${isRunning(pid)} ${fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')}`);
+      const before = facts();
+      const host = spawnElevatedHost(nopasswd, shell, startTimeOf(shell));
+      hosts.push(host);
+      host.stdin?.write('\n'); // no password: sudo -n
+      const events = jsonLines(host);
+      const answer = await events.next((e) => e.event === 'frozen' || e.event === 'error');
+      assert.equal(answer.event, 'error', JSON.stringify(events.all));
+      assert.equal(answer.code, 'not-crosvm', JSON.stringify(answer));
+      assert.match(String(answer.message), new RegExp(`Process ${shell} \\(sh\\) is named like crosvm, but its executable is not crosvm`));
+      await sleep(150);
+      assert.deepEqual(facts(), before, 'a process below the impostor changed state or cgroup');
+    } finally {
+      for (const pid of descendantsOf(shell)) process.kill(pid, 'SIGKILL');
+    }
   });
 
   it('sudo is run by its absolute path: a sudo planted first in PATH never runs and never sees the password', async () => {
