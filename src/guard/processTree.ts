@@ -180,15 +180,17 @@ export class LineageProof {
   /** Why `target` may not be touched, or undefined when it is proven. */
   check(target: ProcessIdentity): ProofFailure | undefined {
     const owners = this.owners;
-    const read = owners || this.recheck ? readStatAndOwner(target.pid) : undefined;
-    const stat = read ? read.stat : readStat(target.pid);
+    const read = owners ? readStatAndOwner(target.pid) : undefined;
+    const stat = owners ? read?.stat : readStat(target.pid);
     if (!isStill(target, stat)) return { kind: 'gone', reason: GONE };
     if (owners && read && !owners.has(read.uid)) return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
     // Checked now, not at the walk: an exec (a setuid program) keeps the pid and start time.
     const executable = this.recheck?.executable;
     if (executable && !runsExecutable(target.pid, executable)) return { kind: 'not-crosvm', reason: NOT_THE_VMS_EXECUTABLE };
-    if (this.recheck && read) {
-      if (read.tracerPid !== 0 && !this.recheck.includeTraced) return { kind: 'traced', reason: tracedReason(read.tracerPid) };
+    if (this.recheck) {
+      // Only TracerPid needs the status file, and only when traced processes are left alone.
+      const tracerPid = this.recheck.includeTraced ? 0 : (read?.tracerPid ?? readStatus(target.pid)?.tracerPid ?? 0);
+      if (tracerPid !== 0) return { kind: 'traced', reason: tracedReason(tracerPid) };
       if (isStoppedState(stat.state)) return { kind: 'already-stopped', reason: STOPPED_BY_OTHERS };
     }
     // The main process itself (scope "vm"): its identity is the whole proof.

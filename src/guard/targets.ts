@@ -44,11 +44,6 @@ export function ownerRefusal(p: ProcessSnapshot, owners: ReadonlySet<number> | u
   return owners && !owners.has(p.uid) ? { pid: p.pid, label: p.label, reason: notOwnedReason(p.uid, owners) } : undefined;
 }
 
-/** A target found, right before it was touched, to be no part of the VM any more. */
-export function leftVm(t: FrozenProcess, detail: string): SkippedProcess {
-  return { pid: t.pid, startTime: t.startTime, label: t.label, reason: 'left-vm', detail };
-}
-
 /** A target the proof right before its signal or move left alone (see isSkipped). */
 export function skippedByProof(
   t: FrozenProcess,

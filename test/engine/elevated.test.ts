@@ -417,9 +417,10 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     const shell = impostor.pid as number;
     const rootChild = () => descendantsOf(shell).find((pid) => /^Uid:\s+0\s/m.test(fs.readFileSync(`/proc/${pid}/status`, 'latin1')));
     try {
-      assert.ok(await eventually(() => rootChild() !== undefined, 5000), 'no root process below the impostor');
+      assert.ok(await eventually(() => rootChild() !== undefined, 15_000), 'no root process below the impostor');
       assert.equal(fs.readFileSync(`/proc/${shell}/cmdline`, 'latin1').split('\0')[0], 'crosvm');
-      const facts = () => descendantsOf(shell).map((pid) => `${pid} ${isRunning(pid)} ${fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')}`);
+      const below = descendantsOf(shell);
+      const facts = () => below.map((pid) => `${pid} ${isRunning(pid)} ${fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')}`);
       const before = facts();
       const host = spawnElevatedHost(nopasswd, shell, startTimeOf(shell));
       hosts.push(host);
