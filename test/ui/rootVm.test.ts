@@ -272,6 +272,7 @@ describe('debug settings from a workspace, from an unprivileged VS Code with pas
 
   test('nor uses a root companion the user started: a VM it holds and another root VM both stay as the user left them', async () => {
     await workbench?.close();
+    await stopAllFixtureVms(); // the one VM below is the only one: the freeze command asks no pick
     const user = ensureTestUser('nopasswd');
     const settings = { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' };
     const held = await startFixtureVm({ build: 'swap', devices: 2 });
