@@ -437,6 +437,39 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
     }
   });
 
+  it("a root process inside the user's own crosvm VM (a device made to start sudo): refused as not crosvm, nothing frozen", async () => {
+    // A's own VM, a real crosvm executable. With a debugger on one of its devices (its own
+    // process), A makes it start `sudo -n sleep`: a root process inside the VM's tree that runs
+    // another file. Root must not freeze it for A, who may not signal it.
+    const vm = await startFixtureVm({ build: 'swap', devices: 1, uid: nopasswd.uid, gid: nopasswd.gid });
+    const device = vm.devices.find((d) => d.label === 'virtio-dev-0')?.pid as number;
+    const [setpriv, ...asUser] = asUserCommand(nopasswd);
+    const call = 'call (int)system("sudo -n -- sleep 300 >/dev/null 2>&1 &")';
+    const gdb = spawnSync(setpriv, [...asUser, 'gdb', '-p', String(device), '-batch', '-nx', '-ex', call], {
+      cwd: '/',
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: nopasswd.home },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const isRoot = (pid: number) => /^Uid:\s+0\s/m.test(fs.readFileSync(`/proc/${pid}/status`, 'latin1'));
+    const rootChild = () => descendantsOf(vm.pid).find(isRoot);
+    try {
+      assert.ok(await eventually(() => rootChild() !== undefined, 15_000), `no root process in the VM: ${gdb.stdout} ${gdb.stderr}`);
+      const below = [vm.pid, ...descendantsOf(vm.pid)];
+      const facts = () => below.map((pid) => `${pid} ${isRunning(pid)} ${fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')}`);
+      const before = facts();
+      const events = startUserHost(nopasswd, vm, '');
+      const answer = await events.next((e) => e.event === 'frozen' || e.event === 'error');
+      assert.equal(answer.event, 'error', JSON.stringify(answer));
+      assert.match(String(answer.message), /\(pid \d+\): it does not run the VM's crosvm executable/);
+      await sleep(150);
+      assert.deepEqual(facts(), before, 'a process of the VM changed state or cgroup');
+      assert.ok(vm.isRunning());
+    } finally {
+      for (const pid of descendantsOf(vm.pid).filter(isRoot)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
   it('sudo is run by its absolute path: a sudo planted first in PATH never runs and never sees the password', async () => {
     const vm = await startFixtureVm({ build: 'swap', devices: 1 });
     const planted = fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-path-'));
