@@ -6,7 +6,8 @@
 // its main process): whatever the unprivileged side sends, nothing else is signalled or moved.
 // Settings that widen what is frozen (assumeSwapBuild, includeTracedProcesses) are not
 // accepted over the link. Only VMs and processes of root and of the user who started it are
-// frozen; who that is, it proves from what the caller cannot change (see judgeInvoker).
+// frozen; who that is, it proves from what the caller cannot change (see judgeInvoker). Only a
+// crosvm executable and processes that run that same file (see guard/crosvmExecutable.ts).
 // When the link breaks, everything is resumed and the process exits; it also exits once
 // nothing has been frozen for a while.
 import { CrosvmGuard, GuardError } from '../guard';
@@ -107,6 +108,8 @@ export function invoker(): { uid: number } | { problem: string } {
 /**
  * `heartbeatMs`: with something frozen, a host silent this long (hung, or stopped) gets
  * everything resumed: the host's own limits (maxFreezeSeconds, its watchdog) run in the host.
+ * It bounds a hung host, not a hostile one, deliberately (README, privilege model): whoever may
+ * start this may freeze root's VMs, and would freeze again the moment a bound resumed them.
  */
 export function runElevatedMode(processNames: readonly string[], idleMs: number, heartbeatMs: number): void {
   const who = invoker();
