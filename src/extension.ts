@@ -73,7 +73,8 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   // at its stops, keep it.
   let keepAlive: NodeJS.Timeout | undefined;
   const followSessions = () => {
-    if (follower.automatic) keepAlive ??= setInterval(() => current.elevation.keepAlive(), 5000);
+    // Not for debug settings from a workspace, which never use it.
+    if (follower.automatic && !debugFromWorkspace) keepAlive ??= setInterval(() => current.elevation.keepAlive(), 5000);
     else if (keepAlive) keepAlive = void clearInterval(keepAlive);
   };
   context.subscriptions.push(follower.onDidChange(followSessions), { dispose: () => keepAlive && clearInterval(keepAlive) });

@@ -89,6 +89,33 @@ export function polkitAgentRuns(): boolean {
   return false;
 }
 
+/**
+ * What `via` runs as root: the companion in elevated mode with an empty environment (nothing
+ * like NODE_OPTIONS may reach a Node that runs as root). For sudo that is `env -i`; pkexec
+ * already replaces the environment with a short fixed list and adds PKEXEC_UID, the invoker's
+ * uid, which it sets itself as root: the companion's proof of who started it, which `-i`
+ * would wipe (see judgeInvoker).
+ */
+export function companionCommand(
+  via: 'sudo' | 'pkexec',
+  options: Pick<ElevationOptions, 'nodeExecutable' | 'companionScript' | 'processNames' | 'idleMs' | 'heartbeatMs'>,
+): string[] {
+  const names = options.processNames.filter((n) => ELEVATED_NAME.test(n));
+  return [
+    '/usr/bin/env',
+    ...(via === 'sudo' ? ['-i'] : []),
+    'ELECTRON_RUN_AS_NODE=1',
+    options.nodeExecutable ?? process.execPath,
+    options.companionScript,
+    ...companionArgv({
+      mode: 'elevated',
+      names: names.length > 0 ? names : ['crosvm'],
+      idleMs: options.idleMs ?? 10_000,
+      heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    }),
+  ];
+}
+
 type OkReply = Extract<ElevatedReply, { ok: true }>;
 
 interface Pending {
@@ -127,31 +154,16 @@ export class ElevatedGuard implements FreezeEngine {
    * not in sudoers, no polkit agent, …).
    */
   static async start(options: ElevationOptions): Promise<ElevatedGuard> {
-    const node = options.nodeExecutable ?? process.execPath;
-    const names = options.processNames.filter((n) => ELEVATED_NAME.test(n));
-    const companion = [
-      // An empty environment for root, whatever sudo's or polkit's policy would keep:
-      // NODE_OPTIONS and the like must not reach a Node running as root.
-      '/usr/bin/env',
-      '-i',
-      'ELECTRON_RUN_AS_NODE=1',
-      node,
-      options.companionScript,
-      ...companionArgv({
-        mode: 'elevated',
-        names: names.length > 0 ? names : ['crosvm'],
-        idleMs: options.idleMs ?? 10_000,
-        heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
-      }),
-    ];
-    if (options.tool === 'pkexec') return ElevatedGuard.launch('pkexec', companion, options, undefined);
+    const companion = companionCommand('sudo', options);
+    const viaPkexec = companionCommand('pkexec', options);
+    if (options.tool === 'pkexec') return ElevatedGuard.launch('pkexec', viaPkexec, options, undefined);
     try {
       return await ElevatedGuard.launch('sudo', ['-n', '--', ...companion], options, undefined);
     } catch (error) {
       const needsPassword =
         error instanceof ElevationError && error.reason === 'not-permitted' && /password is required/.test(error.message);
       if (!needsPassword) throw error;
-      if (options.tool === 'auto' && polkitAgentRuns()) return ElevatedGuard.launch('pkexec', companion, options, undefined);
+      if (options.tool === 'auto' && polkitAgentRuns()) return ElevatedGuard.launch('pkexec', viaPkexec, options, undefined);
       if (!options.askPassword) throw error;
     }
     const password = await options.askPassword();

@@ -93,10 +93,11 @@ export class ElevationSession {
    * a VM the engine's own refusal explains better (its cgroups).
    */
   async engineFor(need: ElevationNeed): Promise<FreezeEngine | undefined> {
+    // Debug settings from a workspace never reach root (see debugSettingsFromWorkspace): not
+    // by starting the root companion, nor through one the user started before.
+    if (need.at === 'stop-from-workspace') throw new GuardError('needs-elevation', workspaceMayNotElevate(need.vmPid));
     if (this.engine) return this.engine;
     const setting = this.setting;
-    // Debug settings from a workspace never start elevation (see debugSettingsFromWorkspace).
-    if (need.at === 'stop-from-workspace') throw new GuardError('needs-elevation', workspaceMayNotElevate(need.vmPid));
     // At a debugger stop nothing may be asked: sudo -n only (passwordless sudo), and the
     // follower offers the rest once, outside the stop.
     if (need.at === 'stop' && setting !== 'never') return this.start(true);
@@ -146,7 +147,7 @@ function describeTool(tool: ElevationTool, silent: boolean): string {
 function workspaceMayNotElevate(pid: number): string {
   return (
     `crosvm VM ${pid} needs administrator rights, and automatic freezing was turned on by this ` +
-    "workspace's settings: a workspace never starts them. Set crosvmGuard.debug.autoFreeze (and " +
+    "workspace's settings: a workspace never starts them, nor uses them once started. Set crosvmGuard.debug.autoFreeze (and " +
     'debug.target) in your user settings instead, or use "Freeze with administrator rights…".'
   );
 }

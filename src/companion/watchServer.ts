@@ -27,7 +27,13 @@ export function runWatchMode(journal: string | undefined, idleMs: number, hostPi
     const problems = thawAndRestore([...heldCgroups.values()]);
     const thawed = heldCgroups.size;
     heldCgroups.clear();
-    const { resumed, gone } = continueProcesses([...held.values()].map((p) => ({ ...p, ppid: 0 })));
+    // A stop someone else sent while the host held it frozen stays (whether a debugger may
+    // stay attached is the host's setting, unknown here: traced ones are resumed as before).
+    const { resumed, gone, leftStopped } = continueProcesses(
+      [...held.values()].map((p) => ({ ...p, ppid: 0 })),
+      { leaveTraced: false },
+    );
+    for (const p of leftStopped) log(`left ${p.label} (pid ${p.pid}) stopped: ${p.why}`);
     held.clear();
     for (const problem of problems) log(problem);
     log(

@@ -19,9 +19,9 @@ import {
   thawAndRestore,
   writeControl,
 } from './cgroupfs';
-import { identityKey, LineageProof, ProcessSnapshot, ProofFailure, proveIdentity } from './processTree';
+import { identityKey, isSkipped, LineageProof, ProcessSnapshot, ProofFailure, proveIdentity } from './processTree';
 import { Poller } from './poller';
-import { forkRaceFailure, leftVm, sortRound, TargetRules } from './targets';
+import { forkRaceFailure, skippedByProof, sortRound, TargetRules } from './targets';
 import type { FrozenProcess, FrozenVm, SkippedProcess } from './types';
 
 /** Thrown after everything the freeze moved was moved back and thawed. */
@@ -56,8 +56,8 @@ export interface CgroupFreezeOptions {
    * Default: its pid still names the process with its start time, and it has not exited.
    */
   readonly prove?: (target: FrozenProcess) => ProofFailure | undefined;
-  /** A target `prove` found outside the VM: not moved, and told here (else it fails the freeze). */
-  readonly onLeftVm?: (target: FrozenProcess, reason: string) => void;
+  /** A target `prove` skips (outside the VM, or stopped or traced since): not moved, and told here (else it fails the freeze). */
+  readonly onSkipped?: (target: FrozenProcess, problem: ProofFailure & { kind: 'left-vm' | 'traced' | 'already-stopped' }) => void;
   /** Called before each target is moved (tests use it to make a move fail half-way). */
   readonly beforeMove?: (target: FrozenProcess) => void;
   /** Called once every target is moved, before the groups freeze (tests fork a child here). */
@@ -107,8 +107,8 @@ export async function freezeInCgroups(targets: readonly FrozenProcess[], options
         // The pid was read before the awaited write-ahead: prove it still names the target,
         // so that a reused pid never moves a stranger (the same check signals make).
         const problem = (options.prove ?? proveIdentity)(target);
-        if (problem?.kind === 'left-vm' && options.onLeftVm) {
-          options.onLeftVm(target, problem.reason);
+        if (problem && isSkipped(problem) && options.onSkipped) {
+          options.onSkipped(target, problem);
           continue;
         }
         if (problem) throw new Error(problem.reason);
@@ -193,7 +193,16 @@ export async function freezeTreeWithCgroups(
       const targets = sorted.targets;
       const outside: FrozenProcess[] = [];
       if (targets.length > 0) {
-        const proof = new LineageProof(root, members, options.allowedOwners, options.vmUidMap);
+        const proof = new LineageProof(
+          root,
+          members,
+          options.allowedOwners,
+          {
+            includeTraced: options.includeTraced,
+            executable: options.executable,
+          },
+          options.vmUidMap,
+        );
         const beforeCreate = options.beforeCreate;
         const created = await freezeInCgroups(targets, {
           hierarchy,
@@ -201,9 +210,9 @@ export async function freezeTreeWithCgroups(
           deadline,
           ownCgroups,
           prove: (target) => proof.check(target),
-          onLeftVm: (target, reason) => {
+          onSkipped: (target, problem) => {
             outside.push(target);
-            skipped.push(leftVm(target, reason));
+            skipped.push(skippedByProof(target, problem));
           },
           // Write-ahead: a crash from here on leaves cgroups the companion and journal know.
           beforeCreate:

@@ -25,12 +25,14 @@ import {
   GuardEvent,
   GuardSettings,
   ResumeReport,
+  LeftStopped,
   SafetyNet,
   SkippedProcess,
   VmIdentity,
   VmRef,
 } from './types';
 import { findVms, ProvenVms, readVm, rereadVm, VmSnapshot } from './vms';
+import { crosvmExecutableOf, ExecutableFile } from './crosvmExecutable';
 
 /** How old a walk may be for a freeze to start from it instead of walking again. */
 const RECENT_TREE_MS = 30_000;
@@ -39,12 +41,18 @@ function notPermittedVm(pid: number, uid: number, owners: ReadonlySet<number>): 
   return `crosvm VM ${pid} runs as uid ${uid}: only VMs of ${ownersPhrase(owners)} may be frozen here.`;
 }
 
+function notCrosvmExecutable(pid: number, label: string, problem: string): string {
+  return `Process ${pid} (${label}) is named like crosvm, but ${problem}: only crosvm VMs are frozen here.`;
+}
+
 /** Resume reports of several engines as one. */
 export function mergeResumeReports(reports: readonly ResumeReport[]): ResumeReport {
   const problems = reports.flatMap((r) => r.problems ?? []);
+  const leftStopped = reports.flatMap((r) => r.leftStopped ?? []);
   return {
     resumed: reports.flatMap((r) => r.resumed),
     gone: reports.flatMap((r) => r.gone),
+    ...(leftStopped.length > 0 ? { leftStopped } : {}),
     ...(problems.length > 0 ? { problems } : {}),
     elapsedMs: reports.reduce((sum, r) => sum + r.elapsedMs, 0),
   };
@@ -248,6 +256,7 @@ export class CrosvmGuard implements FreezeEngine {
       if (owners && !owners.has(vm.main.uid)) {
         throw new GuardError('not-permitted', notPermittedVm(vm.main.pid, vm.main.uid, owners));
       }
+      this.crosvmExecutable(vm);
       const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
       if (earlier && request.method && request.method !== 'auto' && request.method !== earlier.method) {
         const how = earlier.method === 'signal' ? 'signals' : 'the cgroup freezer';
@@ -400,7 +409,19 @@ export class CrosvmGuard implements FreezeEngine {
       allowedOwners: owners,
       // Read once per freeze: the VM's own namespace, against which a device's is compared.
       ...(owners ? { vmUidMap: readUidMap(vm.main.pid) } : {}),
+      executable: this.crosvmExecutable(vm),
     };
+  }
+
+  /**
+   * With requireCrosvmExecutable, the file the VM's main process runs, shown to be crosvm by
+   * its contents; every process frozen must run it too. Throws for anything else.
+   */
+  private crosvmExecutable(vm: VmSnapshot): ExecutableFile | undefined {
+    if (!this.settings.requireCrosvmExecutable) return undefined;
+    const judged = crosvmExecutableOf(vm.main.pid);
+    if ('problem' in judged) throw new GuardError('not-crosvm', notCrosvmExecutable(vm.main.pid, vm.main.label, judged.problem));
+    return judged.file;
   }
 
   private resumeNow(ref?: VmRef): ResumeReport {
@@ -408,6 +429,7 @@ export class CrosvmGuard implements FreezeEngine {
     const vms = ref ? [this.frozen.get(ref.pid)].filter((v): v is FrozenVm => v !== undefined) : [...this.frozen.values()];
     const resumed: FrozenProcess[] = [];
     const gone: FrozenProcess[] = [];
+    const leftStopped: LeftStopped[] = [];
     const problems: string[] = [];
     for (const vm of vms) {
       if (vm.cgroups) {
@@ -429,14 +451,21 @@ export class CrosvmGuard implements FreezeEngine {
           continue;
         }
       } else {
-        const result = continueProcesses(vm.processes);
+        const result = continueProcesses(vm.processes, { leaveTraced: !this.settings.includeTracedProcesses });
         resumed.push(...result.resumed);
         gone.push(...result.gone);
+        leftStopped.push(...result.leftStopped);
       }
       this.frozen.delete(vm.vm.pid);
       this.safetyNet?.didRelease(vm.processes, vm.cgroups);
     }
-    const report: ResumeReport = { resumed, gone, ...(problems.length > 0 ? { problems } : {}), elapsedMs: performance.now() - started };
+    const report: ResumeReport = {
+      resumed,
+      gone,
+      ...(leftStopped.length > 0 ? { leftStopped } : {}),
+      ...(problems.length > 0 ? { problems } : {}),
+      elapsedMs: performance.now() - started,
+    };
     if (vms.length > 0) this.emit({ type: 'resumed', report });
     return report;
   }

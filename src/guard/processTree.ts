@@ -1,4 +1,5 @@
 // Walking a crosvm process tree and describing its processes.
+import { ExecutableFile, runsExecutable } from './crosvmExecutable';
 import {
   kernelHasChildrenFiles,
   listPids,
@@ -10,6 +11,7 @@ import {
   readStatAndOwner,
   readStatus,
   isExitedState,
+  isStoppedState,
   PROC_ROOT,
   StatFields,
 } from './procfs';
@@ -169,6 +171,11 @@ export class LineageProof {
     /** Every process the walks found in the VM (pid → start time): the only possible links. */
     private readonly members: ReadonlyMap<number, number>,
     private readonly owners?: ReadonlySet<number>,
+    /**
+     * Also re-check what the walk decided from state and tracer: a process stopped or traced
+     * by someone else since is left alone (a resume must not undo a stop we did not make).
+     */
+    private readonly recheck?: { readonly includeTraced: boolean; readonly executable?: ExecutableFile },
     /** The VM main process's uid_map, for devices under a uid the VM mapped (see mappedByVm). */
     private readonly vmUidMap?: string,
   ) {}
@@ -185,6 +192,15 @@ export class LineageProof {
       if (target.pid === this.root.pid || !mappedByVm(read.uid, read.uidMap, this.vmUidMap)) {
         return { kind: 'not-owned', reason: notOwnedReason(read.uid, owners) };
       }
+    }
+    // Checked now, not at the walk: an exec (a setuid program) keeps the pid and start time.
+    const executable = this.recheck?.executable;
+    if (executable && !runsExecutable(target.pid, executable)) return { kind: 'not-crosvm', reason: NOT_THE_VMS_EXECUTABLE };
+    if (this.recheck) {
+      // Only TracerPid needs the status file, and only when traced processes are left alone.
+      const tracerPid = this.recheck.includeTraced ? 0 : (read?.tracerPid ?? readStatus(target.pid)?.tracerPid ?? 0);
+      if (tracerPid !== 0) return { kind: 'traced', reason: tracedReason(tracerPid) };
+      if (isStoppedState(stat.state)) return { kind: 'already-stopped', reason: STOPPED_BY_OTHERS };
     }
     // The main process itself (scope "vm"): its identity is the whole proof.
     if (target.pid === this.root.pid) return target.startTime === this.root.startTime ? undefined : { kind: 'gone', reason: GONE };
@@ -214,11 +230,27 @@ export class LineageProof {
   }
 }
 
-/** `gone` and `not-owned` fail a freeze; `left-vm` is skipped: it is no part of the VM. */
+/**
+ * `gone`, `not-owned` and `not-crosvm` fail a freeze; the others are skipped: `left-vm` is no part of the VM,
+ * `traced` and `already-stopped` became so after the walk (someone else's, left alone).
+ */
 export interface ProofFailure {
-  readonly kind: 'gone' | 'not-owned' | 'left-vm';
+  readonly kind: 'gone' | 'not-owned' | 'not-crosvm' | 'left-vm' | 'traced' | 'already-stopped';
   readonly reason: string;
 }
+
+/** A proof failure that skips the target rather than failing the freeze. */
+export function isSkipped(problem: ProofFailure): problem is ProofFailure & { kind: 'left-vm' | 'traced' | 'already-stopped' } {
+  return problem.kind === 'left-vm' || problem.kind === 'traced' || problem.kind === 'already-stopped';
+}
+
+export function tracedReason(tracerPid: number): string {
+  return `a debugger (pid ${tracerPid}) is attached; it owns this process`;
+}
+
+const NOT_THE_VMS_EXECUTABLE = "it does not run the VM's crosvm executable (a crosvm device is forked, never exec'd): not a crosvm process";
+
+export const STOPPED_BY_OTHERS = 'it was stopped before the freeze and will stay stopped after resume';
 
 const GONE = 'it exited (its pid names no process, a zombie, or another process)';
 

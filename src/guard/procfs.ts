@@ -23,7 +23,15 @@ export interface StatFields {
 export interface StatusFields {
   readonly uid: { real: number; effective: number; saved: number };
   readonly tracerPid: number;
+  /**
+   * A stop signal (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU) waits in `ShdPnd` or `SigPnd`: sent to a
+   * process already stopped, it stays pending (no thread takes it), and a SIGCONT discards it.
+   */
+  readonly stopPending: boolean;
 }
+
+/** Signals 19 to 22 (bit n-1 for signal n) in the pending masks of /proc/<pid>/status. */
+const STOP_SIGNALS = 0x3c0000n;
 
 /**
  * Parses a /proc/<pid>/stat line. `comm` sits between the first `(` and the *last* `)`:
@@ -49,14 +57,16 @@ export function parseStat(text: string): StatFields | undefined {
   return { pid, comm: text.slice(open + 1, close), state, ppid, threads, startTime };
 }
 
-/** Parses the two lines of /proc/<pid>/status the guard needs: `Uid:` and `TracerPid:`. */
+/** Parses the lines of /proc/<pid>/status the guard needs: `Uid:`, `TracerPid:`, `SigPnd:` and `ShdPnd:`. */
 export function parseStatus(text: string): StatusFields | undefined {
   const uidLine = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(text);
   const tracerLine = /^TracerPid:\s+(\d+)/m.exec(text);
   if (!uidLine || !tracerLine) return undefined;
+  const pending = [/^SigPnd:\s+([0-9a-f]{1,16})$/m, /^ShdPnd:\s+([0-9a-f]{1,16})$/m].map((re) => BigInt(`0x${re.exec(text)?.[1] ?? '0'}`));
   return {
     uid: { real: Number(uidLine[1]), effective: Number(uidLine[2]), saved: Number(uidLine[3]) },
     tracerPid: Number(tracerLine[1]),
+    stopPending: pending.some((mask) => (mask & STOP_SIGNALS) !== 0n),
   };
 }
 
@@ -218,7 +228,10 @@ function readOpenProcFile(fd: number, position: number | null = null): string | 
  * either is read: an open /proc file stays bound to its process, and a `stat` that still shows
  * the expected start time after both opens proves that no reuse of the pid came between them.
  */
-export function readStatAndOwner(pid: number, withUidMap = false): { stat: StatFields; uid: number; uidMap?: string } | undefined {
+export function readStatAndOwner(
+  pid: number,
+  withUidMap = false,
+): { stat: StatFields; uid: number; tracerPid: number; uidMap?: string } | undefined {
   const statFd = openProcFile(`${PROC_ROOT}/${pid}/stat`);
   if (statFd === undefined) return undefined;
   let statusFd: number | undefined;
@@ -233,7 +246,7 @@ export function readStatAndOwner(pid: number, withUidMap = false): { stat: StatF
     const uidMap = uidMapFd === undefined ? undefined : readOpenProcFile(uidMapFd);
     const stat = statText === undefined ? undefined : parseStat(statText);
     const status = statusText === undefined ? undefined : parseStatus(statusText);
-    return stat && status && { stat, uid: status.uid.real, ...(uidMap !== undefined ? { uidMap } : {}) };
+    return stat && status && { stat, uid: status.uid.real, tracerPid: status.tracerPid, ...(uidMap !== undefined ? { uidMap } : {}) };
   } finally {
     fs.closeSync(statFd);
     if (statusFd !== undefined) fs.closeSync(statusFd);

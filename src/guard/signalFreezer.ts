@@ -1,11 +1,11 @@
 // Stopping a crosvm process tree with SIGSTOP, proving it stopped, and resuming it: crosvm's
 // ProcessesGuard algorithm, without its weak points (see README, "Design").
 import { describeBlockingState, describeSignalError, StopFailure } from './errors';
-import { isExitedState, isStoppedState, listThreads, readStat } from './procfs';
-import { ChildrenSource, descendantPids, ThreadIds, LineageProof, ProcessSnapshot, readSnapshot } from './processTree';
+import { isExitedState, isStoppedState, listThreads, readStat, readStatus } from './procfs';
+import { ChildrenSource, descendantPids, isSkipped, ThreadIds, LineageProof, ProcessSnapshot, readSnapshot } from './processTree';
 import { Poller } from './poller';
-import { forkRaceFailure, leftVm, sortRound, TargetRules } from './targets';
-import type { FreezeScope, FrozenProcess, SkippedProcess } from './types';
+import { forkRaceFailure, skippedByProof, sortRound, TargetRules } from './targets';
+import type { FreezeScope, FrozenProcess, LeftStopped, SkippedProcess } from './types';
 
 export interface StopTreeOptions extends TargetRules {
   readonly scope: FreezeScope;
@@ -127,19 +127,47 @@ export async function confirmStopped(
   }
 }
 
-/** SIGCONT for each process that is still the one we stopped; returns those resumed. */
-export function continueProcesses(processes: readonly FrozenProcess[]): {
+/**
+ * Why `p`, which we stopped, must now be left stopped: someone else stopped or traced it since.
+ * A stop signal sent to it while stopped is still pending (our SIGCONT would discard it); a
+ * debugger attached since (`leaveTraced`: it was untraced when stopped) owns it now. A SIGSTOP
+ * that reached it before ours, between the proof and our signal, leaves ours pending: the same.
+ */
+export function stoppedOrTracedSince(pid: number, leaveTraced: boolean): string | undefined {
+  const status = readStatus(pid);
+  if (!status) return undefined;
+  if (leaveTraced && status.tracerPid !== 0) return `a debugger (pid ${status.tracerPid}) attached while it was frozen`;
+  const stat = readStat(pid);
+  if (status.stopPending && stat && isStoppedState(stat.state)) return 'someone else stopped it while it was frozen';
+  return undefined;
+}
+
+/**
+ * SIGCONT for each process that is still the one we stopped; returns those resumed. With
+ * `leaveOthers`, a process stopped or traced by someone else since is left as it is.
+ */
+export function continueProcesses(
+  processes: readonly FrozenProcess[],
+  leaveOthers?: { readonly leaveTraced: boolean },
+): {
   resumed: FrozenProcess[];
   gone: FrozenProcess[];
+  leftStopped: LeftStopped[];
 } {
   const resumed: FrozenProcess[] = [];
   const gone: FrozenProcess[] = [];
+  const leftStopped: LeftStopped[] = [];
   // Children first, so a parent that resumes finds its children running again.
   for (const p of [...processes].reverse()) {
     const stat = readStat(p.pid);
     if (!stat || stat.startTime !== p.startTime) {
       // Exited, or the pid now names another process: that one we never stopped.
       gone.push(p);
+      continue;
+    }
+    const since = leaveOthers && stoppedOrTracedSince(p.pid, leaveOthers.leaveTraced);
+    if (since) {
+      leftStopped.push({ ...p, why: since });
       continue;
     }
     try {
@@ -149,7 +177,7 @@ export function continueProcesses(processes: readonly FrozenProcess[]): {
       gone.push(p);
     }
   }
-  return { resumed, gone };
+  return { resumed, gone, leftStopped };
 }
 
 /**
@@ -175,7 +203,7 @@ export async function stopTree(
   const threads: ThreadIds = options.knownThreads ?? new Map();
   const stoppedPids = new Set<number>();
   const rollback = (failures: StopFailure[]): never => {
-    const { resumed } = continueProcesses(stopped);
+    const { resumed } = continueProcesses(stopped, { leaveTraced: !options.includeTraced });
     throw new StopTreeFailure(failures, resumed);
   };
 
@@ -236,12 +264,22 @@ export async function stopTree(
     const signalled: FrozenProcess[] = [];
     // Listing, reading and the awaited write-ahead all came before this: prove each target
     // again right before its signal (identity, owner, every link up to the VM) in one pass.
-    const proof = new LineageProof(root, members, options.allowedOwners, options.vmUidMap);
+    // State and tracer too: a stop or a debugger that came after the walk is someone else's.
+    const proof = new LineageProof(
+      root,
+      members,
+      options.allowedOwners,
+      {
+        includeTraced: options.includeTraced,
+        executable: options.executable,
+      },
+      options.vmUidMap,
+    );
     for (const t of targets) {
       const problem = proof.check(t);
       if (problem === undefined) signalled.push(t);
-      else if (problem.kind === 'left-vm') {
-        skipped.push(leftVm(t, problem.reason));
+      else if (isSkipped(problem)) {
+        skipped.push(skippedByProof(t, problem));
         released.push(t);
       } else failures.push({ pid: t.pid, label: t.label, reason: problem.reason });
     }

@@ -3,6 +3,7 @@
 // logs "child ... exited: signo 17, status 19, code 5" and shuts the VM down as crashed.
 // So before a single SIGSTOP we look for proof, strongest first.
 import * as fs from 'node:fs';
+import { stringsInFile } from './crosvmExecutable';
 import { PROC_ROOT } from './procfs';
 import type { VmSnapshot } from './vms';
 
@@ -19,27 +20,6 @@ export interface SwapBuildVerdict {
 
 /** Per executable file (device, inode, size, mtime): the answer from its contents. */
 const markerCache = new Map<string, string | null>();
-const CHUNK = 1 << 20;
-
-/**
- * Searches the open file for a marker, chunk by chunk with an overlap so a marker that
- * straddles two chunks is still found, without holding a 100 MB crosvm binary in memory.
- */
-function findMarker(fd: number): string | null {
-  const longest = Math.max(...SWAP_MARKERS.map((m) => m.length));
-  const needles = SWAP_MARKERS.map((m) => Buffer.from(m, 'latin1'));
-  const buffer = Buffer.allocUnsafe(CHUNK + longest);
-  let carried = 0;
-  for (;;) {
-    const read = fs.readSync(fd, buffer, carried, CHUNK, null);
-    if (read === 0) return null;
-    const filled = carried + read;
-    const view = buffer.subarray(0, filled);
-    for (let i = 0; i < needles.length; i++) if (view.indexOf(needles[i]) >= 0) return SWAP_MARKERS[i];
-    carried = Math.min(longest - 1, filled);
-    buffer.copy(buffer, 0, filled - carried, filled);
-  }
-}
 
 /**
  * Looks for the markers in the VM's own executable through /proc/<pid>/exe, which opens the
@@ -57,7 +37,7 @@ export function executableHasSwapMarkers(pid: number): { found: string | null } 
     const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
     let found = markerCache.get(key);
     if (found === undefined) {
-      found = findMarker(fd);
+      found = stringsInFile(fd, SWAP_MARKERS, 'first')[0] ?? null;
       markerCache.set(key, found);
     }
     return { found };

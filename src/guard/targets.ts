@@ -1,9 +1,10 @@
 // Which processes of a VM a freeze takes, for both methods: the rules that leave a process
 // alone (with the reason shown to the user), the owner check of the root companion, and the
 // one classification step every round of either method runs.
+import type { ExecutableFile } from './crosvmExecutable';
 import { StopFailure } from './errors';
 import { isExitedState, isStoppedState, readUidMap } from './procfs';
-import { identityKey, mappedByVm, notOwnedReason, ProcessSnapshot } from './processTree';
+import { identityKey, mappedByVm, notOwnedReason, ProcessSnapshot, ProofFailure, STOPPED_BY_OTHERS, tracedReason } from './processTree';
 import type { FrozenProcess, SkippedProcess } from './types';
 
 /** What decides, for every process of a VM, whether a freeze takes it. */
@@ -21,6 +22,8 @@ export interface TargetRules {
    * when a user namespace of the VM's own maps it (see mappedByVm); its lineage decides the rest.
    */
   readonly vmUidMap?: string;
+  /** Only processes that run this file, the VM's crosvm executable (the root companion). */
+  readonly executable?: ExecutableFile;
 }
 
 /** Why `p` is left alone, or undefined when it is a target. */
@@ -33,10 +36,10 @@ export function classify(p: ProcessSnapshot, rules: TargetRules): Omit<SkippedPr
   if (isExitedState(p.state)) return { reason: 'zombie', detail: 'it has exited and waits to be reaped' };
   if (rules.isExcludedLabel(p.label)) return { reason: 'excluded', detail: 'its label matches crosvmGuard.excludeLabels' };
   if (p.tracerPid !== 0 && !rules.includeTraced) {
-    return { reason: 'traced', detail: `a debugger (pid ${p.tracerPid}) is attached; it owns this process` };
+    return { reason: 'traced', detail: tracedReason(p.tracerPid) };
   }
   if (isStoppedState(p.state)) {
-    return { reason: 'already-stopped', detail: 'it was stopped before the freeze and will stay stopped after resume' };
+    return { reason: 'already-stopped', detail: STOPPED_BY_OTHERS };
   }
   return undefined;
 }
@@ -49,9 +52,12 @@ export function ownerRefusal(p: ProcessSnapshot, owners: ReadonlySet<number> | u
   return { pid: p.pid, label: p.label, reason: notOwnedReason(p.uid, owners) };
 }
 
-/** A target found, right before it was touched, to be no part of the VM any more. */
-export function leftVm(t: FrozenProcess, detail: string): SkippedProcess {
-  return { pid: t.pid, startTime: t.startTime, label: t.label, reason: 'left-vm', detail };
+/** A target the proof right before its signal or move left alone (see isSkipped). */
+export function skippedByProof(
+  t: FrozenProcess,
+  problem: ProofFailure & { kind: 'left-vm' | 'traced' | 'already-stopped' },
+): SkippedProcess {
+  return { pid: t.pid, startTime: t.startTime, label: t.label, reason: problem.kind, detail: problem.reason };
 }
 
 /** May this process signal `pid`? The kernel says (signal 0); only EPERM means no. */

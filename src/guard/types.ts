@@ -52,6 +52,11 @@ export interface GuardSettings {
    * kernel's own rule (who may signal whom) is the only limit.
    */
   readonly allowedOwners?: ReadonlySet<number>;
+  /**
+   * Freeze only a VM whose main process runs a crosvm executable, shown by its contents, and
+   * only processes that run that same file (see crosvmExecutable.ts): the root companion.
+   */
+  readonly requireCrosvmExecutable?: boolean;
 }
 
 export const DEFAULT_SETTINGS: GuardSettings = {
@@ -114,10 +119,17 @@ export interface FreezeReport {
   readonly elapsedMs: number;
 }
 
+/** A process we froze and did not resume: someone else stopped or traced it meanwhile. */
+export interface LeftStopped extends FrozenProcess {
+  readonly why: string;
+}
+
 export interface ResumeReport {
   readonly resumed: readonly FrozenProcess[];
   /** Exited while frozen, or their pid now belongs to another process: not signalled. */
   readonly gone: readonly FrozenProcess[];
+  /** Stopped or traced by someone else while frozen: left so (signals only). */
+  readonly leftStopped?: readonly LeftStopped[];
   /** With the cgroup method: steps that failed (a thaw, a move back, a removal), each with its path and error. */
   readonly problems?: readonly string[];
   readonly elapsedMs: number;

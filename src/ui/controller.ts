@@ -118,7 +118,8 @@ export class GuardController implements vscode.Disposable {
    */
   async freezeQuietly(ref: VmRef, request: FreezeRequest = {}, at: ElevationNeed['at'] = 'command'): Promise<FreezeReport> {
     const holder = this.engines.find((e) => e.frozenVm(ref.pid));
-    if (holder) return holder.freeze(ref, request);
+    // A VM the root companion holds goes to it again only when root may be used here.
+    if (holder && (holder === this.guard || at !== 'stop-from-workspace')) return holder.freeze(ref, request);
     const view = this.views.find((v) => v.snapshot.main.pid === ref.pid);
     if (!view?.needsElevation) return this.guard.freeze(ref, request);
     const { main } = view.snapshot;

@@ -26,7 +26,9 @@ export function frozeLine(report: FreezeReport): string {
 
 export function resumedLine(report: ResumeReport): string {
   const gone = report.gone.length > 0 ? `; gone meanwhile, not signalled [${listed(report.gone)}]` : '';
-  return `Resumed ${processes(report.resumed.length)} in ${ms(report.elapsedMs)} [${listed(report.resumed)}]${gone}`;
+  const left = (report.leftStopped ?? []).map((p) => `${p.label} ${p.pid} (${p.why})`).join(', ');
+  const others = left ? `; left stopped, not ours any more [${left}]` : '';
+  return `Resumed ${processes(report.resumed.length)} in ${ms(report.elapsedMs)} [${listed(report.resumed)}]${gone}${others}`;
 }
 
 export function tookOverLine(

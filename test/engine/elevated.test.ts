@@ -8,9 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { currentIdentity } from '../../src/guard/processTree';
-import { ensureTestUser, TestUser } from '../runner/testUsers';
-import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
-import { jsonLines, spawnElevatedHost } from './hostHarness';
+import { asUserCommand, ensureTestUser, TestUser } from '../runner/testUsers';
+import { buildSubreaper, descendantsOf, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { jsonLines, spawnElevatedHost, spawnReparentAttack } from './hostHarness';
 import { eventually, isFullyStopped, isRunning, sleep } from './procState';
 
 const companionScript = path.resolve(__dirname, '..', '..', '..', 'dist', 'companion.js');
@@ -166,10 +166,12 @@ describe('the elevated companion when things go wrong', () => {
   it('started by root itself: root is its invoker, so a VM of uid 65534 is refused, naming its owner', async () => {
     const vm = await startFixtureVm({ build: 'swap' });
     const other = await startFixtureVm({ build: 'swap', uid: 65534, gid: 65534 });
-    // No SUDO_UID or PKEXEC_UID could change that: the companion asks /proc who its parent is.
+    // SUDO_UID cannot change that: the companion asks /proc who its parent is. (PKEXEC_UID
+    // would: pkexec sets it, as root, overwriting the caller's; here root itself sets the
+    // environment, and root may name any invoker.)
     companion = spawn(process.execPath, [companionScript, '--elevated', '--idle-ms', '60000'], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, SUDO_UID: '65534', PKEXEC_UID: '65534' },
+      env: { ...process.env, SUDO_UID: '65534' },
     });
     const lines = jsonLines(companion);
     await lines.next((e) => e.event === 'ready');
@@ -372,6 +374,104 @@ describe('a root VM frozen from an unprivileged user through sudo', () => {
       host?.kill('SIGCONT');
     }
     assert.ok(vm.isRunning());
+  });
+
+  it("user A kills sudo right after the exec, under a subreaper of user B: the companion refuses to run, nothing of B's changes", async () => {
+    // B (the password user) runs a child subreaper, as `systemd --user` does, above a shell of
+    // A (the passwordless one); A runs the extension's own sudo -n command, keeps the
+    // companion's pipes, SIGKILLs sudo as soon as it has a child, and asks for B's VM.
+    const vm = await startFixtureVm({ build: 'default', devices: 2, uid: withPassword.uid, gid: withPassword.gid });
+    const before = processFacts(vm);
+    const attack = spawnReparentAttack(
+      buildSubreaper(),
+      nopasswd,
+      withPassword,
+      'sudo',
+      { pid: vm.pid, startTime: startTimeOf(vm.pid) },
+      companionScript,
+    );
+    hosts.push(attack);
+    const events = jsonLines(attack);
+    const killed = await events.next((e) => e.event === 'killed' || e.event === 'error');
+    assert.equal(killed.event, 'killed', JSON.stringify(events.all));
+    // The attack as it happens on a real desktop: B's subreaper adopted the root companion.
+    assert.equal(killed.adopter, attack.pid, JSON.stringify(killed));
+    assert.equal(killed.adopterUid, withPassword.uid, JSON.stringify(killed));
+    const ended = await events.next((e) => e.event === 'companion-ended');
+    assert.match(
+      String(ended.stderr),
+      new RegExp(`cannot tell which user started it \\(its parent, pid ${attack.pid} \\(uid ${withPassword.uid}\\), is not sudo`),
+    );
+    assert.ok(!events.all.some((e) => e.event === 'companion'), `the companion answered: ${JSON.stringify(events.all)}`);
+    await sleep(150);
+    assert.deepEqual(processFacts(vm), before, 'a process of user B changed state or cgroup');
+    assert.ok(vm.isRunning());
+  });
+
+  it('an impostor named crosvm (exec -a) with a root child: refused as not crosvm, and its root child is left alone', async () => {
+    // User A names a shell crosvm and starts a root process below it (sudo sleep), which the
+    // kernel would not let A signal; then A asks the root companion to freeze that "VM".
+    const [setpriv, ...asUser] = asUserCommand(nopasswd);
+    const impostor = spawn(setpriv, [...asUser, 'bash', '-c', 'exec -a crosvm sh -c "sudo -n -- sleep 300 & wait"'], {
+      cwd: '/',
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: nopasswd.home },
+      stdio: 'ignore',
+    });
+    hosts.push(impostor);
+    const shell = impostor.pid as number;
+    const rootChild = () => descendantsOf(shell).find((pid) => /^Uid:\s+0\s/m.test(fs.readFileSync(`/proc/${pid}/status`, 'latin1')));
+    try {
+      assert.ok(await eventually(() => rootChild() !== undefined, 15_000), 'no root process below the impostor');
+      assert.equal(fs.readFileSync(`/proc/${shell}/cmdline`, 'latin1').split('\0')[0], 'crosvm');
+      const below = descendantsOf(shell);
+      const facts = () => below.map((pid) => `${pid} ${isRunning(pid)} ${fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')}`);
+      const before = facts();
+      const host = spawnElevatedHost(nopasswd, shell, startTimeOf(shell));
+      hosts.push(host);
+      host.stdin?.write('\n'); // no password: sudo -n
+      const events = jsonLines(host);
+      const answer = await events.next((e) => e.event === 'frozen' || e.event === 'error');
+      assert.equal(answer.event, 'error', JSON.stringify(events.all));
+      assert.equal(answer.code, 'not-crosvm', JSON.stringify(answer));
+      assert.match(String(answer.message), new RegExp(`Process ${shell} \\(sh\\) is named like crosvm, but its executable is not crosvm`));
+      await sleep(150);
+      assert.deepEqual(facts(), before, 'a process below the impostor changed state or cgroup');
+    } finally {
+      for (const pid of descendantsOf(shell)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it("a root process inside the user's own crosvm VM (a device made to start sudo): refused as not crosvm, nothing frozen", async () => {
+    // A's own VM, a real crosvm executable. With a debugger on one of its devices (its own
+    // process), A makes it start `sudo -n sleep`: a root process inside the VM's tree that runs
+    // another file. Root must not freeze it for A, who may not signal it.
+    const vm = await startFixtureVm({ build: 'swap', devices: 1, uid: nopasswd.uid, gid: nopasswd.gid });
+    const device = vm.devices.find((d) => d.label === 'virtio-dev-0')?.pid as number;
+    const [setpriv, ...asUser] = asUserCommand(nopasswd);
+    const call = 'call (int)system("sudo -n -- sleep 300 >/dev/null 2>&1 &")';
+    const gdb = spawnSync(setpriv, [...asUser, 'gdb', '-p', String(device), '-batch', '-nx', '-ex', call], {
+      cwd: '/',
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: nopasswd.home },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const isRoot = (pid: number) => /^Uid:\s+0\s/m.test(fs.readFileSync(`/proc/${pid}/status`, 'latin1'));
+    const rootChild = () => descendantsOf(vm.pid).find(isRoot);
+    try {
+      assert.ok(await eventually(() => rootChild() !== undefined, 15_000), `no root process in the VM: ${gdb.stdout} ${gdb.stderr}`);
+      const below = [vm.pid, ...descendantsOf(vm.pid)];
+      const facts = () => below.map((pid) => `${pid} ${isRunning(pid)} ${fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1')}`);
+      const before = facts();
+      const events = startUserHost(nopasswd, vm, '');
+      const answer = await events.next((e) => e.event === 'frozen' || e.event === 'error');
+      assert.equal(answer.event, 'error', JSON.stringify(answer));
+      assert.match(String(answer.message), /\(pid \d+\): it does not run the VM's crosvm executable/);
+      await sleep(150);
+      assert.deepEqual(facts(), before, 'a process of the VM changed state or cgroup');
+      assert.ok(vm.isRunning());
+    } finally {
+      for (const pid of descendantsOf(vm.pid).filter(isRoot)) process.kill(pid, 'SIGKILL');
+    }
   });
 
   it('sudo is run by its absolute path: a sudo planted first in PATH never runs and never sees the password', async () => {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FixtureVm } from '../fixture/fixtureVm';
-import type { TestUser } from '../runner/testUsers';
+import { asUserCommand, type TestUser } from '../runner/testUsers';
 import { eventually } from './procState';
 
 export const tmpJournalDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'crosvm-guard-journal-'));
@@ -75,6 +75,27 @@ export function spawnElevatedHost(
     gid: user.gid,
     cwd: user.home,
     env: { PATH: [...path_, '/usr/sbin:/usr/bin:/sbin:/bin'].join(':'), HOME: user.home, USER: user.name, LOGNAME: user.name },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+}
+
+/**
+ * reparentAttack.js for VM `vm`, run as user `a` under a child subreaper (test/fixture/subreaper.c)
+ * that runs as user `b`: the setting of the re-parenting attack on the root companion's invoker.
+ */
+export function spawnReparentAttack(
+  subreaper: string,
+  a: TestUser,
+  b: { uid: number; gid: number },
+  via: 'sudo' | 'pkexec',
+  vm: { pid: number; startTime: number },
+  companionScript: string,
+): ChildProcess {
+  const attack = path.join(__dirname, 'reparentAttack.js');
+  const args = [String(b.uid), String(b.gid), ...asUserCommand(a), process.execPath, attack, via, String(vm.pid), String(vm.startTime)];
+  return spawn(subreaper, [...args, companionScript], {
+    cwd: '/',
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: a.home, USER: a.name, LOGNAME: a.name },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
 }

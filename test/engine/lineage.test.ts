@@ -213,3 +213,103 @@ describe('a pid reused between two calls, with /proc files kept open', () => {
     }
   });
 });
+
+/** Waits until every thread of `pid` is stopped (T, or t under a tracer). */
+const stoppedNow = (pid: number) => threadStates(pid).every((s) => s === 'T' || s === 't');
+
+// Someone else's stop (the VM's owner typing kill -STOP, a debugger attaching) must survive our
+// resume: SIGCONT would cancel it. The proof right before each SIGSTOP re-reads state and
+// tracer; the resume leaves a process alone where it can tell that someone stopped or traced
+// it since (a stop signal pending on a stopped process, a tracer now).
+describe("a stop or a debugger that is someone else's", () => {
+  it('signals: a device stopped by its owner between the walk and our signal is left alone, and stays stopped after resume', async () => {
+    const vm = await startFixtureVm({ build: 'swap', swapMonitor: true, devices: 2 });
+    const device = vm.devices.find((d) => d.label === 'virtio-dev-0')?.pid as number;
+    guard = new CrosvmGuard({ method: 'signal' });
+    // The seam between the walk that chose the targets and the first SIGSTOP is the awaited
+    // write-ahead (crash safety: the companion and the journal); the stop lands there. In the
+    // extension it takes a pipe write and a file write, time enough for a kill from a terminal.
+    let stopped = false;
+    guard.setSafetyNet({
+      willStop: async (_vm, processes) => {
+        if (stopped || !processes.some((p) => p.pid === device)) return;
+        stopped = true;
+        process.kill(device, 'SIGSTOP');
+        assert.ok(
+          waitSync(() => stoppedNow(device), 3000),
+          'the device did not stop',
+        );
+      },
+      didRelease: () => undefined,
+    });
+    const report = await guard.freeze({ pid: vm.pid });
+    assert.ok(stopped, 'the write-ahead never ran for the device');
+    assert.ok(!report.frozen.some((p) => p.pid === device), `the device was taken as ours: ${JSON.stringify(report.frozen)}`);
+    assert.equal(report.skipped.find((p) => p.pid === device)?.reason, 'already-stopped', JSON.stringify(report.skipped));
+    await guard.resume();
+    waitSync(() => false, 50); // a SIGCONT would have taken effect by now
+    assert.ok(stoppedNow(device), `the owner's stop was undone: ${threadStates(device).join('')}`);
+    const others = [vm.pid, ...vm.devices.map((d) => d.pid).filter((p) => p !== device)];
+    assert.ok(others.every(isRunning), 'a process of the VM did not resume');
+    process.kill(device, 'SIGCONT');
+  });
+
+  it('signals: a device stopped by its owner while frozen stays stopped after resume; the others run', async () => {
+    const vm = await startFixtureVm({ build: 'swap', swapMonitor: true, devices: 2 });
+    const device = vm.devices.find((d) => d.label === 'virtio-dev-1')?.pid as number;
+    guard = new CrosvmGuard({ method: 'signal' });
+    await guard.freeze({ pid: vm.pid });
+    process.kill(device, 'SIGSTOP');
+    const report = await guard.resume();
+    waitSync(() => false, 50);
+    assert.ok(stoppedNow(device), `the owner's stop was undone: ${threadStates(device).join('')}`);
+    const left = report.leftStopped?.find((p) => p.pid === device);
+    assert.match(left?.why ?? '', /someone else stopped it while it was frozen/, JSON.stringify(report));
+    assert.ok(!report.resumed.some((p) => p.pid === device));
+    const others = vm.devices.map((d) => d.pid).filter((p) => p !== device);
+    assert.ok(others.every(isRunning), 'another device did not resume');
+    process.kill(device, 'SIGCONT');
+  });
+
+  it('signals: a debugger that attached while frozen keeps its process; no SIGCONT wakes it', async () => {
+    const vm = await startFixtureVm({ build: 'swap', swapMonitor: true, devices: 1 });
+    const device = vm.devices.find((d) => d.label === 'virtio-dev-0')?.pid as number;
+    guard = new CrosvmGuard({ method: 'signal' });
+    await guard.freeze({ pid: vm.pid });
+    // strace, a real ptrace debugger: it attaches to the stopped device and keeps it stopped.
+    const tracer = spawn('strace', ['-p', String(device), '-o', '/dev/null'], { stdio: 'ignore' });
+    outsiders.push(tracer);
+    try {
+      const tracerPid = () => Number(/^TracerPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${device}/status`, 'latin1'))?.[1]);
+      assert.ok(
+        waitSync(() => tracerPid() === tracer.pid, 5000),
+        'strace did not attach',
+      );
+      const report = await guard.resume();
+      waitSync(() => false, 100);
+      assert.match(report.leftStopped?.find((p) => p.pid === device)?.why ?? '', /a debugger \(pid \d+\) attached while it was frozen/);
+      assert.ok(stoppedNow(device), `the device runs under the debugger: ${threadStates(device).join('')}`);
+    } finally {
+      tracer.kill('SIGKILL');
+    }
+    assert.ok(waitSync(() => stoppedNow(device), 2000));
+    process.kill(device, 'SIGCONT');
+  });
+
+  it('cgroup freezer: a device stopped by its owner while frozen stays stopped after the thaw (which sends no SIGCONT)', async () => {
+    // A swap build: a default one would shut down at the owner's stop, whoever froze it.
+    const vm = await startFixtureVm({ build: 'swap', devices: 2 });
+    const device = vm.devices.find((d) => d.label === 'virtio-dev-0')?.pid as number;
+    guard = new CrosvmGuard({ method: 'cgroup' });
+    await guard.freeze({ pid: vm.pid }, { cgroupVersion: 2 });
+    process.kill(device, 'SIGSTOP');
+    await guard.resume();
+    assert.ok(
+      waitSync(() => stoppedNow(device), 2000),
+      `the owner's stop was undone: ${threadStates(device).join('')}`,
+    );
+    waitSync(() => false, 50);
+    assert.ok(stoppedNow(device), `the owner's stop was undone: ${threadStates(device).join('')}`);
+    process.kill(device, 'SIGCONT');
+  });
+});

@@ -9,10 +9,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { currentIdentity } from '../../src/guard/processTree';
-import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
+import { buildSubreaper, FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { ensurePolkit, isAlive, PolkitAgent, startPolkitAgent } from '../runner/polkit';
 import { ensureTestUser, TestUser } from '../runner/testUsers';
-import { jsonLines, JsonLines, spawnElevatedHost } from './hostHarness';
+import { jsonLines, JsonLines, spawnElevatedHost, spawnReparentAttack } from './hostHarness';
 import { eventually, isRunning, sleep } from './procState';
 
 const devicePids = (vm: FixtureVm) => vm.devices.map((d) => d.pid);
@@ -225,6 +225,50 @@ describe('a root VM frozen from an unprivileged user through pkexec', () => {
     await agent.stop();
     await assertNothingLeft();
     assert.ok(vm.isRunning());
+  });
+
+  it("user A's process that ran pkexec is killed right after the exec, under a subreaper of user B: the companion still knows A, and refuses B's VM", async () => {
+    // uid 65534 plays B and runs a child subreaper above a shell of A (the polkit user); that
+    // shell runs the extension's own pkexec command and is SIGKILLed as soon as pkexec turned
+    // root, so the kernel hands the companion to B's subreaper; then A asks for B's VM.
+    const vm = await startFixtureVm({ build: 'default', devices: 2, uid: 65534, gid: 65534 });
+    const facts = () => [vm.pid, ...devicePids(vm)].map((pid) => `${pid} ${isRunning(pid)} ${cgroupFile(pid)}`);
+    const before = facts();
+    const companionScript = path.resolve(__dirname, '..', '..', '..', 'dist', 'companion.js');
+    const b = { uid: 65534, gid: 65534 };
+    const attack = spawnReparentAttack(
+      buildSubreaper(),
+      user,
+      b,
+      'pkexec',
+      { pid: vm.pid, startTime: startTimeOf(vm.pid) },
+      companionScript,
+    );
+    hosts.push(attack);
+    const events = jsonLines(attack);
+    // pkexec asks polkitd to authenticate its parent: the shell.
+    const shell = (await events.next((e) => e.event === 'intermediate')).pid as number;
+    const agent = await startPolkitAgent({ subjectPid: shell, password: user.password as string, user });
+    agents.push(agent);
+    attack.stdin?.write('go\n');
+    const killed = await events.next((e) => e.event === 'killed' || e.event === 'error', 20_000);
+    assert.equal(killed.event, 'killed', `${JSON.stringify(events.all)}\nagent: ${agent.transcript()}`);
+    assert.equal(killed.adopter, attack.pid, JSON.stringify(killed));
+    assert.equal(killed.adopterUid, 65534, JSON.stringify(killed));
+    const answer = await events.next((e) => e.event === 'companion' && (e.message as { id?: number }).id === 1);
+    const message = answer.message as Record<string, unknown>;
+    assert.equal(message.ok, false, JSON.stringify(events.all));
+    assert.equal(message.code, 'not-permitted');
+    assert.match(
+      String(message.message),
+      new RegExp(`crosvm VM ${vm.pid} runs as uid 65534: only VMs of root and uid ${user.uid} may be frozen here`),
+    );
+    await events.next((e) => e.event === 'companion-ended');
+    await sleep(150);
+    assert.deepEqual(facts(), before, 'a process of uid 65534 changed state or cgroup');
+    assert.ok(vm.isRunning());
+    await agent.stop();
+    await assertNothingLeft();
   });
 
   it('with a wrong password: start rejects, pkexec was not authorized, nothing is frozen and no companion is left', async () => {

@@ -15,6 +15,12 @@ import { ensureTestUser, TestUser } from '../runner/testUsers';
 import { debugWorkspace } from './debugWorkspace';
 import { openWorkbench, waitFor, Workbench } from './workbench';
 
+/** The root companions running (elevated mode, as root). */
+const companionPids = () =>
+  readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n) && uidOf(Number(n)) === 0 && /companion\.js\0--elevated/.test(safeRead(`/proc/${n}/cmdline`)))
+    .map(Number);
+
 const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(safeRead(`/proc/${pid}/status`))?.[1]);
 
 function safeRead(file: string): string {
@@ -264,5 +270,46 @@ describe('debug settings from a workspace, from an unprivileged VS Code with pas
     assert.deepEqual(sudos, [], 'sudo runs for the workspace');
     await workbench.page.keyboard.press('Shift+F5');
     assert.ok(vm.isRunning());
+  });
+
+  test('nor uses a root companion the user started: a VM it holds and another root VM both stay as the user left them', async () => {
+    await workbench?.close();
+    await stopAllFixtureVms(); // the one VM below is the only one: the freeze command asks no pick
+    const user = ensureTestUser('nopasswd');
+    const settings = { 'crosvmGuard.debug.autoFreeze': 'onStop', 'crosvmGuard.debug.target': 'all' };
+    const held = await startFixtureVm({ build: 'swap', devices: 2 });
+    workbench = await openWorkbench({ runAs: user, folder: debugWorkspace(user, settings), settings: {} });
+    await workbench.waitForActivation();
+    await workbench.waitForStatusBarItem(/^\$\(vm-running\) crosvm \d+$/, 30_000);
+    const why = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog()}`;
+    // The user freezes the one root VM with administrator rights (sudo -n: nothing asked); the
+    // root companion runs as long as it holds it.
+    await workbench.runCommand('crosvm: Freeze crosvm devices');
+    await workbench.clickNotificationButton(/runs as root/, 'Freeze with administrator rights…');
+    const heldDevices = held.devices.map((d) => d.pid);
+    assert.ok(await eventually(() => heldDevices.every(isFullyStopped), 15_000), `the freeze with administrator rights failed${why()}`);
+    const companion = companionPids();
+    assert.equal(companion.length, 1, `no root companion${why()}`);
+    // A second root VM, and a debug session whose stops freeze every VM by the workspace's settings.
+    const other = await startFixtureVm({ build: 'swap', devices: 2 });
+    const otherDevices = other.devices.map((d) => d.pid);
+    await workbench.runCommand('crosvm: Refresh crosvm VMs');
+    await workbench.runCommand('Debug: Start Debugging');
+    const refused = (pid: number) => new RegExp(`no automatic freeze of VM ${pid} on DAP event "stopped": .*a workspace never starts them`);
+    assert.ok(
+      await eventually(() => refused(other.pid).test(workbench.extensionLog()), 30_000),
+      `the stop did not refuse VM ${other.pid}${why()}`,
+    );
+    assert.match(workbench.extensionLog(), refused(held.pid));
+    assert.deepEqual(companionPids(), companion, 'the root companion was not running at the stop');
+    await workbench.page.waitForTimeout(200);
+    assert.ok(otherDevices.every(isRunning), `a device of the other root VM was frozen by the workspace's stop${why()}`);
+    assert.ok(heldDevices.every(isFullyStopped), 'the VM the user froze was changed');
+    await workbench.page.keyboard.press('Shift+F5');
+    await workbench.page.waitForTimeout(500);
+    assert.ok(heldDevices.every(isFullyStopped), "the session's end resumed the user's own freeze");
+    await workbench.runCommand('crosvm: Resume crosvm devices');
+    assert.ok(await eventually(() => heldDevices.every(isRunning), 5000), `still frozen after Resume${why()}`);
+    assert.ok(held.isRunning() && other.isRunning());
   });
 });

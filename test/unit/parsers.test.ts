@@ -53,7 +53,16 @@ describe('parseStatus', () => {
   it('reads real/effective/saved uid and TracerPid', () => {
     const text =
       'Name:\tvirtio-net\nState:\tS (sleeping)\nTgid:\t12\nPid:\t12\nPPid:\t1\nTracerPid:\t4321\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t5\t5\t5\n';
-    assert.deepEqual(parseStatus(text), { uid: { real: 1000, effective: 1001, saved: 1002 }, tracerPid: 4321 });
+    assert.deepEqual(parseStatus(text), { uid: { real: 1000, effective: 1001, saved: 1002 }, tracerPid: 4321, stopPending: false });
+  });
+  it('tells a stop signal pending, shared or per thread, from any other pending signal', () => {
+    const status = (sigPnd: string, shdPnd: string) =>
+      parseStatus(`TracerPid:\t0\nUid:\t0\t0\t0\t0\nSigPnd:\t${sigPnd}\nShdPnd:\t${shdPnd}\n`)?.stopPending;
+    // Bit n-1 for signal n: SIGSTOP 19 is 0x40000, SIGTSTP 20, SIGTTIN 21, SIGTTOU 22.
+    assert.equal(status('0000000000000000', '0000000000040000'), true);
+    assert.equal(status('0000000000200000', '0000000000000000'), true);
+    assert.equal(status('0000000000020000', '0000000000000100'), false); // SIGCHLD, SIGKILL
+    assert.equal(status('0000000000000000', '0000000000000000'), false);
   });
   it('is not fooled by a Name: line that imitates other lines', () => {
     const text = 'Name:\tUid: 0 0 0 0\nTracerPid:\t0\nUid:\t7\t7\t7\t7\n';

@@ -3,7 +3,7 @@
 // what other extensions may ask of a freeze.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { judgeInvoker } from '../../src/companion/elevatedServer';
+import { judgeInvoker, StartFacts } from '../../src/companion/elevatedServer';
 import { FolderFacts, privateFolderProblem } from '../../src/guard/privateFolder';
 import { apiFreezeRequest } from '../../src/ui/api';
 import { mappedByVm } from '../../src/guard/processTree';
@@ -11,20 +11,37 @@ import { parseUidMap } from '../../src/guard/procfs';
 
 describe('judgeInvoker: who started the root companion', () => {
   const self = { ppid: 500, startTime: 1000 };
-  const cases: Array<
-    [string, { ppid: number; startTime: number }, { uid: number; startTime: number } | undefined, { uid: number } | RegExp]
-  > = [
-    ['sudo run by uid 1000 (its real uid)', self, { uid: 1000, startTime: 990 }, { uid: 1000 }],
-    ['sudo run by root', self, { uid: 0, startTime: 990 }, { uid: 0 }],
-    ['started in the same clock tick as its parent', self, { uid: 1000, startTime: 1000 }, { uid: 1000 }],
-    ['orphaned: its parent is init', { ppid: 1, startTime: 1000 }, { uid: 0, startTime: 0 }, /orphaned/],
-    ['no parent pid at all', { ppid: 0, startTime: 1000 }, undefined, /orphaned/],
-    ['its parent has exited', self, undefined, /has exited/],
-    ['the pid of its parent now names a younger process', self, { uid: 1000, startTime: 1001 }, /younger/],
+  const sudo = (uid: number, startTime = 990) => ({ uid, startTime, isSudo: true });
+  const other = (uid: number, startTime = 990) => ({ uid, startTime, isSudo: false });
+  const cases: Array<[string, StartFacts, { uid: number } | RegExp]> = [
+    ['sudo run by uid 1000 (its real uid)', { self, parent: sudo(1000), pkexecUid: undefined }, { uid: 1000 }],
+    ['sudo run by root', { self, parent: sudo(0), pkexecUid: undefined }, { uid: 0 }],
+    ['sudo started in the same clock tick', { self, parent: sudo(1000, 1000), pkexecUid: undefined }, { uid: 1000 }],
+    ['sudo, and a PKEXEC_UID some sudoers policy let through: sudo wins', { self, parent: sudo(1000), pkexecUid: '1002' }, { uid: 1000 }],
+    ['pkexec: its PKEXEC_UID, whatever the parent', { self, parent: other(1002), pkexecUid: '1000' }, { uid: 1000 }],
+    [
+      'pkexec, its caller gone and the companion adopted by init',
+      { self: { ppid: 1, startTime: 1000 }, parent: other(0, 0), pkexecUid: '1000' },
+      { uid: 1000 },
+    ],
+    ['a root process that is not sudo: root itself', { self, parent: other(0), pkexecUid: undefined }, { uid: 0 }],
+    // The re-parenting attack: the caller killed sudo and a subreaper of uid 1002 adopted it.
+    [
+      'adopted by an older subreaper of another user',
+      { self, parent: other(1002, 500), pkexecUid: undefined },
+      /is not sudo, and pkexec did not start it/,
+    ],
+    ['started by a user process directly', { self, parent: other(1000), pkexecUid: undefined }, /uid 1000\), is not sudo/],
+    ['orphaned: its parent is init', { self: { ppid: 1, startTime: 1000 }, parent: other(0, 0), pkexecUid: undefined }, /orphaned/],
+    ['no parent pid at all', { self: { ppid: 0, startTime: 1000 }, parent: undefined, pkexecUid: undefined }, /orphaned/],
+    ['its parent has exited', { self, parent: undefined, pkexecUid: undefined }, /has exited/],
+    ['the pid of its parent now names a younger sudo', { self, parent: sudo(1000, 1001), pkexecUid: undefined }, /younger/],
+    ['a PKEXEC_UID that is no uid', { self, parent: other(0), pkexecUid: '1000 ' }, /PKEXEC_UID is not a uid/],
+    ['a PKEXEC_UID out of range', { self, parent: other(0), pkexecUid: '4294967295' }, /PKEXEC_UID is not a uid/],
   ];
-  for (const [name, me, parent, expected] of cases) {
+  for (const [name, facts, expected] of cases) {
     it(name, () => {
-      const judged = judgeInvoker(me, parent);
+      const judged = judgeInvoker(facts);
       if (expected instanceof RegExp) assert.match('problem' in judged ? judged.problem : 'no problem', expected);
       else assert.deepEqual(judged, expected);
     });
