@@ -10,7 +10,7 @@ import { eventually, isFullyStopped, isRunning } from '../engine/procState';
 import { makeDemoWorkspace } from '../../scripts/demoWorkspace';
 import { EXTENSION_ID, openWorkbench, waitFor, Workbench } from './workbench';
 
-const NAME = 'crosvm-debug-labels';
+const NAME = 'crosvm_debug_labels';
 
 let workbench: Workbench;
 let alpha: FixtureVm;

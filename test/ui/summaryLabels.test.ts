@@ -12,7 +12,7 @@ import { EXTENSION_ID, openWorkbench, TreeRow, waitFor, Workbench } from './work
 
 const REFRESH_MS = 500;
 /** A name only this test's VMs have: VMs other test runs start stay out. */
-const NAME = 'crosvm-summary';
+const NAME = 'crosvm_summary';
 
 let workbench: Workbench;
 /** Two VMs that can be frozen (swap builds) and one that cannot (signals forced on a default build). */
