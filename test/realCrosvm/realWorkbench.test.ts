@@ -103,7 +103,7 @@ describe('real crosvm in the workbench: the swap build with its monitor and the 
     const expected = (vm: RealVm) => devicesOf(vm).sort((a, b) => a - b);
     const shown = (rows: TreeRow[], vm: RealVm) =>
       deviceRows(rows, vm)
-        .map((r) => Number(/^(\d+) · /.exec(r.description)?.[1]))
+        .map((r) => Number(/^[^·]+ · (\d+)/.exec(r.description)?.[1]))
         .sort((a, b) => a - b);
     const rows = await rowsWhen(
       (r) => shown(r, swap).length === expected(swap).length && shown(r, plain).length === expected(plain).length,
@@ -122,7 +122,7 @@ describe('real crosvm in the workbench: the swap build with its monitor and the 
       assert.equal(labels.filter((l) => l.startsWith('pcivirtio-conso')).length, 1, labels.join(', '));
       assert.equal(labels.includes('swap monitor'), vm === swap, labels.join(', '));
       assert.ok(
-        deviceRows(rows, vm).every((r) => r.level === 2 && / · running$/.test(r.description)),
+        deviceRows(rows, vm).every((r) => r.level === 2 && /^running · \d+/.test(r.description)),
         JSON.stringify(deviceRows(rows, vm)),
       );
     }
@@ -161,11 +161,13 @@ describe('real crosvm in the workbench: the swap build with its monitor and the 
     await pickVm(swap);
     assert.ok(await eventually(() => guestDevicesOf(swap).every(isFullyStopped), 10_000), `the devices are not stopped${log()}`);
     assert.ok(isRunning(swap.pid), 'the main process was stopped');
-    await waitForStatus(/^\$\(debug-pause\) crosvm \d+ frozen \d:\d\d$/);
-    const rows = await rowsWhen((r) => rowOf(r, swap)?.description === `frozen · pid ${swap.pid}`);
-    assert.equal(rowOf(rows, swap)?.description, `frozen · pid ${swap.pid}`);
+    await waitForStatus(/^\$\(debug-pause\) crosvm 1 of 2 VMs frozen \d:\d\d$/);
+    const rows = await rowsWhen(
+      (r) => rowOf(r, swap)?.description.match(/^frozen since \d\d:\d\d:\d\d · pid (\d+)$/)?.[1] === String(swap.pid),
+    );
+    assert.match(rowOf(rows, swap)?.description ?? '', new RegExp(`^frozen since \\d\\d:\\d\\d:\\d\\d · pid ${swap.pid}$`));
     assert.ok(
-      deviceRows(rows, swap).some((r) => r.label === 'pcivirtio-block' && / · frozen$/.test(r.description) && r.icon === 'debug-pause'),
+      deviceRows(rows, swap).some((r) => r.label === 'pcivirtio-block' && /^frozen · \d+/.test(r.description) && r.icon === 'debug-pause'),
       JSON.stringify(deviceRows(rows, swap)),
     );
     await assertGuestStandsStill(swap, plain);
@@ -182,9 +184,9 @@ describe('real crosvm in the workbench: the swap build with its monitor and the 
     const before = cgroups();
     await workbench.clickStatusBarItem(/crosvm/);
     await pickVm(plain);
-    const rows = await rowsWhen((r) => deviceRows(r, plain).every((d) => / · frozen \(cgroup\)$/.test(d.description)), 15_000);
+    const rows = await rowsWhen((r) => deviceRows(r, plain).every((d) => /^frozen \(cgroup\) · \d+/.test(d.description)), 15_000);
     assert.ok(
-      deviceRows(rows, plain).every((d) => / · frozen \(cgroup\)$/.test(d.description) && d.icon === 'lock'),
+      deviceRows(rows, plain).every((d) => /^frozen \(cgroup\) · \d+/.test(d.description) && d.icon === 'lock'),
       JSON.stringify(deviceRows(rows, plain)) + log(),
     );
     assert.ok(
@@ -197,7 +199,7 @@ describe('real crosvm in the workbench: the swap build with its monitor and the 
     const [tick, other] = [plain.tick(), swap.tick()];
     const still = await plain.standsStill(STILL_MS);
     // pid namespaces do not separate cgroups: a test run elsewhere on the machine that thaws
-    // freeze cgroups whose maker it cannot see (test/engine/cgroup.test.ts does) thaws ours.
+    // freeze cgroups whose maker it cannot see (as test/engine/cgroup.test.ts once did) thaws ours.
     assert.deepEqual(cgroups(), frozenIn, 'a device left its freeze cgroup while frozen, moved by another process');
     assert.ok(still, `the guest of the default build ticked while frozen (${tick} → ${plain.tick()})`);
     assert.ok(swap.tick() > other, 'the swap build, not frozen, stood still too');
@@ -230,7 +232,7 @@ describe('real crosvm in the workbench: the swap build with its monitor and the 
     const all = workbench.page.locator('.quick-input-widget .monaco-list-row', { hasText: /All VMs/ }).first();
     await all.click();
     assert.ok(await eventually(() => guestDevicesOf(swap).every(isFullyStopped), 10_000), `the swap build is not frozen${log()}`);
-    await rowsWhen((r) => rowOf(r, plain)?.description === `frozen · pid ${plain.pid}`);
+    await rowsWhen((r) => rowOf(r, plain)?.description.match(/^frozen since \d\d:\d\d:\d\d · pid (\d+)$/)?.[1] === String(plain.pid));
     const ticks = [swap.tick(), plain.tick()];
     assert.ok((await swap.standsStill(STILL_MS)) && plain.tick() === ticks[1], 'a guest ticked while frozen');
     const [host] = extensionHostPids(workbench.server.process.pid as number);
