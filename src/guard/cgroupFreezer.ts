@@ -19,9 +19,9 @@ import {
   thawAndRestore,
   writeControl,
 } from './cgroupfs';
-import { identityKey, isSkipped, LineageProof, ProcessSnapshot, ProofFailure, proveIdentity } from './processTree';
+import { identityKey, isSkipped, ProcessSnapshot, ProofFailure, proveIdentity } from './processTree';
 import { Poller } from './poller';
-import { forkRaceFailure, skippedByProof, sortRound, TargetRules } from './targets';
+import { forkRaceFailure, proofBeforeActing, skippedByProof, sortRound, TargetRules } from './targets';
 import type { FrozenProcess, FrozenVm, SkippedProcess } from './types';
 
 /** Thrown after everything the freeze moved was moved back and thawed. */
@@ -193,16 +193,7 @@ export async function freezeTreeWithCgroups(
       const targets = sorted.targets;
       const outside: FrozenProcess[] = [];
       if (targets.length > 0) {
-        const proof = new LineageProof(
-          root,
-          members,
-          options.allowedOwners,
-          {
-            includeTraced: options.includeTraced,
-            executable: options.executable,
-          },
-          options.vmUidMap,
-        );
+        const proof = proofBeforeActing(root, members, options);
         const beforeCreate = options.beforeCreate;
         const created = await freezeInCgroups(targets, {
           hierarchy,

@@ -2,9 +2,9 @@
 // ProcessesGuard algorithm, without its weak points (see README, "Design").
 import { describeBlockingState, describeSignalError, StopFailure } from './errors';
 import { isExitedState, isStoppedState, listThreads, readStat, readStatus } from './procfs';
-import { ChildrenSource, descendantPids, isSkipped, ThreadIds, LineageProof, ProcessSnapshot, readSnapshot } from './processTree';
+import { ChildrenSource, descendantPids, isSkipped, ThreadIds, ProcessSnapshot, readSnapshot } from './processTree';
 import { Poller } from './poller';
-import { forkRaceFailure, skippedByProof, sortRound, TargetRules } from './targets';
+import { forkRaceFailure, proofBeforeActing, skippedByProof, sortRound, TargetRules } from './targets';
 import type { FreezeScope, FrozenProcess, LeftStopped, SkippedProcess } from './types';
 
 export interface StopTreeOptions extends TargetRules {
@@ -265,16 +265,7 @@ export async function stopTree(
     // Listing, reading and the awaited write-ahead all came before this: prove each target
     // again right before its signal (identity, owner, every link up to the VM) in one pass.
     // State and tracer too: a stop or a debugger that came after the walk is someone else's.
-    const proof = new LineageProof(
-      root,
-      members,
-      options.allowedOwners,
-      {
-        includeTraced: options.includeTraced,
-        executable: options.executable,
-      },
-      options.vmUidMap,
-    );
+    const proof = proofBeforeActing(root, members, options);
     for (const t of targets) {
       const problem = proof.check(t);
       if (problem === undefined) signalled.push(t);

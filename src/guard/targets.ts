@@ -4,7 +4,17 @@
 import type { ExecutableFile } from './crosvmExecutable';
 import { StopFailure } from './errors';
 import { isExitedState, isStoppedState, readUidMap } from './procfs';
-import { identityKey, mappedByVm, notOwnedReason, ProcessSnapshot, ProofFailure, STOPPED_BY_OTHERS, tracedReason } from './processTree';
+import {
+  identityKey,
+  LineageProof,
+  mappedByVm,
+  notOwnedReason,
+  ProcessIdentity,
+  ProcessSnapshot,
+  ProofFailure,
+  STOPPED_BY_OTHERS,
+  tracedReason,
+} from './processTree';
 import type { FrozenProcess, SkippedProcess } from './types';
 
 /** What decides, for every process of a VM, whether a freeze takes it. */
@@ -24,6 +34,15 @@ export interface TargetRules {
   readonly vmUidMap?: string;
   /** Only processes that run this file, the VM's crosvm executable (the root companion). */
   readonly executable?: ExecutableFile;
+}
+
+/**
+ * The proof each target passes right before its signal or move, with every check these rules
+ * ask for: identity, owner (or a uid the VM mapped), lineage, executable, state and tracer.
+ */
+export function proofBeforeActing(root: ProcessIdentity, members: ReadonlyMap<number, number>, rules: TargetRules): LineageProof {
+  const recheck = { includeTraced: rules.includeTraced, executable: rules.executable };
+  return new LineageProof(root, members, rules.allowedOwners, recheck, rules.vmUidMap);
 }
 
 /** Why `p` is left alone, or undefined when it is a target. */

@@ -11,8 +11,8 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { extensionHostPids } from '../runner/codeServer';
 import { ensureTestUser, TestUser } from '../runner/testUsers';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
-import { openWorkbench, TreeRow, waitFor, Workbench } from '../ui/workbench';
-import { descendants, RealVm, startRealVm, stopAllRealVms } from './realVm';
+import { openWorkbench, TreeRow, vmRowDescription, vmRowOf, waitFor, Workbench } from '../ui/workbench';
+import { RealVm, startRealVm, stopAllRealVms, guestDevicesOf } from './realVm';
 
 const STILL_MS = 2000;
 /** The name these VMs run as and the only one this workbench looks for: other VMs on the machine stay out. */
@@ -24,11 +24,8 @@ let swap: RealVm;
 let plain: RealVm;
 
 const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1]);
-const comm = (pid: number) => fs.readFileSync(`/proc/${pid}/comm`, 'latin1').trim();
-/** The devices the guest talks to (the swap monitor is crosvm's own helper, not one of them). */
-const guestDevicesOf = (vm: RealVm) => descendants(vm.pid).filter((pid) => comm(pid) !== 'swap monitor');
-const vmRowPattern = (vm: RealVm) => new RegExp(`· pid ${vm.pid}$`);
-const rowOf = (rows: TreeRow[], vm: RealVm) => rows.find((r) => r.level === 1 && vmRowPattern(vm).test(r.description));
+const vmRowPattern = (vm: RealVm) => vmRowDescription(vm.pid);
+const rowOf = (rows: TreeRow[], vm: RealVm) => vmRowOf(rows, vm.pid);
 const rowsWhen = (accept: (rows: TreeRow[]) => boolean, timeout = 15_000) => waitFor(() => workbench.treeRows(), accept, timeout);
 const statusText = async () => (await workbench.statusBarItems()).find((i) => i.id.endsWith('crosvmGuard.status'))?.text ?? '';
 const log = () => `\n--- crosvm Guard log ---\n${workbench.extensionLog().slice(-3000)}`;

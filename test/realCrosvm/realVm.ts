@@ -324,6 +324,15 @@ function killTree(pid: number): void {
   }
 }
 
+/**
+ * The device processes the guest talks to: every descendant but the swap monitor, crosvm's own
+ * helper (whether a freeze takes it is the engine's decision, which the tests do not assume).
+ */
+export function guestDevicesOf(vm: { readonly pid: number }): number[] {
+  const comm = (pid: number) => safeRead(`/proc/${pid}/comm`).trim();
+  return descendants(vm.pid).filter((pid) => comm(pid) !== 'swap monitor');
+}
+
 /** Every descendant of `pid`, through the `children` file of each of its threads. */
 export function descendants(pid: number): number[] {
   const found: number[] = [];

@@ -11,8 +11,8 @@ import * as path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { extensionHostPids } from '../runner/codeServer';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
-import { openWorkbench, TreeRow, waitFor, Workbench } from '../ui/workbench';
-import { descendants, RealVm, startRealVm, stopAllRealVms } from './realVm';
+import { openWorkbench, TreeRow, vmRowDescription, vmRowOf, waitFor, Workbench } from '../ui/workbench';
+import { descendants, RealVm, startRealVm, stopAllRealVms, guestDevicesOf } from './realVm';
 
 /** How long a frozen guest must stand still: ten of its ticks and more. */
 const STILL_MS = 2000;
@@ -25,17 +25,10 @@ let swap: RealVm;
 let plain: RealVm;
 let journalDir: string;
 
-const comm = (pid: number) => fs.readFileSync(`/proc/${pid}/comm`, 'latin1').trim();
 /** Every device process of a VM, read from /proc apart from the extension. */
 const devicesOf = (vm: RealVm) => descendants(vm.pid);
-/**
- * The device processes a freeze must stop to stop the guest. The swap monitor is crosvm's own
- * process, not a device the guest talks to: whether a freeze takes it is the engine's decision,
- * which this test does not assume.
- */
-const guestDevicesOf = (vm: RealVm) => devicesOf(vm).filter((pid) => comm(pid) !== 'swap monitor');
-const vmRowPattern = (vm: RealVm) => new RegExp(`· pid ${vm.pid}$`);
-const rowOf = (rows: TreeRow[], vm: RealVm) => rows.find((r) => r.level === 1 && vmRowPattern(vm).test(r.description));
+const vmRowPattern = (vm: RealVm) => vmRowDescription(vm.pid);
+const rowOf = (rows: TreeRow[], vm: RealVm) => vmRowOf(rows, vm.pid);
 
 /** The device rows below a VM's row, in tree order (the VM rows are expanded). */
 function deviceRows(rows: TreeRow[], vm: RealVm): TreeRow[] {
@@ -47,12 +40,7 @@ function deviceRows(rows: TreeRow[], vm: RealVm): TreeRow[] {
 
 const rowsWhen = (accept: (rows: TreeRow[]) => boolean, timeout = 10_000) => waitFor(() => workbench.treeRows(), accept, timeout);
 
-async function waitForStatus(pattern: RegExp, timeout = 10_000): Promise<string> {
-  const read = async () => (await workbench.statusBarItems()).find((i) => i.id.endsWith('crosvmGuard.status'))?.text ?? '';
-  const text = await waitFor(read, (t) => pattern.test(t), timeout);
-  assert.match(text, pattern, `status bar says "${text}"`);
-  return text;
-}
+const waitForStatus = (pattern: RegExp, timeout = 10_000) => workbench.waitForGuardStatus(pattern, timeout);
 
 /** Picks a VM in the open "Which crosvm VM?" picker by its pid. */
 async function pickVm(vm: RealVm): Promise<void> {

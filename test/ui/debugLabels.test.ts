@@ -16,18 +16,10 @@ let workbench: Workbench;
 let alpha: FixtureVm;
 let gamma: FixtureVm;
 
-const statusItem = async () => (await workbench.statusBarItems()).find((i) => i.id.endsWith('crosvmGuard.status'));
+const statusItem = () => workbench.guardStatus();
 
-async function waitForStatus(pattern: RegExp, timeout = 30_000): Promise<string> {
-  const text = await waitFor(
-    async () => (await statusItem())?.text ?? '',
-    (t) => pattern.test(t),
-    timeout,
-    50,
-  );
-  assert.match(text, pattern, `status bar says "${text}"\n--- crosvm Guard log ---\n${workbench.extensionLog()}`);
-  return text;
-}
+const waitForStatus = (pattern: RegExp, timeout = 30_000) =>
+  workbench.waitForGuardStatus(pattern, timeout, () => `--- crosvm Guard log ---\n${workbench.extensionLog()}`);
 
 async function statusTooltip(): Promise<string> {
   const id = (await statusItem())?.id ?? '';

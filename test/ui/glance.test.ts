@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
-import { openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
+import { openWorkbench, TreeRow, vmRowOf, waitFor, Workbench } from './workbench';
 
 /** Refresh interval of this workbench; "one refresh" below is this plus the time to draw. */
 const REFRESH_MS = 500;
@@ -21,19 +21,10 @@ let beta: FixtureVm;
 
 const rowsWhen = (accept: (rows: TreeRow[]) => boolean, timeout = 10_000) => waitFor(() => workbench.treeRows(), accept, timeout);
 
-const vmRow = (rows: TreeRow[], vm: FixtureVm) => rows.find((r) => r.level === 1 && r.description.endsWith(`pid ${vm.pid}`));
-const statusItem = async () => (await workbench.statusBarItems()).find((i) => /crosvm/.test(i.text) && i.id.endsWith('crosvmGuard.status'));
+const vmRow = (rows: TreeRow[], vm: FixtureVm) => vmRowOf(rows, vm.pid);
+const statusItem = () => workbench.guardStatus();
 
-async function waitForStatus(pattern: RegExp, timeout = 10_000): Promise<string> {
-  const text = await waitFor(
-    async () => (await statusItem())?.text ?? '',
-    (t) => pattern.test(t),
-    timeout,
-    50,
-  );
-  assert.match(text, pattern, `status bar says "${text}"`);
-  return text;
-}
+const waitForStatus = (pattern: RegExp, timeout = 10_000) => workbench.waitForGuardStatus(pattern, timeout);
 
 /** Counts DOM changes inside the side bar's tree for `ms` milliseconds. */
 async function treeMutations(ms: number): Promise<number> {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning } from '../engine/procState';
 import { readSnapshot } from '../../src/guard';
-import { EXTENSION_ID, openWorkbench, TreeRow, waitFor, Workbench } from './workbench';
+import { EXTENSION_ID, openWorkbench, TreeRow, vmRowOf, waitFor, Workbench } from './workbench';
 
 const REFRESH_MS = 500;
 /** A name only this test's VMs have: VMs other test runs start stay out. */
@@ -21,19 +21,10 @@ let beta: FixtureVm;
 let gamma: FixtureVm;
 
 const rowsWhen = (accept: (rows: TreeRow[]) => boolean, timeout = 20_000) => waitFor(() => workbench.treeRows(), accept, timeout);
-const vmRow = (rows: TreeRow[], vm: FixtureVm) => rows.find((r) => r.level === 1 && r.description.endsWith(`pid ${vm.pid}`));
-const statusItem = async () => (await workbench.statusBarItems()).find((i) => i.id.endsWith('crosvmGuard.status'));
+const vmRow = (rows: TreeRow[], vm: FixtureVm) => vmRowOf(rows, vm.pid);
+const statusItem = () => workbench.guardStatus();
 
-async function waitForStatus(pattern: RegExp, timeout = 20_000): Promise<string> {
-  const text = await waitFor(
-    async () => (await statusItem())?.text ?? '',
-    (t) => pattern.test(t),
-    timeout,
-    50,
-  );
-  assert.match(text, pattern, `status bar says "${text}"`);
-  return text;
-}
+const waitForStatus = (pattern: RegExp, timeout = 20_000) => workbench.waitForGuardStatus(pattern, timeout);
 
 /** The open picker's rows, and which one Enter would take (the focused one). */
 async function pickerRows(): Promise<{ label: string; description: string; detail: string; focused: boolean }[]> {

@@ -93,6 +93,14 @@ export interface Notification {
 
 const DEFAULT_TIMEOUT = 20_000;
 
+/** What a VM's row in the tree says at its end: its pid, after its state. */
+export const vmRowDescription = (pid: number) => new RegExp(`(^|· )pid ${pid}$`);
+
+/** A VM's row among the tree's rows (level 1, its description ending with its pid). */
+export function vmRowOf(rows: readonly TreeRow[], pid: number): TreeRow | undefined {
+  return rows.find((row) => row.level === 1 && vmRowDescription(pid).test(row.description));
+}
+
 export async function openWorkbench(options: OpenWorkbenchOptions = {}): Promise<Workbench> {
   requireIsolation('A test workbench');
   const server = await startCodeServer({
@@ -234,6 +242,22 @@ export class Workbench {
     if (item) return item;
     const there = items.map((i) => JSON.stringify(i.text)).join(', ');
     throw new Error(`no status bar item matches ${text} within ${timeout} ms; there are: ${there}`);
+  }
+
+  /** The extension's own status-bar item (crosvmGuard.status); undefined while it is hidden. */
+  async guardStatus(): Promise<StatusBarItem | undefined> {
+    return (await this.statusBarItems()).find((item) => item.id.endsWith('crosvmGuard.status'));
+  }
+
+  /**
+   * Waits until the extension's status-bar text matches `pattern` and returns it; throws with
+   * what it says instead (and `more()`, e.g. the extension's log) when it does not in time.
+   */
+  async waitForGuardStatus(pattern: RegExp, timeout = DEFAULT_TIMEOUT, more?: () => string): Promise<string> {
+    const read = async () => (await this.guardStatus())?.text ?? '';
+    const text = await waitFor(read, (t) => pattern.test(t), timeout, 50);
+    if (!pattern.test(text)) throw new Error(`status bar says "${text}", not ${pattern}${more ? `\n${more()}` : ''}`);
+    return text;
   }
 
   async clickStatusBarItem(text: RegExp): Promise<void> {

@@ -17,16 +17,13 @@ import type { CrosvmGuardApi } from '../../../src/ui/api';
 import type { GuardEvent } from '../../../src/guard';
 import { eventually, isFullyStopped, isRunning, threadStates } from '../../engine/procState';
 import { DapRecorder } from '../../suite/dapRecorder';
-import { descendants, RealVm, startRealVm, stopAllRealVms } from '../realVm';
+import { startRealVm, stopAllRealVms, guestDevicesOf } from '../realVm';
 import { HOST_VM_NAME } from './realHostMain';
 
 const STILL_MS = 2000;
 const config = () => vscode.workspace.getConfiguration('crosvmGuard');
 const set = (key: string, value: unknown) => config().update(key, value, vscode.ConfigurationTarget.Global);
-const comm = (pid: number) => fs.readFileSync(`/proc/${pid}/comm`, 'latin1').trim();
 const cgroupOf = (pid: number) => fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1');
-/** The devices the guest talks to (the swap monitor is crosvm's own helper, not one of them). */
-const guestDevicesOf = (vm: RealVm) => descendants(vm.pid).filter((pid) => comm(pid) !== 'swap monitor');
 
 /**
  * The symbol LLDB 14 resolves for a Rust function. Its demangler keeps the legacy hash
