@@ -99,7 +99,7 @@ describe('real crosvm as root, from an unprivileged workbench with passwordless 
     );
     await workbench.page.mouse.move(900, 600); // off the row the click left the mouse on: a new hover
     const tip = await (await workbench.hoverRow(row, `crosvm VM ${plain.pid}`)).innerText();
-    assert.match(tip, /Frozen since \d\d:\d\d:\d\d with cgroup freezer/, tip);
+    assert.match(tip, /Frozen since \d\d:\d\d:\d\d with the cgroup freezer/, tip);
     await workbench.page.mouse.move(900, 600);
     assert.ok(guestDevicesOf(plain).every(isRunning), 'a device is in T: signals were used on the default build');
     const cgroups = () => guestDevicesOf(plain).map((pid) => fs.readFileSync(`/proc/${pid}/cgroup`, 'latin1'));

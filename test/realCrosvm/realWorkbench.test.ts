@@ -193,7 +193,7 @@ describe('real crosvm in the workbench: the swap build with its monitor and the 
     assert.ok(swap.tick() > other, 'the swap build, not frozen, stood still too');
     const row = workbench.treeRowDescribed(vmRowPattern(plain));
     const tip = await (await workbench.hoverRow(row, `crosvm VM ${plain.pid}`)).innerText();
-    assert.match(tip, /Frozen since \d\d:\d\d:\d\d with cgroup freezer: its device processes/, tip);
+    assert.match(tip, /Frozen since \d\d:\d\d:\d\d with the cgroup freezer: its device processes/, tip);
     const held = plain.tick();
     await workbench.clickInlineAction(row, 'Resume crosvm devices');
     await plain.waitForTick(held, 10_000);
