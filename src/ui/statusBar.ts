@@ -46,7 +46,8 @@ export class GuardStatusBar implements vscode.Disposable {
     // Icons and colours show the state (as the tree does); the tooltip says what a click does.
     const summary = statusSummary(vms, this.debug, now);
     this.item.text = summary.text;
-    this.item.backgroundColor = LOOKS[summary.look] && new vscode.ThemeColor(LOOKS[summary.look] as string);
+    const background = LOOKS[summary.look];
+    this.item.backgroundColor = background ? new vscode.ThemeColor(background) : undefined;
     this.item.accessibilityInformation = { label: summary.label };
     if (summary.ticking) this.startTicker();
     else this.stopTicker();
