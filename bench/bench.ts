@@ -27,7 +27,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import treeKill from 'tree-kill';
 import { CrosvmGuard } from '../src/guard';
 import { CrashSafety } from '../src/companion/watchClient';
-import { confirmStopped, continueProcesses } from '../src/guard/signalFreezer';
+import { confirmStopped, continueProcesses } from '../src/guard/methods/signalMethod';
 import type { FrozenProcess } from '../src/guard/types';
 import { readSnapshot } from '../src/guard/processTree';
 import { isStoppedState } from '../src/guard/procfs';

@@ -6,8 +6,3 @@ export function formatElapsed(ms: number): string {
   const s = String(total % 60).padStart(2, '0');
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
 }
-
-/** A freeze method in a user's words; `undefined` is a VM no method may freeze. */
-export function methodName(method: 'signal' | 'cgroup' | undefined): string {
-  return method === 'cgroup' ? 'the cgroup freezer' : method === 'signal' ? 'signals' : 'cannot be frozen';
-}

@@ -2,6 +2,7 @@
 // rules are unit-tested in plain Node. An invalid value never reaches the engine: it falls
 // back to the default, and the caller logs the warning.
 import { DEFAULT_SETTINGS, GuardSettings } from '../guard/types';
+import { METHOD_SETTINGS } from '../guard/methods/methodDriver';
 
 export type StatusBarVisibility = 'whenVmRunning' | 'debugging' | 'always' | 'never';
 export type DebugAutoFreeze = 'off' | 'onStop';
@@ -146,7 +147,7 @@ const CHECKS: Record<keyof ExtensionSettings, Check> = {
   statusBarVisibility: isOneOf(VISIBILITIES),
   includeTracedProcesses: isBoolean,
   assumeSwapBuild: assumeSwapBuildProblem,
-  method: isOneOf(['auto', 'signal', 'cgroup']),
+  method: isOneOf(METHOD_SETTINGS),
   maxFreezeSeconds: isIntegerIn(0, 86_400),
   debugAutoFreeze: isOneOf(['off', 'onStop']),
   debugTarget: isOneOf(['auto', 'all', 'ask']),

@@ -3,8 +3,11 @@
 // Every request is validated here, strictly, by the side that receives it: a companion takes
 // nothing on trust, least of all as root.
 import { CgroupHierarchy, FreezeCgroup, mountedHierarchies, validateFreezeCgroup } from '../guard/cgroupfs';
+import { driverOf } from '../guard/methods/drivers';
+import { FreezeMethod, HeldProcess, isFreezeMethod, isMethodSetting, METHOD_SETTINGS } from '../guard/methods/methodDriver';
+import { FREEZE_SCOPES, isFreezeScope } from '../guard/types';
 import type { FreezeReport, FreezeScope, FrozenVm, MethodSetting, ResumeReport } from '../guard/types';
-import { isPid, isTicks } from '../guard/validate';
+import { isPid, isTicks, oneOf } from '../guard/validate';
 
 // ---- the command line: which mode, and its few numbers -------------------------------------
 
@@ -61,16 +64,14 @@ export function parseCompanionArgv(argv: readonly string[]): CompanionArguments 
 
 // ---- watch mode: the host's own freezes, resumed by the companion if the host dies --------
 
-/** A process the companion would SIGCONT. */
-export interface HeldProcess {
-  readonly pid: number;
-  readonly startTime: number;
-  readonly label: string;
-}
-
 export type WatchRequest =
-  /** Write-ahead: about to be frozen (processes by signal, or freeze cgroups about to be made). */
-  | { readonly op: 'hold'; readonly processes: readonly HeldProcess[]; readonly cgroups: readonly FreezeCgroup[] }
+  /** Write-ahead: about to be frozen by `method` (processes, and freeze cgroups about to be made). */
+  | {
+      readonly op: 'hold';
+      readonly method: FreezeMethod;
+      readonly processes: readonly HeldProcess[];
+      readonly cgroups: readonly FreezeCgroup[];
+    }
   /** Running again, or gone: nothing to resume any more. */
   | { readonly op: 'release'; readonly processes: readonly HeldProcess[]; readonly cgroups: readonly FreezeCgroup[] }
   /** The host resumed everything itself: exit without resuming. */
@@ -112,7 +113,10 @@ export function parseWatchRequest(raw: Record<string, unknown>, hostPid: number,
   if (typeof processes === 'string') return processes;
   const cgroups = parseHeldCgroups(raw.cgroups, hostPid, mounted);
   if (typeof cgroups === 'string') return cgroups;
-  return { op: raw.op, processes, cgroups };
+  if (raw.op === 'release') return { op: raw.op, processes, cgroups };
+  if (!isFreezeMethod(raw.method)) return `unknown method ${String(raw.method).slice(0, 32)}`;
+  const problem = driverOf(raw.method).recordProblem({ processes, cgroups });
+  return problem ?? { op: raw.op, method: raw.method, processes, cgroups };
 }
 
 // ---- elevated mode: the root companion freezes VMs of root and of its invoker --------------
@@ -165,9 +169,9 @@ export function parseElevatedRequest(raw: Record<string, unknown>): ElevatedRequ
   }
   if (!isPid(raw.pid) || !isTicks(raw.startTime)) return 'freeze takes the VM main pid and its start time';
   const scope = raw.scope ?? 'devices';
-  if (scope !== 'devices' && scope !== 'vm') return 'scope must be "devices" or "vm"';
+  if (!isFreezeScope(scope)) return `scope must be ${oneOf(FREEZE_SCOPES)}`;
   const method = raw.method ?? 'auto';
-  if (method !== 'auto' && method !== 'signal' && method !== 'cgroup') return 'method must be "auto", "signal" or "cgroup"';
+  if (!isMethodSetting(method)) return `method must be ${oneOf(METHOD_SETTINGS)}`;
   const excludePids = raw.excludePids ?? [];
   if (!Array.isArray(excludePids) || excludePids.length > MAX_EXCLUDED_PIDS || !excludePids.every(isPid)) {
     return 'excludePids must be a short list of pids';

@@ -11,13 +11,14 @@ import type { FreezeCgroup } from '../guard/cgroupfs';
 import { openPrivateLog } from '../guard/privateFolder';
 import { Journal, JOURNAL_VERSION, journalFile, removeJournal, writeJournal } from '../guard/journal';
 import { currentIdentity, identityKey, ProcessIdentity } from '../guard/processTree';
+import type { FreezeMethod, HeldProcess, HeldRecord } from '../guard/methods/methodDriver';
 import type { FrozenProcess, SafetyNet } from '../guard/types';
 import { writeJsonLine } from './jsonLines';
-import { companionArgv, HeldProcess, WatchRequest } from './protocol';
+import { companionArgv, WatchRequest } from './protocol';
 import { spawnDetached } from './spawnDetached';
 
-/** What the companion is told: the processes it would SIGCONT, the cgroups it would thaw. */
-const signalled = (processes: Iterable<FrozenProcess>): HeldProcess[] =>
+/** What the companion and the journal are told of a process: who it is, not its parent. */
+const held = (processes: Iterable<FrozenProcess>): HeldProcess[] =>
   [...processes].map(({ pid, startTime, label }) => ({ pid, startTime, label }));
 
 export interface CrashSafetyOptions {
@@ -36,10 +37,10 @@ interface HeldVm {
   readonly vm: ProcessIdentity & { name: string };
   readonly since: number;
   readonly processes: Map<string, FrozenProcess>;
-  /** Freeze cgroups by directory; with any, the processes are frozen by cgroup, not stopped. */
+  /** Freeze cgroups by directory (the cgroup method). */
   readonly cgroups: Map<string, FreezeCgroup>;
-  /** How it is frozen: its processes are SIGCONTed after a crash only if by signals. */
-  readonly method: 'signal' | 'cgroup';
+  /** How it is frozen: after a crash, its method's undo resumes it. */
+  readonly method: FreezeMethod;
 }
 
 export class CrashSafety implements SafetyNet {
@@ -63,26 +64,16 @@ export class CrashSafety implements SafetyNet {
     return this.file;
   }
 
-  /** `cgroups` given, even empty (every target was born inside a freeze cgroup): the cgroup method. */
-  async willStop(
-    vm: ProcessIdentity & { name: string },
-    processes: readonly FrozenProcess[],
-    cgroups?: readonly FreezeCgroup[],
-  ): Promise<void> {
+  async willStop(vm: ProcessIdentity & { name: string }, record: HeldRecord<FrozenProcess>): Promise<void> {
+    const { method, processes, cgroups } = record;
     let entry = this.held.get(vm.pid);
-    if (!entry) {
-      this.held.set(
-        vm.pid,
-        (entry = { vm, since: Date.now(), processes: new Map(), cgroups: new Map(), method: cgroups ? 'cgroup' : 'signal' }),
-      );
-    }
+    if (!entry) this.held.set(vm.pid, (entry = { vm, since: Date.now(), processes: new Map(), cgroups: new Map(), method }));
     for (const p of processes) entry.processes.set(identityKey(p), p);
-    for (const g of cgroups ?? []) entry.cgroups.set(g.dir, g);
+    for (const g of cgroups) entry.cgroups.set(g.dir, g);
     this.ensureCompanion();
     this.writeJournal();
     try {
-      // A cgroup-frozen process is thawed with its cgroup, never sent SIGCONT.
-      await this.send({ op: 'hold', processes: cgroups ? [] : signalled(processes), cgroups: cgroups ?? [] });
+      await this.send({ op: 'hold', method, processes: held(processes), cgroups });
     } catch (error) {
       // The companion just died: its replacement (see ensureCompanion) is handed everything
       // held, these included, and the journal already lists them.
@@ -99,7 +90,7 @@ export class CrashSafety implements SafetyNet {
     }
     if (this.held.size === 0) removeJournal(this.file);
     else this.writeJournal();
-    void this.send({ op: 'release', processes: cgroups ? [] : signalled(processes), cgroups: cgroups ?? [] }).catch(() => undefined);
+    void this.send({ op: 'release', processes: held(processes), cgroups: cgroups ?? [] }).catch(() => undefined);
   }
 
   /** Tells the companion to exit without resuming: the host has resumed everything itself. */
@@ -144,10 +135,10 @@ export class CrashSafety implements SafetyNet {
       );
       this.ensureCompanion();
       this.writeJournal();
-      const held = [...this.held.values()];
-      const processes = held.filter((e) => e.method === 'signal').flatMap((e) => [...e.processes.values()]);
-      const cgroups = held.flatMap((e) => [...e.cgroups.values()]);
-      void this.send({ op: 'hold', processes: signalled(processes), cgroups }).catch(() => undefined);
+      for (const { method, processes, cgroups } of this.held.values()) {
+        const request: WatchRequest = { op: 'hold', method, processes: held(processes.values()), cgroups: [...cgroups.values()] };
+        void this.send(request).catch(() => undefined);
+      }
     });
   }
 
@@ -167,7 +158,7 @@ export class CrashSafety implements SafetyNet {
         name: vm.name,
         since,
         method,
-        processes: signalled(processes.values()),
+        processes: held(processes.values()),
         cgroups: [...cgroups.values()],
       })),
     };

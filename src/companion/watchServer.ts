@@ -3,14 +3,22 @@
 // each resume what runs again. When the host is gone it resumes everything it holds.
 //
 // Requests (protocol.ts, WatchRequest): hold, release, exit.
-// It signals nothing but SIGCONT, and only to a process whose start time still matches; it
-// thaws only cgroups named like ours, each a child of the cgroup its processes go back to.
+// It undoes each freeze by its method's own undo (methods/drivers.ts): SIGCONT only to a
+// process whose start time still matches, a thaw only of cgroups named like ours, each a
+// child of the cgroup its processes go back to.
 import { removeJournal } from '../guard/journal';
-import { FreezeCgroup, thawAndRestore } from '../guard/cgroupfs';
+import type { FreezeCgroup } from '../guard/cgroupfs';
+import { undoFreeze } from '../guard/methods/drivers';
+import { FREEZE_METHODS, FreezeMethod, HeldProcess } from '../guard/methods/methodDriver';
 import { identityKey } from '../guard/processTree';
-import { continueProcesses } from '../guard/signalFreezer';
 import { exit, idleTimer, listen, log } from './link';
-import { HeldProcess, parseWatchRequest } from './protocol';
+import { parseWatchRequest } from './protocol';
+
+/** What it holds of one method: processes by identity, freeze cgroups by directory. */
+interface Held {
+  readonly processes: Map<string, HeldProcess>;
+  readonly cgroups: Map<string, FreezeCgroup>;
+}
 
 /**
  * `journal`: the host's journal, removed once this companion resumed it all. `hostPid`: the
@@ -18,27 +26,30 @@ import { HeldProcess, parseWatchRequest } from './protocol';
  * process has even loaded leaves it orphaned, and its parent is then init.
  */
 export function runWatchMode(journal: string | undefined, idleMs: number, hostPid: number): void {
-  const held = new Map<string, HeldProcess>();
-  /** Freeze cgroups by directory. */
-  const heldCgroups = new Map<string, FreezeCgroup>();
+  const held = new Map<FreezeMethod, Held>();
+  const holding = () => [...held.values()].some((h) => h.processes.size > 0 || h.cgroups.size > 0);
   const idle = idleTimer(idleMs, () => exit(0, 'idle'));
 
   const resumeAllAndExit = (reason: string): void => {
-    const problems = thawAndRestore([...heldCgroups.values()]);
-    const thawed = heldCgroups.size;
-    heldCgroups.clear();
-    // A stop someone else sent while the host held it frozen stays (whether a debugger may
-    // stay attached is the host's setting, unknown here: traced ones are resumed as before).
-    const { resumed, gone, leftStopped } = continueProcesses(
-      [...held.values()].map((p) => ({ ...p, ppid: 0 })),
-      { leaveTraced: false },
-    );
-    for (const p of leftStopped) log(`left ${p.label} (pid ${p.pid}) stopped: ${p.why}`);
+    let thawed = 0;
+    const resumed: HeldProcess[] = [];
+    let gone = 0;
+    for (const method of FREEZE_METHODS) {
+      const what = held.get(method);
+      if (!what) continue;
+      thawed += what.cgroups.size;
+      // A stop someone else sent while the host held it frozen stays (whether a debugger may
+      // stay attached is the host's setting, unknown here: traced ones are resumed as before).
+      const record = { method, processes: [...what.processes.values()], cgroups: [...what.cgroups.values()] };
+      const outcome = undoFreeze(record, { leaveOthers: { leaveTraced: false } });
+      for (const p of outcome.leftStopped) log(`left ${p.label} (pid ${p.pid}) stopped: ${p.why}`);
+      for (const r of outcome.refused) log(`left ${r.process.label} (pid ${r.process.pid}): ${r.why}`);
+      for (const line of [...outcome.problems, ...outcome.notes]) log(line);
+      resumed.push(...outcome.resumed);
+      gone += outcome.gone.length;
+    }
     held.clear();
-    for (const problem of problems) log(problem);
-    log(
-      `${reason}: thawed ${thawed} freeze cgroups, resumed ${resumed.length} (${resumed.map((p) => p.pid).join(' ')}), gone ${gone.length}`,
-    );
+    log(`${reason}: thawed ${thawed} freeze cgroups, resumed ${resumed.length} (${resumed.map((p) => p.pid).join(' ')}), gone ${gone}`);
     // Nothing is left for a later window to resume. Only a file named like a journal.
     if (journal && /\/window-\d+-\d+\.json$/.test(journal)) removeJournal(journal);
     exit(0, reason);
@@ -53,19 +64,20 @@ export function runWatchMode(journal: string | undefined, idleMs: number, hostPi
       }
       if (request.op === 'exit') {
         held.clear();
-        heldCgroups.clear();
         exit(0, 'asked to');
       }
-      const { processes, cgroups } = request;
-      for (const p of processes) {
-        if (request.op === 'hold') held.set(identityKey(p), p);
-        else held.delete(identityKey(p));
+      if (request.op === 'hold') {
+        let what = held.get(request.method);
+        if (!what) held.set(request.method, (what = { processes: new Map(), cgroups: new Map() }));
+        for (const p of request.processes) what.processes.set(identityKey(p), p);
+        for (const g of request.cgroups) what.cgroups.set(g.dir, g);
+      } else {
+        for (const what of held.values()) {
+          for (const p of request.processes) what.processes.delete(identityKey(p));
+          for (const g of request.cgroups) what.cgroups.delete(g.dir);
+        }
       }
-      for (const g of cgroups) {
-        if (request.op === 'hold') heldCgroups.set(g.dir, g);
-        else heldCgroups.delete(g.dir);
-      }
-      idle(held.size > 0 || heldCgroups.size > 0);
+      idle(holding());
     },
     hostGone: resumeAllAndExit,
     crashed: (error) => resumeAllAndExit(`crashed (${error.message})`),

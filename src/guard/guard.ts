@@ -1,14 +1,12 @@
 // The freezing engine's front door: which VMs exist, freeze one, resume what we froze, and
 // tell listeners about every change. It has no `vscode` import: the extension, the plain
 // Node tests and the benchmark all drive this same class.
-import * as fs from 'node:fs';
-import { assertLinux, FreezeError, GuardError } from './errors';
-import { isStoppedState, KeptProcFiles, readStat, readUidMap } from './procfs';
-import { defaultChildrenSource, identityKey, ownersPhrase, selfAndAncestors } from './processTree';
-import { continueProcesses, StopTreeFailure, stopTree } from './signalFreezer';
-import { CgroupHierarchy, cgroupDirOf, freezerHierarchy, remainingCgroups, thawAndRestore } from './cgroupfs';
-import { CgroupFreezeFailure, freezeTreeWithCgroups } from './cgroupFreezer';
-import { chooseMethod, MethodChoice } from './method';
+import { assertLinux, GuardError } from './errors';
+import { KeptProcFiles, readUidMap } from './procfs';
+import { defaultChildrenSource, ownersPhrase, selfAndAncestors } from './processTree';
+import { chooseMethod, MethodChoice } from './methods/chooseMethod';
+import { driverOf, freezeBy, methodName, undoFreeze } from './methods/drivers';
+import type { FreezeMethod } from './methods/methodDriver';
 import { globsRegExp } from './glob';
 import { fullLabel } from './labels';
 import { judgeSwapBuild, SwapBuildVerdict } from './swapBuild';
@@ -27,7 +25,6 @@ import {
   ResumeReport,
   LeftStopped,
   SafetyNet,
-  SkippedProcess,
   VmIdentity,
   VmRef,
 } from './types';
@@ -39,6 +36,10 @@ const RECENT_TREE_MS = 30_000;
 
 function notPermittedVm(pid: number, uid: number, owners: ReadonlySet<number>): string {
   return `crosvm VM ${pid} runs as uid ${uid}: only VMs of ${ownersPhrase(owners)} may be frozen here.`;
+}
+
+function frozenOtherwise(pid: number, method: FreezeMethod): string {
+  return `VM ${pid} is already frozen with ${methodName(method)}; resume it first.`;
 }
 
 function notCrosvmExecutable(pid: number, label: string, problem: string): string {
@@ -196,16 +197,7 @@ export class CrosvmGuard implements FreezeEngine {
   reconcile(): FrozenVm[] {
     const forgotten: FrozenVm[] = [];
     for (const vm of this.frozen.values()) {
-      // Frozen by cgroup, the tasks are not "stopped": held while one of our freeze cgroups
-      // is still there (whoever took over removed them).
-      const stillHeld =
-        vm.method === 'cgroup'
-          ? (vm.cgroups ?? []).some((g) => fs.existsSync(g.dir))
-          : vm.processes.some((p) => {
-              const stat = readStat(p.pid);
-              return stat !== undefined && stat.startTime === p.startTime && isStoppedState(stat.state);
-            });
-      if (stillHeld) continue;
+      if (driverOf(vm.method).isStillHeld(vm)) continue;
       this.frozen.delete(vm.vm.pid);
       this.safetyNet?.didRelease(vm.processes, vm.cgroups);
       forgotten.push(vm);
@@ -259,8 +251,7 @@ export class CrosvmGuard implements FreezeEngine {
       this.crosvmExecutable(vm);
       const scope: FreezeScope = request.scope === 'vm' || earlier?.scope === 'vm' ? 'vm' : 'devices';
       if (earlier && request.method && request.method !== 'auto' && request.method !== earlier.method) {
-        const how = earlier.method === 'signal' ? 'signals' : 'the cgroup freezer';
-        throw new GuardError('invalid-argument', `VM ${vm.main.pid} is already frozen with ${how}; resume it first.`);
+        throw new GuardError('invalid-argument', frozenOtherwise(vm.main.pid, earlier.method));
       }
       // A VM frozen before keeps its method: what is frozen and what joins it must thaw together.
       const choice = this.methodFor(vm, {
@@ -272,12 +263,27 @@ export class CrosvmGuard implements FreezeEngine {
       });
       if (choice.method === undefined) throw choice.error;
       const identity: VmIdentity = { pid: vm.main.pid, startTime: vm.main.startTime, name: vm.name };
-      const report =
-        choice.method === 'cgroup'
-          ? await this.freezeWithCgroups(vm, identity, scope, choice.hierarchy, request, earlier, recent !== undefined)
-          : await this.freezeWithSignals(vm, identity, scope, request, earlier, recent !== undefined);
+      const outcome = await freezeBy({
+        vm,
+        identity,
+        scope,
+        choice,
+        rules: this.targetRules(request, vm),
+        stopTimeoutMs: this.settings.stopTimeoutMs,
+        maxRounds: this.settings.maxRounds,
+        childrenSource: this.settings.childrenSource,
+        earlier,
+        fromEarlierWalk: recent !== undefined,
+        net: this.safetyNet,
+        rescan: () => this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices,
+      });
+      this.hold(identity, scope, earlier, outcome.held, outcome.frozen, outcome.skipped);
       const done: FreezeReport = {
-        ...report,
+        method: choice.method,
+        frozen: outcome.frozen,
+        skipped: outcome.skipped,
+        rounds: outcome.rounds,
+        ...(outcome.cgroups ? { cgroups: outcome.cgroups } : {}),
         vm: identity,
         scope,
         methodReason: choice.why,
@@ -292,92 +298,6 @@ export class CrosvmGuard implements FreezeEngine {
     }
   }
 
-  private async freezeWithSignals(
-    vm: VmSnapshot,
-    identity: VmIdentity,
-    scope: FreezeScope,
-    request: FreezeRequest,
-    earlier: FrozenVm | undefined,
-    fromEarlierWalk: boolean,
-  ): Promise<Pick<FreezeReport, 'method' | 'frozen' | 'skipped' | 'rounds'>> {
-    const alreadyFrozen = new Map((earlier?.processes ?? []).map((p) => [identityKey(p), p]));
-    const alreadySkipped = new Map((earlier?.skipped ?? []).map((p) => [identityKey(p), p]));
-    const announced: FrozenProcess[] = [];
-    const net = this.safetyNet;
-    let result;
-    try {
-      result = await stopTree(vm.main, vm.devices, {
-        ...this.targetRules(request, vm),
-        scope,
-        stopTimeoutMs: this.settings.stopTimeoutMs,
-        maxRounds: this.settings.maxRounds,
-        childrenSource: this.settings.childrenSource,
-        alreadyFrozen,
-        alreadySkipped,
-        knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),
-        knownDevicesFromEarlierWalk: fromEarlierWalk,
-        // Write-ahead: whoever resumes after a crash knows of a process before it stops.
-        beforeStop: net
-          ? (targets) => {
-              announced.push(...targets);
-              return net.willStop(identity, targets);
-            }
-          : undefined,
-      });
-    } catch (error) {
-      // Everything this call stopped was resumed: nobody needs to hold it any more.
-      if (announced.length > 0) net?.didRelease(announced);
-      if (error instanceof StopTreeFailure) {
-        throw new FreezeError(
-          vm.main.pid,
-          error.failures,
-          error.resumed.map((p) => p.pid),
-        );
-      }
-      throw error;
-    }
-    // Announced, then found outside the VM right before the signal: nobody may resume them.
-    if (result.released.length > 0) net?.didRelease(result.released);
-    this.hold(identity, scope, earlier, { method: 'signal' }, result.stopped, result.skipped);
-    return { method: 'signal', frozen: result.stopped, skipped: result.skipped, rounds: result.rounds };
-  }
-
-  /** The cgroup method (freezeTreeWithCgroups), with the safety net and this guard's records. */
-  private async freezeWithCgroups(
-    vm: VmSnapshot,
-    identity: VmIdentity,
-    scope: FreezeScope,
-    hierarchy: CgroupHierarchy,
-    request: FreezeRequest,
-    earlier: FrozenVm | undefined,
-    fromEarlierWalk: boolean,
-  ): Promise<Pick<FreezeReport, 'method' | 'frozen' | 'skipped' | 'rounds' | 'cgroups'>> {
-    const net = this.safetyNet;
-    const first = scope === 'vm' ? [vm.main, ...vm.devices] : [...vm.devices];
-    const rescan = () => this.inspectVm({ pid: vm.main.pid, startTime: vm.main.startTime }).devices;
-    // From an earlier walk, nothing listed may mean nothing known yet: look before deciding.
-    const result = await freezeTreeWithCgroups(vm.main, first.length === 0 && fromEarlierWalk ? rescan() : first, {
-      ...this.targetRules(request, vm),
-      hierarchy,
-      stopTimeoutMs: this.settings.stopTimeoutMs,
-      maxRounds: this.settings.maxRounds,
-      earlier,
-      rescan,
-      beforeCreate: net && ((targets, planned) => net.willStop(identity, targets, planned)),
-      release: net && ((processes, cgroups) => net.didRelease(processes, cgroups)),
-    }).catch((error: unknown) => {
-      if (!(error instanceof CgroupFreezeFailure)) throw error;
-      throw new FreezeError(
-        vm.main.pid,
-        error.failures,
-        error.undone.map((p) => p.pid),
-      );
-    });
-    const how = { method: 'cgroup' as const, cgroupVersion: hierarchy.version, cgroups: [...(earlier?.cgroups ?? []), ...result.cgroups] };
-    this.hold(identity, scope, earlier, how, result.frozen, result.skipped);
-    return { method: 'cgroup', ...result };
-  }
-
   /** Adds what one freeze call froze and skipped to what this guard holds of the VM (either method). */
   private hold(
     vm: VmIdentity,
@@ -385,7 +305,7 @@ export class CrosvmGuard implements FreezeEngine {
     earlier: FrozenVm | undefined,
     how: Pick<FrozenVm, 'method' | 'cgroupVersion' | 'cgroups'>,
     frozen: readonly FrozenProcess[],
-    skipped: readonly SkippedProcess[],
+    skipped: FrozenVm['skipped'],
   ): void {
     if (frozen.length === 0 && !earlier) return;
     this.frozen.set(vm.pid, {
@@ -432,29 +352,26 @@ export class CrosvmGuard implements FreezeEngine {
     const leftStopped: LeftStopped[] = [];
     const problems: string[] = [];
     for (const vm of vms) {
-      if (vm.cgroups) {
-        // Back in their own cgroups, and so thawed; a process that exited is simply gone.
-        problems.push(...thawAndRestore(vm.cgroups));
-        // A group that could not be thawed or removed stays held (here, in the journal and by
-        // the companion) with the processes still in it: the next resume tries again.
-        const left = remainingCgroups(vm.cgroups);
-        const hierarchy = left.length > 0 ? freezerHierarchy(left[0].version) : undefined;
-        const stuck = (p: FrozenProcess) => hierarchy !== undefined && left.some((g) => g.dir === cgroupDirOf(p.pid, hierarchy));
-        const stillHeld = vm.processes.filter(stuck);
-        for (const p of vm.processes) if (!stillHeld.includes(p)) (readStat(p.pid)?.startTime === p.startTime ? resumed : gone).push(p);
-        if (left.length > 0) {
-          this.frozen.set(vm.vm.pid, { ...vm, cgroups: left, processes: stillHeld });
-          this.safetyNet?.didRelease(
-            vm.processes.filter((p) => !stillHeld.includes(p)),
-            vm.cgroups.filter((g) => !left.includes(g)),
-          );
-          continue;
-        }
-      } else {
-        const result = continueProcesses(vm.processes, { leaveTraced: !this.settings.includeTracedProcesses });
-        resumed.push(...result.resumed);
-        gone.push(...result.gone);
-        leftStopped.push(...result.leftStopped);
+      const outcome = undoFreeze(
+        { method: vm.method, processes: vm.processes, cgroups: vm.cgroups ?? [] },
+        { leaveOthers: { leaveTraced: !this.settings.includeTracedProcesses } },
+      );
+      resumed.push(...outcome.resumed);
+      gone.push(...outcome.gone);
+      // Refused by the kernel (not by a proof: none here): left as it is, and said.
+      leftStopped.push(...outcome.leftStopped, ...outcome.refused.map((r) => ({ ...r.process, why: r.why })));
+      problems.push(...outcome.problems);
+      const left = outcome.stillHeld;
+      if (left) {
+        // What could not be undone stays held (here, in the journal and by the companion)
+        // with the processes still in it: the next resume tries again.
+        const stillHeld = new Set(left.processes);
+        this.frozen.set(vm.vm.pid, { ...vm, cgroups: left.cgroups, processes: left.processes });
+        this.safetyNet?.didRelease(
+          vm.processes.filter((p) => !stillHeld.has(p)),
+          (vm.cgroups ?? []).filter((g) => !left.cgroups.includes(g)),
+        );
+        continue;
       }
       this.frozen.delete(vm.vm.pid);
       this.safetyNet?.didRelease(vm.processes, vm.cgroups);

@@ -9,11 +9,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { identityOf, isObject, isTicks } from './validate';
 import { ensurePrivateFolder, writePrivateFile } from './privateFolder';
-import { FreezeCgroup, mountedHierarchies, thawAndRestore, validateFreezeCgroup } from './cgroupfs';
-import type { FreezeMethod } from './method';
+import { FreezeCgroup, mountedHierarchies, validateFreezeCgroup } from './cgroupfs';
+import { driverOf, undoFreeze } from './methods/drivers';
+import { FreezeMethod, HeldProcess, HeldRecord, isFreezeMethod } from './methods/methodDriver';
 import { isExitedState, isStoppedState, readCmdline, readExe, readStat } from './procfs';
 import { ProcessIdentity, sameProcess } from './processTree';
-import { continueProcesses } from './signalFreezer';
 import { matchesProcessNames, VmSnapshot } from './vms';
 
 export const JOURNAL_VERSION = 1;
@@ -23,19 +23,13 @@ const MAX_VMS = 64;
 const MAX_PROCESSES = 4096;
 const MAX_CGROUPS = 256;
 
-export interface JournalProcess extends ProcessIdentity {
-  readonly label: string;
-}
+export type JournalProcess = HeldProcess;
 
-export interface JournalVm extends ProcessIdentity {
+/** One VM a window holds: its method's record (`method` absent in journals before the cgroup method: `signal`). */
+export interface JournalVm extends ProcessIdentity, HeldRecord {
   readonly name: string;
   /** Date.now() when it was frozen. */
   readonly since: number;
-  /** Absent in journals written before the cgroup method: `signal`. */
-  readonly method: FreezeMethod;
-  readonly processes: readonly JournalProcess[];
-  /** With the cgroup method: the freeze cgroups, to thaw and remove. */
-  readonly cgroups: readonly FreezeCgroup[];
 }
 
 export interface Journal {
@@ -78,11 +72,9 @@ export function parseJournal(value: unknown, mounted = mountedHierarchies()): Jo
       return 'invalid VM entry';
     }
     const method = vm.method ?? 'signal';
-    if (method !== 'signal' && method !== 'cgroup') return 'unknown method';
+    if (!isFreezeMethod(method)) return 'unknown method';
     const rawCgroups = vm.cgroups ?? [];
-    if (!Array.isArray(rawCgroups) || rawCgroups.length > MAX_CGROUPS || (method === 'signal' && rawCgroups.length > 0)) {
-      return 'invalid cgroups';
-    }
+    if (!Array.isArray(rawCgroups) || rawCgroups.length > MAX_CGROUPS) return 'invalid cgroups';
     const cgroups: FreezeCgroup[] = [];
     for (const raw of rawCgroups) {
       const group = validateFreezeCgroup(raw, mounted, owner.pid);
@@ -97,6 +89,8 @@ export function parseJournal(value: unknown, mounted = mountedHierarchies()): Jo
       if (!pid || !isObject(p) || typeof p.label !== 'string') return 'invalid process entry';
       processes.push({ ...pid, label: p.label.slice(0, 64) });
     }
+    const problem = driverOf(method).recordProblem({ processes, cgroups });
+    if (problem) return `invalid cgroups: ${problem}`;
     vms.push({ ...id, name: vm.name.slice(0, 256), since: vm.since, method, processes, cgroups });
   }
   return { version: JOURNAL_VERSION, owner, companion, vms };
@@ -195,62 +189,40 @@ export function recoverLeftovers(dir: string, names: readonly string[], self: Pr
     if (sameProcess(journal.owner, self)) continue;
     if (isAlive(journal.owner) || (journal.companion && isAlive(journal.companion))) continue;
     for (const vm of journal.vms) {
-      if (vm.method === 'cgroup') {
-        const thawed = thawLeftoverCgroups(vm, untouched);
-        if (thawed.length > 0) vms.push({ name: vm.name, pid: vm.pid, method: 'cgroup', resumed: thawed });
-        continue;
-      }
-      const resumed: JournalProcess[] = [];
-      for (const p of [...vm.processes].reverse()) {
-        const stat = readStat(p.pid);
-        if (!stat || stat.startTime !== p.startTime) untouched.push(`${p.label} (pid ${p.pid}): now another process or gone`);
-        else if (!isStoppedState(stat.state)) untouched.push(`${p.label} (pid ${p.pid}): not stopped`);
-        else if (!inCrosvmTree(p.pid, names)) untouched.push(`${p.label} (pid ${p.pid}): not part of a crosvm VM`);
-        else {
-          try {
-            process.kill(p.pid, 'SIGCONT');
-            resumed.push(p);
-          } catch (error) {
-            untouched.push(`${p.label} (pid ${p.pid}): ${(error as NodeJS.ErrnoException).code}`);
-          }
-        }
-      }
-      if (resumed.length > 0) vms.push({ name: vm.name, pid: vm.pid, method: 'signal', resumed });
+      // A journal is untrusted: a process is signalled only if it is still stopped, in a crosvm tree.
+      const outcome = undoFreeze(vm, { proof: (p) => leftoverRefusal(p, names) });
+      const said = (p: JournalProcess, why: string) => `${p.label} (pid ${p.pid}): ${why}`;
+      untouched.push(
+        ...outcome.notes,
+        ...outcome.problems,
+        ...outcome.gone.map((p) => said(p, 'now another process or gone')),
+        ...outcome.refused.map((r) => said(r.process, r.why)),
+      );
+      if (outcome.resumed.length > 0) vms.push({ name: vm.name, pid: vm.pid, method: vm.method, resumed: outcome.resumed });
     }
     removeJournal(entry.file);
   }
   return { vms, untouched, invalid };
 }
 
-/**
- * Thaws the freeze cgroups a journal lists (validated when it was read), moves their
- * processes back and removes them. Returns the recorded processes that run again.
- */
-export function thawLeftoverCgroups(vm: Pick<JournalVm, 'cgroups' | 'processes'>, notes: string[]): JournalProcess[] {
-  const present = vm.cgroups.filter((g) => fs.existsSync(g.dir));
-  for (const g of vm.cgroups) if (!present.includes(g)) notes.push(`freeze cgroup ${g.dir}: already gone`);
-  if (present.length === 0) return [];
-  for (const problem of thawAndRestore(present)) notes.push(problem);
-  return vm.processes.filter(isAlive);
+/** Why a process a dead window's journal lists is not to be resumed, or undefined. */
+function leftoverRefusal(p: ProcessIdentity, names: readonly string[]): string | undefined {
+  const stat = readStat(p.pid);
+  if (stat && !isStoppedState(stat.state)) return 'not stopped';
+  if (!inCrosvmTree(p.pid, names)) return 'not part of a crosvm VM';
+  return undefined;
 }
 
 /**
- * Resumes what another window holds frozen of `vm`, after the user agreed to take over: its
- * freeze cgroups thawed, moved back and removed; or SIGCONT for each process it recorded that
- * is still that process (start time) and still part of `vm` as read now. Nothing else.
+ * Resumes what another window holds frozen of `vm`, after the user agreed to take over, by
+ * its method's undo: only processes it recorded that are still those processes (start time)
+ * and still part of `vm` as read now; freeze cgroups thawed, moved back and removed.
  */
-export function takeOverFrozenVm(
-  record: Pick<JournalVm, 'method' | 'processes' | 'cgroups'>,
-  vm: VmSnapshot,
-): { resumed: ProcessIdentity[]; notes: string[] } {
-  const notes: string[] = [];
-  if (record.method === 'cgroup') return { resumed: thawLeftoverCgroups(record, notes), notes };
-  const current = new Map([vm.main, ...vm.devices].map((p) => [p.pid, p]));
-  const mine = record.processes
-    .map((r) => current.get(r.pid))
-    .filter((p): p is NonNullable<typeof p> => p !== undefined && record.processes.some((r) => sameProcess(r, p)))
-    .map((p) => ({ pid: p.pid, startTime: p.startTime, label: p.label, ppid: p.ppid }));
-  return { resumed: continueProcesses(mine).resumed, notes };
+export function takeOverFrozenVm(record: HeldRecord, vm: VmSnapshot): { resumed: ProcessIdentity[]; notes: string[] } {
+  const current = [vm.main, ...vm.devices];
+  const inVm = (p: ProcessIdentity) => (current.some((c) => sameProcess(c, p)) ? undefined : 'no longer part of the VM');
+  const outcome = undoFreeze(record, { proof: inVm });
+  return { resumed: outcome.resumed, notes: [...outcome.notes, ...outcome.problems] };
 }
 
 /** VMs frozen by other windows that still run: pid → processes, for the tree and resume. */

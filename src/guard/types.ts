@@ -3,13 +3,17 @@
 // or drive: FreezeEngine (this window's engine, and the root companion's client) and SafetyNet
 // (the write-ahead that makes every freeze crash-safe).
 import type { CgroupVersion, FreezeCgroup } from './cgroupfs';
-import type { FreezeMethod, MethodChoice, MethodSetting } from './method';
+import type { MethodChoice } from './methods/chooseMethod';
+import type { FreezeMethod, HeldRecord, MethodSetting } from './methods/methodDriver';
 import type { ChildrenSource, ProcessIdentity } from './processTree';
 import type { SwapBuildVerdict } from './swapBuild';
 
 export type { FreezeMethod, MethodChoice, MethodSetting };
 
-export type FreezeScope = 'devices' | 'vm';
+/** `devices`: the device processes; `vm`: the main process (vCPUs) as well. */
+export const FREEZE_SCOPES = ['devices', 'vm'] as const;
+export type FreezeScope = (typeof FREEZE_SCOPES)[number];
+export const isFreezeScope = (v: unknown): v is FreezeScope => FREEZE_SCOPES.includes(v as FreezeScope);
 
 /** A process this engine stopped, remembered by identity so resume never hits a stranger. */
 export interface FrozenProcess extends ProcessIdentity {
@@ -176,10 +180,10 @@ export interface FreezeEngine {
 /** What the guard calls around every stop and resume. */
 export interface SafetyNet {
   /**
-   * Makes `processes` recoverable; resolves before the first of them gets SIGSTOP or, when
-   * `cgroups` are given (the cgroup method), before the first of those is created.
+   * Makes what `held` lists recoverable; resolves before the first of its processes is frozen
+   * and before the first of its freeze cgroups is created.
    */
-  willStop(vm: ProcessIdentity & { name: string }, processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): Promise<void>;
+  willStop(vm: ProcessIdentity & { name: string }, held: HeldRecord<FrozenProcess>): Promise<void>;
   /** They run again, or are gone (and the cgroups thawed and removed): nobody needs to resume them any more. */
   didRelease(processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): void;
 }

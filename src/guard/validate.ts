@@ -13,3 +13,9 @@ export const isObject = (v: unknown): v is Record<string, unknown> => typeof v =
 export function identityOf(v: unknown): { pid: number; startTime: number } | undefined {
   return isObject(v) && isPid(v.pid) && isTicks(v.startTime) ? { pid: v.pid, startTime: v.startTime } : undefined;
 }
+
+/** `"a", "b" or "c"`: the values a field may take, for the message that refuses another. */
+export function oneOf(values: readonly string[]): string {
+  const quoted = values.map((v) => JSON.stringify(v));
+  return quoted.length > 1 ? `${quoted.slice(0, -1).join(', ')} or ${quoted[quoted.length - 1]}` : quoted.join('');
+}

@@ -1,7 +1,7 @@
 // The API `activate()` returns to other extensions (and to the tests):
 //   const api = vscode.extensions.getExtension('crosvm-guard.crosvm-guard')?.exports;
 import type * as vscode from 'vscode';
-import { GuardError } from '../guard';
+import { FREEZE_SCOPES, GuardError, isFreezeScope, isMethodSetting, isPid, METHOD_SETTINGS, oneOf } from '../guard';
 import type { FreezeMethod, FreezeReport, FreezeRequest, FrozenVm, GuardEvent, ResumeReport, VmIdentity, VmRef } from '../guard';
 
 export interface VmSummary extends VmIdentity {
@@ -33,13 +33,12 @@ export function apiFreezeRequest(options: unknown): ApiFreezeRequest {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object') throw new GuardError('invalid-argument', 'Freeze options must be an object.');
   const { scope, method, excludePids } = options as Record<string, unknown>;
-  if (scope !== undefined && scope !== 'devices' && scope !== 'vm') {
-    throw new GuardError('invalid-argument', 'scope must be "devices" or "vm".');
+  if (scope !== undefined && !isFreezeScope(scope)) {
+    throw new GuardError('invalid-argument', `scope must be ${oneOf(FREEZE_SCOPES)}.`);
   }
-  if (method !== undefined && method !== 'auto' && method !== 'signal' && method !== 'cgroup') {
-    throw new GuardError('invalid-argument', 'method must be "auto", "signal" or "cgroup".');
+  if (method !== undefined && !isMethodSetting(method)) {
+    throw new GuardError('invalid-argument', `method must be ${oneOf(METHOD_SETTINGS)}.`);
   }
-  const isPid = (pid: unknown) => typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 0;
   if (excludePids !== undefined && !(Array.isArray(excludePids) && excludePids.every(isPid))) {
     throw new GuardError('invalid-argument', 'excludePids must be a list of process ids.');
   }

@@ -8,6 +8,7 @@ import {
   FreezeScope,
   GuardError,
   maySignal,
+  methodName,
   ProcessSnapshot,
   SkippedProcess,
   startTimeToDate,
@@ -20,7 +21,6 @@ import { ElevationError } from '../companion/elevatedClient';
 import { ProcessNode, VmNode } from './processTreeView';
 import { SettingKeys } from '../common/settings';
 import { openSetting } from './openSetting';
-import { methodName } from '../common/format';
 import {
   clockTime,
   codeBlock,

@@ -160,7 +160,7 @@ export class GuardController implements vscode.Disposable {
     const other = view.frozenElsewhere;
     if (!other) return [];
     const { resumed, notes } = takeOverFrozenVm(other, view.snapshot);
-    const thawed = other.method === 'cgroup' ? other.cgroups.length : undefined;
+    const thawed = other.cgroups.length > 0 ? other.cgroups.length : undefined;
     this.log.info(tookOverLine(view.snapshot.main.pid, other.ownerPid, thawed, resumed.length, notes));
     this.refresh();
     return resumed;

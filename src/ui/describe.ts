@@ -2,10 +2,10 @@
 // (Markdown for tooltips). No runtime vscode import: the wording is unit-tested under plain
 // Node, and every string that comes from /proc (another user's process names and command
 // lines among them) is escaped here, once, before it reaches a Markdown renderer.
-import { ProcessSnapshot, sameProcess, ProcessIdentity, SWAP_MONITOR_LABEL } from '../guard';
-import type { SkippedProcess } from '../guard';
+import { driverOf, methodName, ProcessSnapshot, sameProcess, ProcessIdentity, SWAP_MONITOR_LABEL } from '../guard';
+import type { FreezeMethod, SkippedProcess } from '../guard';
 import { isExitedState, isStoppedState } from '../guard';
-import { formatElapsed, methodName } from '../common/format';
+import { formatElapsed } from '../common/format';
 import type { VmView } from './controller';
 import { processName, ProcessName } from './viewModel';
 
@@ -55,10 +55,12 @@ export function processStateKind(p: ProcessSnapshot, vm: Pick<VmView, 'frozen' |
   if (isExitedState(p.state)) return 'zombie';
   const stopped = isStoppedState(p.state);
   const listed = (list: readonly ProcessIdentity[] | undefined) => list?.some((f) => sameProcess(f, p)) ?? false;
-  // A cgroup-frozen task is not in a stopped state (`ps` shows S or D): what we froze says so.
-  if (vm.frozen?.method === 'cgroup' && listed(vm.frozen.processes)) return 'frozenByCgroup';
+  // A process the cgroup freezer froze is not in a stopped state (`ps` shows S or D): what we
+  // froze says so. One that signals froze is frozen only while it is still stopped.
+  const hidden = (method: FreezeMethod | undefined) => method !== undefined && !driverOf(method).showsAsStopped;
+  if (hidden(vm.frozen?.method) && listed(vm.frozen?.processes)) return 'frozenByCgroup';
   if (stopped && listed(vm.frozen?.processes)) return 'frozen';
-  if ((stopped || vm.frozenElsewhere?.method === 'cgroup') && listed(vm.frozenElsewhere?.processes)) return 'frozenElsewhere';
+  if ((stopped || hidden(vm.frozenElsewhere?.method)) && listed(vm.frozenElsewhere?.processes)) return 'frozenElsewhere';
   if (p.tracerPid !== 0) return 'traced';
   if (stopped) return 'stopped';
   return 'running';
@@ -241,14 +243,9 @@ export function vmTooltip(view: VmView): string {
         ? `some of its processes run as another user (the VM as uid ${vm.main.uid}), which this window may not signal`
         : why(view.method.why);
     lines.push(`$(shield) **Needs administrator rights**: ${reason}. ${ROOT_COMPANION_EXPLAINED}`);
-  } else if (view.method.method === 'signal') {
-    lines.push(`$(check) **Can be frozen** with signals: ${why(swapBuild.evidence)}.`);
-  } else if (view.method.method === 'cgroup') {
-    lines.push(
-      `$(check) **Can be frozen** with the ${why(view.method.why)}.`,
-      '',
-      `$(warning) Not with signals: ${why(swapBuild.evidence)}.`,
-    );
+  } else if (view.method.method) {
+    const { how, caveat } = driverOf(view.method.method).words.canFreeze(view.method.why, swapBuild.evidence);
+    lines.push(`$(check) **Can be frozen** with ${why(how)}.`, ...(caveat ? ['', `$(warning) ${why(caveat)}.`] : []));
   } else {
     lines.push(`$(error) **Cannot be frozen**: ${why(view.method.error.message)}`);
   }

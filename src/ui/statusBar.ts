@@ -1,7 +1,8 @@
 // The status-bar item: what is frozen and for how long, and a click that toggles it. It is
 // created once and only updated; the one-second ticker runs only while something is frozen.
 import * as vscode from 'vscode';
-import { formatElapsed, methodName } from '../common/format';
+import { formatElapsed } from '../common/format';
+import { methodName } from '../guard';
 import { codeSpan, debugTargetsSentence, escapeMarkdown, leftRunning, plural, statusSummary, StatusLook } from './describe';
 import { StatusBarVisibility } from '../common/settings';
 import { Commands } from './contributions';

@@ -15,7 +15,7 @@ import {
   releaseFromFreezeCgroup,
   thawAndRestore,
 } from '../../src/guard/cgroupfs';
-import { freezeInCgroups } from '../../src/guard/cgroupFreezer';
+import { freezeInCgroups } from '../../src/guard/methods/cgroupMethod';
 import { readJournals, recoverLeftovers } from '../../src/guard/journal';
 import { currentIdentity } from '../../src/guard/processTree';
 import { FixtureDevice, FixtureVm, pidsOfOwnFixtureVms, startFixtureVm, stopAllFixtureVms } from '../fixture/fixtureVm';

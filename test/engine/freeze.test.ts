@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
 import { CrosvmGuard, FreezeError, GuardError, GuardEvent } from '../../src/guard';
-import { continueProcesses, stopTree } from '../../src/guard/signalFreezer';
+import { continueProcesses, stopTree } from '../../src/guard/methods/signalMethod';
 import { readSnapshot, selfAndAncestors } from '../../src/guard/processTree';
 import { FixtureVm, startFixtureVm, stopAllFixtureVms, waitUntil } from '../fixture/fixtureVm';
 import { eventually, isFullyStopped, isRunning, sleep, threadStates } from './procState';

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { CrosvmGuard, FreezeRequest, FrozenProcess, GuardError } from '../../src/guard';
 import { CgroupVersion, freezerHierarchy, thawAndRestore } from '../../src/guard/cgroupfs';
-import { freezeInCgroups } from '../../src/guard/cgroupFreezer';
+import { freezeInCgroups } from '../../src/guard/methods/cgroupMethod';
 
 const print = (value: object) => process.stdout.write(JSON.stringify(value) + '\n');
 const printError = (error: unknown) => {

@@ -231,7 +231,7 @@ describe("a stop or a debugger that is someone else's", () => {
     // extension it takes a pipe write and a file write, time enough for a kill from a terminal.
     let stopped = false;
     guard.setSafetyNet({
-      willStop: async (_vm, processes) => {
+      willStop: async (_vm, { processes }) => {
         if (stopped || !processes.some((p) => p.pid === device)) return;
         stopped = true;
         process.kill(device, 'SIGSTOP');

@@ -109,7 +109,8 @@ describe('the journal folder', () => {
     safeties.push(first);
     const vmRef = { pid: vm.pid, startTime: currentIdentity(vm.pid)?.startTime as number, name: 'crosvm' };
     const device = { pid: vm.devices[0].pid, startTime: currentIdentity(vm.devices[0].pid)?.startTime as number, label: 'x', ppid: vm.pid };
-    await first.willStop(vmRef, [device]);
+    const held = { method: 'signal' as const, processes: [device], cgroups: [] };
+    await first.willStop(vmRef, held);
     assert.ok(fs.existsSync(first.journalPath));
     // Gone while the window runs (a tmp cleaner), and made again by the other user, links planted.
     fs.rmSync(dir, { recursive: true, force: true });
@@ -117,7 +118,7 @@ describe('the journal folder', () => {
     const target = precious();
     fs.symlinkSync(target.file, path.join(dir, 'companion.log'));
     fs.symlinkSync(target.file, `${first.journalPath}.${process.pid}.tmp`);
-    await first.willStop(vmRef, [device]);
+    await first.willStop(vmRef, held);
     assert.ok(
       logs.some((m) => /Could not write the journal .*is not private to this user: it belongs to uid 65534/.test(m)),
       logs.join('\n'),
@@ -125,7 +126,7 @@ describe('the journal folder', () => {
     // A second window starting its companion there: no log opened through the link.
     const second = new CrashSafety({ journalDir: dir, companionScript, log: (_level, message) => logs.push(message) });
     safeties.push(second);
-    await second.willStop(vmRef, [device]);
+    await second.willStop(vmRef, held);
     assert.ok(
       logs.some((m) => /The companion runs without a log: .*not private/.test(m)),
       logs.join('\n'),

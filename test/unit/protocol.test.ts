@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { companionArgv, parseCompanionArgv, parseElevatedRequest, parseWatchRequest } from '../../src/companion/protocol';
 import { CgroupHierarchy, validateFreezeCgroup } from '../../src/guard/cgroupfs';
 import { parseJournal } from '../../src/guard/journal';
-import { decideMethod, MethodQuestion } from '../../src/guard/method';
+import { decideMethod, MethodQuestion } from '../../src/guard/methods/chooseMethod';
 import type { ProcessSnapshot } from '../../src/guard/processTree';
 import type { VmSnapshot } from '../../src/guard/vms';
 
@@ -73,9 +73,10 @@ describe('parseWatchRequest: what the watch companion accepts', () => {
   const host = 4242;
   const ours = `/sys/fs/cgroup/user.slice/crosvm-guard-${host}-a1b2c3`;
   it('accepts hold and release with processes and freeze cgroups of its host', () => {
-    const raw = { op: 'hold', processes: [{ pid: 10, startTime: 7, label: 'virtio-net' }], cgroups: [group(ours)] };
+    const raw = { op: 'hold', method: 'cgroup', processes: [{ pid: 10, startTime: 7, label: 'virtio-net' }], cgroups: [group(ours)] };
     assert.deepEqual(parseWatchRequest(raw, host, mounted), {
       op: 'hold',
+      method: 'cgroup',
       processes: [{ pid: 10, startTime: 7, label: 'virtio-net' }],
       cgroups: [group(ours)],
     });
@@ -83,7 +84,8 @@ describe('parseWatchRequest: what the watch companion accepts', () => {
     assert.deepEqual(parseWatchRequest({ op: 'exit' }, host, mounted), { op: 'exit' });
   });
   it('cuts a long label to 64 characters', () => {
-    const parsed = parseWatchRequest({ op: 'hold', processes: [{ pid: 10, startTime: 7, label: 'x'.repeat(500) }] }, host, mounted);
+    const long = { op: 'hold', method: 'signal', processes: [{ pid: 10, startTime: 7, label: 'x'.repeat(500) }] };
+    const parsed = parseWatchRequest(long, host, mounted);
     assert.equal(typeof parsed === 'object' && parsed.op === 'hold' ? parsed.processes[0].label.length : 0, 64);
   });
   const refused: Array<[string, Record<string, unknown>, RegExp]> = [
@@ -102,9 +104,16 @@ describe('parseWatchRequest: what the watch companion accepts', () => {
       { op: 'hold', processes: [], cgroups: [group('/sys/fs/cgroup/user.slice')] },
       /not named like a freeze cgroup/,
     ],
+    ['a hold that names no method', { op: 'hold', method: undefined, processes: [] }, /unknown method undefined/],
+    ['a hold by an unknown method', { op: 'hold', method: 'sigkill', processes: [] }, /unknown method sigkill/],
+    [
+      'freeze cgroups held by signals',
+      { op: 'hold', method: 'signal', processes: [], cgroups: [group(ours)] },
+      /a freeze by signals has no freeze cgroups/,
+    ],
   ];
   for (const [name, raw, expected] of refused) {
-    it(`refuses ${name}`, () => assert.match(String(parseWatchRequest(raw, host, mounted)), expected));
+    it(`refuses ${name}`, () => assert.match(String(parseWatchRequest({ method: 'signal', ...raw }, host, mounted)), expected));
   }
 });
 

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { ElevationNeed, ElevationSession, ElevationSetting } from '../../src/companion/elevationSession';
 import { mergeResumeReports } from '../../src/guard/guard';
-import type { MethodChoice } from '../../src/guard/method';
+import type { MethodChoice } from '../../src/guard/methods/chooseMethod';
 import type { ProcessSnapshot } from '../../src/guard/processTree';
 import type { VmSnapshot } from '../../src/guard/vms';
 import { buildVmView, elevationNeeded, VmFacts } from '../../src/ui/viewModel';

@@ -1,11 +1,13 @@
-// Stopping a crosvm process tree with SIGSTOP, proving it stopped, and resuming it: crosvm's
-// ProcessesGuard algorithm, without its weak points (see README, "Design").
-import { describeBlockingState, describeSignalError, StopFailure } from './errors';
-import { isExitedState, isStoppedState, listThreads, readStat, readStatus } from './procfs';
-import { ChildrenSource, descendantPids, isSkipped, ThreadIds, ProcessSnapshot, readSnapshot } from './processTree';
-import { Poller } from './poller';
-import { forkRaceFailure, proofBeforeActing, skippedByProof, sortRound, TargetRules } from './targets';
-import type { FreezeScope, FrozenProcess, LeftStopped, SkippedProcess } from './types';
+// The signal method: stopping a crosvm process tree with SIGSTOP, proving it stopped, and
+// resuming it: crosvm's ProcessesGuard algorithm, without its weak points (docs/design.md).
+// Only for a build that survives a stopped device process (see chooseMethod.ts).
+import { describeBlockingState, describeSignalError, FreezeError, StopFailure } from '../errors';
+import { isExitedState, isStoppedState, listThreads, readStat, readStatus } from '../procfs';
+import { ChildrenSource, descendantPids, identityKey, isSkipped, ThreadIds, ProcessSnapshot, readSnapshot } from '../processTree';
+import { Poller } from '../poller';
+import { forkRaceFailure, proofBeforeActing, skippedByProof, sortRound, TargetRules } from '../targets';
+import type { FreezeScope, FrozenProcess, SkippedProcess } from '../types';
+import type { FreezeJob, FreezeOutcome, HeldProcess, MethodDriver, UndoOutcome, UndoPolicy } from './methodDriver';
 
 export interface StopTreeOptions extends TargetRules {
   readonly scope: FreezeScope;
@@ -143,41 +145,49 @@ export function stoppedOrTracedSince(pid: number, leaveTraced: boolean): string 
 }
 
 /**
- * SIGCONT for each process that is still the one we stopped; returns those resumed. With
- * `leaveOthers`, a process stopped or traced by someone else since is left as it is.
+ * SIGCONT for each process that is still the one we stopped (pid and start time), children
+ * first; with `leaveOthers`, a process stopped or traced by someone else since is left as it
+ * is, and `proof` may refuse any other. The signal method's undo.
  */
-export function continueProcesses(
-  processes: readonly FrozenProcess[],
-  leaveOthers?: { readonly leaveTraced: boolean },
-): {
-  resumed: FrozenProcess[];
-  gone: FrozenProcess[];
-  leftStopped: LeftStopped[];
-} {
-  const resumed: FrozenProcess[] = [];
-  const gone: FrozenProcess[] = [];
-  const leftStopped: LeftStopped[] = [];
+export function continueProcesses<P extends HeldProcess>(
+  processes: readonly P[],
+  leaveOthers?: UndoPolicy['leaveOthers'],
+  proof?: UndoPolicy<P>['proof'],
+): Pick<UndoOutcome<P>, 'resumed' | 'gone' | 'leftStopped' | 'refused'> {
+  const outcome: Pick<UndoOutcome<P>, 'resumed' | 'gone' | 'leftStopped' | 'refused'> = {
+    resumed: [],
+    gone: [],
+    leftStopped: [],
+    refused: [],
+  };
   // Children first, so a parent that resumes finds its children running again.
   for (const p of [...processes].reverse()) {
     const stat = readStat(p.pid);
     if (!stat || stat.startTime !== p.startTime) {
       // Exited, or the pid now names another process: that one we never stopped.
-      gone.push(p);
+      outcome.gone.push(p);
+      continue;
+    }
+    const refusal = proof?.(p);
+    if (refusal) {
+      outcome.refused.push({ process: p, why: refusal });
       continue;
     }
     const since = leaveOthers && stoppedOrTracedSince(p.pid, leaveOthers.leaveTraced);
     if (since) {
-      leftStopped.push({ ...p, why: since });
+      outcome.leftStopped.push({ ...p, why: since });
       continue;
     }
     try {
       process.kill(p.pid, 'SIGCONT');
-      resumed.push(p);
-    } catch {
-      gone.push(p);
+      outcome.resumed.push(p);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ESRCH') outcome.gone.push(p);
+      else outcome.refused.push({ process: p, why: code ?? (error as Error).message });
     }
   }
-  return { resumed, gone, leftStopped };
+  return outcome;
 }
 
 /**
@@ -289,3 +299,63 @@ export async function stopTree(
     for (const t of signalled) stoppedPids.add(t.pid);
   }
 }
+
+/** Signals: SIGSTOP and SIGCONT, crosvm's own way, seen as `T` by `ps` and debuggers. */
+export const SIGNAL_DRIVER: MethodDriver<'signal'> = {
+  method: 'signal',
+  words: {
+    name: 'signals',
+    canFreeze: (_why, evidence) => ({ how: `signals: ${evidence}` }),
+  },
+  showsAsStopped: true,
+
+  async freeze(job: FreezeJob<'signal'>): Promise<FreezeOutcome> {
+    const { vm, identity, earlier, net } = job;
+    const announced: FrozenProcess[] = [];
+    let result;
+    try {
+      result = await stopTree(vm.main, vm.devices, {
+        ...job.rules,
+        scope: job.scope,
+        stopTimeoutMs: job.stopTimeoutMs,
+        maxRounds: job.maxRounds,
+        childrenSource: job.childrenSource,
+        alreadyFrozen: new Map((earlier?.processes ?? []).map((p) => [identityKey(p), p])),
+        alreadySkipped: new Map((earlier?.skipped ?? []).map((p) => [identityKey(p), p])),
+        knownThreads: new Map([...vm.threadIds].map(([pid, tids]) => [pid, [...tids]])),
+        knownDevicesFromEarlierWalk: job.fromEarlierWalk,
+        // Write-ahead: whoever resumes after a crash knows of a process before it stops.
+        beforeStop: net
+          ? (targets) => {
+              announced.push(...targets);
+              return net.willStop(identity, { method: 'signal', processes: targets, cgroups: [] });
+            }
+          : undefined,
+      });
+    } catch (error) {
+      // Everything this call stopped was resumed: nobody needs to hold it any more.
+      if (announced.length > 0) net?.didRelease(announced);
+      if (!(error instanceof StopTreeFailure)) throw error;
+      throw new FreezeError(
+        vm.main.pid,
+        error.failures,
+        error.resumed.map((p) => p.pid),
+      );
+    }
+    // Announced, then found outside the VM right before the signal: nobody may resume them.
+    if (result.released.length > 0) net?.didRelease(result.released);
+    return { frozen: result.stopped, skipped: result.skipped, rounds: result.rounds, held: { method: 'signal' } };
+  },
+
+  undo(record, policy = {}) {
+    return { ...continueProcesses(record.processes, policy.leaveOthers, policy.proof), problems: [], notes: [] };
+  },
+
+  isStillHeld: (vm) =>
+    vm.processes.some((p) => {
+      const stat = readStat(p.pid);
+      return stat !== undefined && stat.startTime === p.startTime && isStoppedState(stat.state);
+    }),
+
+  recordProblem: (record) => (record.cgroups.length > 0 ? 'a freeze by signals has no freeze cgroups' : undefined),
+};

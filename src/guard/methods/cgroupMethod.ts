@@ -1,4 +1,4 @@
-// The kernel's cgroup freezer, the second way to freeze a VM: frozen tasks are not stopped
+// The cgroup method: the kernel's cgroup freezer, the second way to freeze a VM: frozen tasks are not stopped
 // in the job-control sense, so crosvm's parent gets no SIGCHLD and even a build without the
 // `swap` feature survives. Each target moves into a freeze cgroup created as a child of the
 // cgroup it lives in (so the limits above still apply), the freeze cgroup is frozen, and on
@@ -7,22 +7,26 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { StopFailure } from './errors';
+import { FreezeError, StopFailure } from '../errors';
 import {
   CgroupHierarchy,
   cgroupDirOf,
   FREEZE_PREFIX,
   FreezeCgroup,
+  freezerHierarchy,
   isFreezeCgroupDir,
   isFrozen,
   releaseFromFreezeCgroup,
+  remainingCgroups,
   thawAndRestore,
   writeControl,
-} from './cgroupfs';
-import { identityKey, isSkipped, ProcessSnapshot, ProofFailure, proveIdentity } from './processTree';
-import { Poller } from './poller';
-import { forkRaceFailure, proofBeforeActing, skippedByProof, sortRound, TargetRules } from './targets';
-import type { FrozenProcess, FrozenVm, SkippedProcess } from './types';
+} from '../cgroupfs';
+import { readStat } from '../procfs';
+import { identityKey, isSkipped, ProcessSnapshot, ProofFailure, proveIdentity } from '../processTree';
+import { Poller } from '../poller';
+import { forkRaceFailure, proofBeforeActing, skippedByProof, sortRound, TargetRules } from '../targets';
+import type { FrozenProcess, FrozenVm, SkippedProcess } from '../types';
+import type { FreezeJob, FreezeOutcome, HeldProcess, MethodDriver, UndoOutcome } from './methodDriver';
 
 /** Thrown after everything the freeze moved was moved back and thawed. */
 export class CgroupFreezeFailure extends Error {
@@ -237,3 +241,69 @@ export async function freezeTreeWithCgroups(
   }
   return { frozen, skipped, rounds, cgroups: groups };
 }
+
+/**
+ * Thaws the freeze cgroups of `record` that still exist, moves their processes back and
+ * removes them; a group that will not go stays held, with the recorded processes in it.
+ */
+function thawRecord<P extends HeldProcess>(record: { processes: readonly P[]; cgroups: readonly FreezeCgroup[] }): UndoOutcome<P> {
+  const outcome: UndoOutcome<P> = { resumed: [], gone: [], leftStopped: [], refused: [], problems: [], notes: [] };
+  const present = remainingCgroups(record.cgroups);
+  for (const g of record.cgroups) if (!present.includes(g)) outcome.notes.push(`freeze cgroup ${g.dir}: already gone`);
+  // None left: whoever removed them thawed them; nothing of ours to undo.
+  if (present.length === 0) return outcome;
+  outcome.problems.push(...thawAndRestore(present));
+  const left = remainingCgroups(present);
+  const hierarchy = left.length > 0 ? freezerHierarchy(left[0].version) : undefined;
+  const stuck = (p: P) => hierarchy !== undefined && left.some((g) => g.dir === cgroupDirOf(p.pid, hierarchy));
+  const stillHeld = record.processes.filter(stuck);
+  // Back in their own cgroups, and so thawed; a process that exited is simply gone.
+  for (const p of record.processes) {
+    if (!stillHeld.includes(p)) (readStat(p.pid)?.startTime === p.startTime ? outcome.resumed : outcome.gone).push(p);
+  }
+  return left.length > 0 ? { ...outcome, stillHeld: { processes: stillHeld, cgroups: left } } : outcome;
+}
+
+/** The cgroup freezer: crosvm does not notice it, so any build survives; needs write access to the cgroups. */
+export const CGROUP_DRIVER: MethodDriver<'cgroup'> = {
+  method: 'cgroup',
+  words: {
+    name: 'the cgroup freezer',
+    canFreeze: (why, evidence) => ({ how: `the ${why}`, caveat: `Not with signals: ${evidence}` }),
+  },
+  showsAsStopped: false,
+
+  async freeze(job: FreezeJob<'cgroup'>): Promise<FreezeOutcome> {
+    const { vm, identity, earlier, net, choice } = job;
+    const first = job.scope === 'vm' ? [vm.main, ...vm.devices] : [...vm.devices];
+    // From an earlier walk, nothing listed may mean nothing known yet: look before deciding.
+    const result = await freezeTreeWithCgroups(vm.main, first.length === 0 && job.fromEarlierWalk ? job.rescan() : first, {
+      ...job.rules,
+      hierarchy: choice.hierarchy,
+      stopTimeoutMs: job.stopTimeoutMs,
+      maxRounds: job.maxRounds,
+      earlier,
+      rescan: job.rescan,
+      beforeCreate: net && ((targets, planned) => net.willStop(identity, { method: 'cgroup', processes: targets, cgroups: planned })),
+      release: net && ((processes, cgroups) => net.didRelease(processes, cgroups)),
+    }).catch((error: unknown) => {
+      if (!(error instanceof CgroupFreezeFailure)) throw error;
+      throw new FreezeError(
+        vm.main.pid,
+        error.failures,
+        error.undone.map((p) => p.pid),
+      );
+    });
+    const cgroups = [...(earlier?.cgroups ?? []), ...result.cgroups];
+    return { ...result, held: { method: 'cgroup', cgroupVersion: choice.hierarchy.version, cgroups } };
+  },
+
+  // Processes go back with their cgroups, never by a signal: `policy` has nothing to decide.
+  undo: (record) => thawRecord(record),
+
+  // Frozen by cgroup, the tasks are not "stopped": held while one of our freeze cgroups is
+  // still there (whoever took over removed them).
+  isStillHeld: (vm) => remainingCgroups(vm.cgroups ?? []).length > 0,
+
+  recordProblem: () => undefined,
+};

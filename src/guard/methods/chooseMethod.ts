@@ -1,15 +1,12 @@
-// Which of the two methods freezes a VM: SIGSTOP (crosvm's own, cheapest, and visible to
+// The one place that picks the method for a VM: SIGSTOP (crosvm's own, cheapest, and visible to
 // `ps` and debuggers as stopped) where the build tolerates stopped children, else the cgroup
 // freezer where this process may write the cgroup tree, else neither, with the ways out.
-import { CgroupAccess, cgroupAccess, cgroupDirOf, CgroupHierarchy, CgroupVersion, freezerHierarchy } from './cgroupfs';
-import { GuardError } from './errors';
-import type { FreezeScope } from './types';
-import { SwapBuildVerdict, UNSAFE_BUILD_WAY_OUT } from './swapBuild';
-import type { VmSnapshot } from './vms';
-
-export type FreezeMethod = 'signal' | 'cgroup';
-/** The setting crosvmGuard.method: a method, or `auto` to choose per VM. */
-export type MethodSetting = FreezeMethod | 'auto';
+import { CgroupAccess, cgroupAccess, cgroupDirOf, CgroupHierarchy, CgroupVersion, freezerHierarchy } from '../cgroupfs';
+import { GuardError } from '../errors';
+import type { FreezeScope } from '../types';
+import { SwapBuildVerdict, UNSAFE_BUILD_WAY_OUT } from '../swapBuild';
+import type { VmSnapshot } from '../vms';
+import type { MethodSetting } from './methodDriver';
 
 /** Where one process lives in the freezer hierarchy, and who may move it. */
 export interface CgroupPlacement {
