@@ -1,7 +1,10 @@
 // Settings validation: every invalid value falls back to its default with a warning.
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { DEFAULT_EXTENSION_SETTINGS, validateSettings } from '../../src/common/settings';
+import { DEFAULT_EXTENSION_SETTINGS, SETTINGS_SECTION, SettingKeys, validateSettings } from '../../src/common/settings';
+import { METHOD_SETTINGS } from '../../src/guard/methods/methodDriver';
 import { formatElapsed } from '../../src/common/format';
 
 describe('validateSettings', () => {
@@ -82,5 +85,23 @@ describe('formatElapsed', () => {
     assert.equal(formatElapsed(65_000), '1:05');
     assert.equal(formatElapsed(3_725_000), '1:02:05');
     assert.equal(formatElapsed(-50), '0:00');
+  });
+});
+
+describe('package.json, as the Settings editor reads it', () => {
+  // The Settings editor shows package.json, not the code: both must say the same.
+  const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '../../../package.json'), 'utf8')) as {
+    contributes: { configuration: { properties: Record<string, { default?: unknown; enum?: unknown[] }> } };
+  };
+  const declared = manifest.contributes.configuration.properties;
+  for (const [key, name] of Object.entries(SettingKeys) as Array<[keyof typeof SettingKeys, string]>) {
+    it(`declares ${SETTINGS_SECTION}.${name} with the default the code uses`, () => {
+      const property = declared[`${SETTINGS_SECTION}.${name}`];
+      assert.ok(property, `package.json does not declare ${SETTINGS_SECTION}.${name}`);
+      assert.deepEqual(property.default, DEFAULT_EXTENSION_SETTINGS[key]);
+    });
+  }
+  it('offers exactly the methods the engine has, and auto', () => {
+    assert.deepEqual(declared[`${SETTINGS_SECTION}.${SettingKeys.method}`].enum, [...METHOD_SETTINGS]);
   });
 });
