@@ -6,6 +6,7 @@ import { GuardError } from './errors';
 import { globsRegExp } from './glob';
 import { listPids, readCmdline, readExe, readStat } from './procfs';
 import { ChildrenSource, descendantPids, ProcessSnapshot, readSnapshot, ThreadIds } from './processTree';
+import { isPid } from './validate';
 
 export interface VmSnapshot {
   readonly main: ProcessSnapshot;
@@ -132,7 +133,7 @@ export function readVm(
   expectedStartTime?: number,
   provenVms?: ProvenVms,
 ): VmSnapshot {
-  if (!Number.isSafeInteger(pid) || pid <= 1) {
+  if (!isPid(pid)) {
     throw new GuardError('invalid-argument', `${String(pid)} is not a process id of a crosvm VM.`);
   }
   const main = readSnapshot(pid);
