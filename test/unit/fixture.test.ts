@@ -3,6 +3,7 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import { after, describe, it } from 'node:test';
+import { isFullyStopped } from '../engine/procState';
 import {
   buildFixture,
   FIXTURE_BUILT_IN_LABELS,
@@ -205,6 +206,9 @@ describe('crosvm fixture', () => {
       const snd = device(vm, 'virtio snd');
       const net = device(vm, 'virtio-net');
       process.kill(net.pid, 'SIGSTOP');
+      // Stopped before the exit comes (on a busy machine a signal takes a moment to land);
+      // else the teardown finds nothing stopped to wait for, and ends the device first.
+      await waitUntil(() => isFullyStopped(net.pid), 2000, 'virtio-net to stop');
       process.kill(snd.pid, 'SIGKILL');
       await waitUntil(() => vm.crashed(), 2000, 'the crash line');
       assert.match(vm.stderr(), new RegExp(`^child virtio snd \\(pid ${snd.pid}\\) exited: signo 17, status 9, code 2$`, 'm'));
