@@ -4,10 +4,10 @@
 // nothing on trust, least of all as root.
 import { CgroupHierarchy, FreezeCgroup, mountedHierarchies, validateFreezeCgroup } from '../guard/cgroupfs';
 import { driverOf } from '../guard/methods/drivers';
-import { FreezeMethod, HeldProcess, isFreezeMethod, isMethodSetting, METHOD_SETTINGS } from '../guard/methods/methodDriver';
+import { HeldProcess, HeldRecord, isFreezeMethod, isMethodSetting, METHOD_SETTINGS } from '../guard/methods/methodDriver';
 import { FREEZE_SCOPES, isFreezeScope } from '../guard/types';
 import type { FreezeReport, FreezeScope, FrozenVm, MethodSetting, ResumeReport } from '../guard/types';
-import { isPid, isTicks, oneOf } from '../guard/validate';
+import { identityOf, isPid, isTicks, oneOf } from '../guard/validate';
 
 // ---- the command line: which mode, and its few numbers -------------------------------------
 
@@ -65,13 +65,8 @@ export function parseCompanionArgv(argv: readonly string[]): CompanionArguments 
 // ---- watch mode: the host's own freezes, resumed by the companion if the host dies --------
 
 export type WatchRequest =
-  /** Write-ahead: about to be frozen by `method` (processes, and freeze cgroups about to be made). */
-  | {
-      readonly op: 'hold';
-      readonly method: FreezeMethod;
-      readonly processes: readonly HeldProcess[];
-      readonly cgroups: readonly FreezeCgroup[];
-    }
+  /** Write-ahead: about to be frozen (processes, and freeze cgroups about to be made): a record to undo. */
+  | ({ readonly op: 'hold' } & HeldRecord)
   /** Running again, or gone: nothing to resume any more. */
   | { readonly op: 'release'; readonly processes: readonly HeldProcess[]; readonly cgroups: readonly FreezeCgroup[] }
   /** The host resumed everything itself: exit without resuming. */
@@ -115,8 +110,10 @@ export function parseWatchRequest(raw: Record<string, unknown>, hostPid: number,
   if (typeof cgroups === 'string') return cgroups;
   if (raw.op === 'release') return { op: raw.op, processes, cgroups };
   if (!isFreezeMethod(raw.method)) return `unknown method ${String(raw.method).slice(0, 32)}`;
-  const problem = driverOf(raw.method).recordProblem({ processes, cgroups });
-  return problem ?? { op: raw.op, method: raw.method, processes, cgroups };
+  const vm = identityOf(raw.vm);
+  if (!vm) return 'a hold names no VM (its main pid and start time)';
+  const record: HeldRecord = { vm, method: raw.method, processes, cgroups };
+  return driverOf(raw.method).recordProblem(record) ?? { op: raw.op, ...record };
 }
 
 // ---- elevated mode: the root companion freezes VMs of root and of its invoker --------------

@@ -21,6 +21,9 @@ import { spawnDetached } from './spawnDetached';
 const held = (processes: Iterable<FrozenProcess>): HeldProcess[] =>
   [...processes].map(({ pid, startTime, label }) => ({ pid, startTime, label }));
 
+/** A VM as the companion is told of it: its main process, without its name. */
+const identity = ({ pid, startTime }: ProcessIdentity): ProcessIdentity => ({ pid, startTime });
+
 export interface CrashSafetyOptions {
   /** Where journals live: $XDG_RUNTIME_DIR/crosvm-guard, or the extension's storage. */
   readonly journalDir: string;
@@ -64,7 +67,7 @@ export class CrashSafety implements SafetyNet {
     return this.file;
   }
 
-  async willStop(vm: ProcessIdentity & { name: string }, record: HeldRecord<FrozenProcess>): Promise<void> {
+  async willStop(vm: ProcessIdentity & { name: string }, record: Omit<HeldRecord<FrozenProcess>, 'vm'>): Promise<void> {
     const { method, processes, cgroups } = record;
     let entry = this.held.get(vm.pid);
     if (!entry) this.held.set(vm.pid, (entry = { vm, since: Date.now(), processes: new Map(), cgroups: new Map(), method }));
@@ -73,7 +76,7 @@ export class CrashSafety implements SafetyNet {
     this.ensureCompanion();
     this.writeJournal();
     try {
-      await this.send({ op: 'hold', method, processes: held(processes), cgroups });
+      await this.send({ op: 'hold', vm: identity(vm), method, processes: held(processes), cgroups });
     } catch (error) {
       // The companion just died: its replacement (see ensureCompanion) is handed everything
       // held, these included, and the journal already lists them.
@@ -135,9 +138,9 @@ export class CrashSafety implements SafetyNet {
       );
       this.ensureCompanion();
       this.writeJournal();
-      for (const { method, processes, cgroups } of this.held.values()) {
-        const request: WatchRequest = { op: 'hold', method, processes: held(processes.values()), cgroups: [...cgroups.values()] };
-        void this.send(request).catch(() => undefined);
+      for (const { vm, method, processes, cgroups } of this.held.values()) {
+        const record = { vm: identity(vm), method, processes: held(processes.values()), cgroups: [...cgroups.values()] };
+        void this.send({ op: 'hold', ...record }).catch(() => undefined);
       }
     });
   }

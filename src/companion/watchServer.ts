@@ -9,13 +9,13 @@
 import { removeJournal } from '../guard/journal';
 import type { FreezeCgroup } from '../guard/cgroupfs';
 import { undoFreeze } from '../guard/methods/drivers';
-import { FREEZE_METHODS, FreezeMethod, HeldProcess } from '../guard/methods/methodDriver';
+import type { HeldProcess, HeldRecord } from '../guard/methods/methodDriver';
 import { identityKey } from '../guard/processTree';
 import { exit, idleTimer, listen, log } from './link';
 import { parseWatchRequest } from './protocol';
 
-/** What it holds of one method: processes by identity, freeze cgroups by directory. */
-interface Held {
+/** What it holds of one VM frozen one way: processes by identity, freeze cgroups by directory. */
+interface Held extends Pick<HeldRecord, 'vm' | 'method'> {
   readonly processes: Map<string, HeldProcess>;
   readonly cgroups: Map<string, FreezeCgroup>;
 }
@@ -26,21 +26,19 @@ interface Held {
  * process has even loaded leaves it orphaned, and its parent is then init.
  */
 export function runWatchMode(journal: string | undefined, idleMs: number, hostPid: number): void {
-  const held = new Map<FreezeMethod, Held>();
-  const holding = () => [...held.values()].some((h) => h.processes.size > 0 || h.cgroups.size > 0);
+  /** By VM and method, as the host's journal has them. */
+  const held = new Map<string, Held>();
   const idle = idleTimer(idleMs, () => exit(0, 'idle'));
 
   const resumeAllAndExit = (reason: string): void => {
     let thawed = 0;
     const resumed: HeldProcess[] = [];
     let gone = 0;
-    for (const method of FREEZE_METHODS) {
-      const what = held.get(method);
-      if (!what) continue;
-      thawed += what.cgroups.size;
+    for (const { vm, method, processes, cgroups } of held.values()) {
+      thawed += cgroups.size;
       // A stop someone else sent while the host held it frozen stays (whether a debugger may
       // stay attached is the host's setting, unknown here: traced ones are resumed as before).
-      const record = { method, processes: [...what.processes.values()], cgroups: [...what.cgroups.values()] };
+      const record = { vm, method, processes: [...processes.values()], cgroups: [...cgroups.values()] };
       const outcome = undoFreeze(record, { leaveOthers: { leaveTraced: false } });
       for (const p of outcome.leftStopped) log(`left ${p.label} (pid ${p.pid}) stopped: ${p.why}`);
       for (const r of outcome.refused) log(`left ${r.process.label} (pid ${r.process.pid}): ${r.why}`);
@@ -67,17 +65,20 @@ export function runWatchMode(journal: string | undefined, idleMs: number, hostPi
         exit(0, 'asked to');
       }
       if (request.op === 'hold') {
-        let what = held.get(request.method);
-        if (!what) held.set(request.method, (what = { processes: new Map(), cgroups: new Map() }));
+        const { vm, method } = request;
+        const key = `${identityKey(vm)}/${method}`;
+        let what = held.get(key);
+        if (!what) held.set(key, (what = { vm, method, processes: new Map(), cgroups: new Map() }));
         for (const p of request.processes) what.processes.set(identityKey(p), p);
         for (const g of request.cgroups) what.cgroups.set(g.dir, g);
       } else {
-        for (const what of held.values()) {
+        for (const [key, what] of held) {
           for (const p of request.processes) what.processes.delete(identityKey(p));
           for (const g of request.cgroups) what.cgroups.delete(g.dir);
+          if (what.processes.size === 0 && what.cgroups.size === 0) held.delete(key);
         }
       }
-      idle(holding());
+      idle(held.size > 0);
     },
     hostGone: resumeAllAndExit,
     crashed: (error) => resumeAllAndExit(`crashed (${error.message})`),

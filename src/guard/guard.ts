@@ -353,7 +353,7 @@ export class CrosvmGuard implements FreezeEngine {
     const problems: string[] = [];
     for (const vm of vms) {
       const outcome = undoFreeze(
-        { method: vm.method, processes: vm.processes, cgroups: vm.cgroups ?? [] },
+        { vm: vm.vm, method: vm.method, processes: vm.processes, cgroups: vm.cgroups ?? [] },
         { leaveOthers: { leaveTraced: !this.settings.includeTracedProcesses } },
       );
       resumed.push(...outcome.resumed);

@@ -26,7 +26,7 @@ const MAX_CGROUPS = 256;
 export type JournalProcess = HeldProcess;
 
 /** One VM a window holds: its method's record (`method` absent in journals before the cgroup method: `signal`). */
-export interface JournalVm extends ProcessIdentity, HeldRecord {
+export interface JournalVm extends ProcessIdentity, Omit<HeldRecord, 'vm'> {
   readonly name: string;
   /** Date.now() when it was frozen. */
   readonly since: number;
@@ -89,7 +89,7 @@ export function parseJournal(value: unknown, mounted = mountedHierarchies()): Jo
       if (!pid || !isObject(p) || typeof p.label !== 'string') return 'invalid process entry';
       processes.push({ ...pid, label: p.label.slice(0, 64) });
     }
-    const problem = driverOf(method).recordProblem({ processes, cgroups });
+    const problem = driverOf(method).recordProblem({ vm: id, method, processes, cgroups });
     if (problem) return `invalid cgroups: ${problem}`;
     vms.push({ ...id, name: vm.name.slice(0, 256), since: vm.since, method, processes, cgroups });
   }
@@ -190,7 +190,8 @@ export function recoverLeftovers(dir: string, names: readonly string[], self: Pr
     if (isAlive(journal.owner) || (journal.companion && isAlive(journal.companion))) continue;
     for (const vm of journal.vms) {
       // A journal is untrusted: a process is signalled only if it is still stopped, in a crosvm tree.
-      const outcome = undoFreeze(vm, { proof: (p) => leftoverRefusal(p, names) });
+      const record = { ...vm, vm: { pid: vm.pid, startTime: vm.startTime } };
+      const outcome = undoFreeze(record, { proof: (p) => leftoverRefusal(p, names) });
       const said = (p: JournalProcess, why: string) => `${p.label} (pid ${p.pid}): ${why}`;
       untouched.push(
         ...outcome.notes,
@@ -218,10 +219,10 @@ function leftoverRefusal(p: ProcessIdentity, names: readonly string[]): string |
  * its method's undo: only processes it recorded that are still those processes (start time)
  * and still part of `vm` as read now; freeze cgroups thawed, moved back and removed.
  */
-export function takeOverFrozenVm(record: HeldRecord, vm: VmSnapshot): { resumed: ProcessIdentity[]; notes: string[] } {
+export function takeOverFrozenVm(record: Omit<HeldRecord, 'vm'>, vm: VmSnapshot): { resumed: ProcessIdentity[]; notes: string[] } {
   const current = [vm.main, ...vm.devices];
   const inVm = (p: ProcessIdentity) => (current.some((c) => sameProcess(c, p)) ? undefined : 'no longer part of the VM');
-  const outcome = undoFreeze(record, { proof: inVm });
+  const outcome = undoFreeze({ ...record, vm: vm.main }, { proof: inVm });
   return { resumed: outcome.resumed, notes: [...outcome.notes, ...outcome.problems] };
 }
 

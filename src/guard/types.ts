@@ -183,7 +183,7 @@ export interface SafetyNet {
    * Makes what `held` lists recoverable; resolves before the first of its processes is frozen
    * and before the first of its freeze cgroups is created.
    */
-  willStop(vm: ProcessIdentity & { name: string }, held: HeldRecord<FrozenProcess>): Promise<void>;
+  willStop(vm: ProcessIdentity & { name: string }, held: Omit<HeldRecord<FrozenProcess>, 'vm'>): Promise<void>;
   /** They run again, or are gone (and the cgroups thawed and removed): nobody needs to resume them any more. */
   didRelease(processes: readonly FrozenProcess[], cgroups?: readonly FreezeCgroup[]): void;
 }

@@ -73,9 +73,11 @@ describe('parseWatchRequest: what the watch companion accepts', () => {
   const host = 4242;
   const ours = `/sys/fs/cgroup/user.slice/crosvm-guard-${host}-a1b2c3`;
   it('accepts hold and release with processes and freeze cgroups of its host', () => {
-    const raw = { op: 'hold', method: 'cgroup', processes: [{ pid: 10, startTime: 7, label: 'virtio-net' }], cgroups: [group(ours)] };
+    const vm = { pid: 9, startTime: 6 };
+    const raw = { op: 'hold', vm, method: 'cgroup', processes: [{ pid: 10, startTime: 7, label: 'virtio-net' }], cgroups: [group(ours)] };
     assert.deepEqual(parseWatchRequest(raw, host, mounted), {
       op: 'hold',
+      vm,
       method: 'cgroup',
       processes: [{ pid: 10, startTime: 7, label: 'virtio-net' }],
       cgroups: [group(ours)],
@@ -84,7 +86,12 @@ describe('parseWatchRequest: what the watch companion accepts', () => {
     assert.deepEqual(parseWatchRequest({ op: 'exit' }, host, mounted), { op: 'exit' });
   });
   it('cuts a long label to 64 characters', () => {
-    const long = { op: 'hold', method: 'signal', processes: [{ pid: 10, startTime: 7, label: 'x'.repeat(500) }] };
+    const long = {
+      op: 'hold',
+      vm: { pid: 9, startTime: 6 },
+      method: 'signal',
+      processes: [{ pid: 10, startTime: 7, label: 'x'.repeat(500) }],
+    };
     const parsed = parseWatchRequest(long, host, mounted);
     assert.equal(typeof parsed === 'object' && parsed.op === 'hold' ? parsed.processes[0].label.length : 0, 64);
   });
@@ -105,6 +112,8 @@ describe('parseWatchRequest: what the watch companion accepts', () => {
       /not named like a freeze cgroup/,
     ],
     ['a hold that names no method', { op: 'hold', method: undefined, processes: [] }, /unknown method undefined/],
+    ['a hold that names no VM', { op: 'hold', vm: undefined, processes: [] }, /names no VM/],
+    ['a hold of VM pid 1', { op: 'hold', vm: { pid: 1, startTime: 0 }, processes: [] }, /names no VM/],
     ['a hold by an unknown method', { op: 'hold', method: 'sigkill', processes: [] }, /unknown method sigkill/],
     [
       'freeze cgroups held by signals',
@@ -113,7 +122,8 @@ describe('parseWatchRequest: what the watch companion accepts', () => {
     ],
   ];
   for (const [name, raw, expected] of refused) {
-    it(`refuses ${name}`, () => assert.match(String(parseWatchRequest({ method: 'signal', ...raw }, host, mounted)), expected));
+    it(`refuses ${name}`, () =>
+      assert.match(String(parseWatchRequest({ vm: { pid: 9, startTime: 6 }, method: 'signal', ...raw }, host, mounted)), expected));
   }
 });
 

@@ -26,7 +26,7 @@ import { identityKey, isSkipped, ProcessSnapshot, ProofFailure, proveIdentity } 
 import { Poller } from '../poller';
 import { forkRaceFailure, proofBeforeActing, skippedByProof, sortRound, TargetRules } from '../targets';
 import type { FrozenProcess, FrozenVm, SkippedProcess } from '../types';
-import type { FreezeJob, FreezeOutcome, HeldProcess, MethodDriver, UndoOutcome } from './methodDriver';
+import type { FreezeJob, FreezeOutcome, HeldProcess, HeldRecord, MethodDriver, UndoOutcome } from './methodDriver';
 
 /** Thrown after everything the freeze moved was moved back and thawed. */
 export class CgroupFreezeFailure extends Error {
@@ -246,7 +246,7 @@ export async function freezeTreeWithCgroups(
  * Thaws the freeze cgroups of `record` that still exist, moves their processes back and
  * removes them; a group that will not go stays held, with the recorded processes in it.
  */
-function thawRecord<P extends HeldProcess>(record: { processes: readonly P[]; cgroups: readonly FreezeCgroup[] }): UndoOutcome<P> {
+function thawRecord<P extends HeldProcess>(record: HeldRecord<P>): UndoOutcome<P> {
   const outcome: UndoOutcome<P> = { resumed: [], gone: [], leftStopped: [], refused: [], problems: [], notes: [] };
   const present = remainingCgroups(record.cgroups);
   for (const g of record.cgroups) if (!present.includes(g)) outcome.notes.push(`freeze cgroup ${g.dir}: already gone`);

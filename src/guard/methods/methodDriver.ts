@@ -27,6 +27,8 @@ export interface HeldProcess extends ProcessIdentity {
 
 /** What a method holds of one VM, in a form that outlives this process (journal, companion). */
 export interface HeldRecord<P extends HeldProcess = HeldProcess> {
+  /** The VM's main process: a method that acts through the VM itself finds it again by this. */
+  readonly vm: ProcessIdentity;
   readonly method: FreezeMethod;
   readonly processes: readonly P[];
   /** The freeze cgroups to thaw and remove: the cgroup method's; empty for the others. */
@@ -117,9 +119,9 @@ export interface MethodDriver<M extends FreezeMethod = FreezeMethod> {
    * crash, the next window from a journal, a window taking over another's freeze. Never
    * signals a process that is not the one recorded (pid and start time).
    */
-  undo<P extends HeldProcess>(record: Pick<HeldRecord<P>, 'processes' | 'cgroups'>, policy?: UndoPolicy<P>): UndoOutcome<P>;
+  undo<P extends HeldProcess>(record: HeldRecord<P>, policy?: UndoPolicy<P>): UndoOutcome<P>;
   /** Whether what the guard holds of a VM is still frozen (else someone resumed it meanwhile). */
   isStillHeld(vm: FrozenVm): boolean;
   /** Why a record from a journal or a companion is not one of this method's, or undefined. */
-  recordProblem(record: Pick<HeldRecord, 'processes' | 'cgroups'>): string | undefined;
+  recordProblem(record: HeldRecord): string | undefined;
 }
