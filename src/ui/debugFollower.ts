@@ -4,6 +4,7 @@
 import * as vscode from 'vscode';
 import { FreezeReport, GuardError, VmRef } from '../guard';
 import { DebugTarget } from '../common/settings';
+import type { LiveSettings } from './config';
 import { GuardController, VmView } from './controller';
 import { autoLine } from './logText';
 import type { DebugSessionTargets } from './describe';
@@ -315,4 +316,20 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
 
 function manualControlMessage(sessions: string): string {
   return `crosvm: manual control. Debug session ${sessions} no longer freezes VMs at its stops; the status bar freezes and resumes them until the session ends.`;
+}
+
+/** Follows every debug session (all debugger types) while crosvmGuard.debug.autoFreeze is on. */
+export function registerDebugFollower(
+  context: vscode.ExtensionContext,
+  controller: GuardController,
+  log: vscode.LogOutputChannel,
+  settings: Pick<LiveSettings, 'current' | 'debugFromWorkspace'>,
+): DebugFollower {
+  const follower = new DebugFollower(controller, log, () => ({
+    autoFreeze: settings.current.debugAutoFreeze,
+    target: settings.current.debugTarget,
+    mayElevate: !settings.debugFromWorkspace,
+  }));
+  context.subscriptions.push(follower, vscode.debug.registerDebugAdapterTrackerFactory('*', follower));
+  return follower;
 }
