@@ -53,6 +53,8 @@ const ATTACH_PID: Readonly<Record<string, (c: AttachConfiguration) => number | u
   gdb: (c) => (c.remote === true ? undefined : pidIn(c.target)),
   'lldb-mi': (c) => (c.remote === true ? undefined : pidIn(c.target)),
   // js-debug: its process picker gives `pid:port`, the port empty unless the process listens already.
+  // (js-debug's own resolver usually turns it into `port` before the session starts; then its
+  // `process` event names the debuggee.)
   node: (c) => nodeProcessId(c.processId),
   'pwa-node': (c) => nodeProcessId(c.processId),
 };

@@ -26,7 +26,7 @@ export interface Refusal {
   readonly atStop?: { readonly session: string; readonly vm: number };
 }
 
-export const ELEVATE = 'Freeze with administrator rights…';
+const ELEVATE = 'Freeze with administrator rights…';
 const SETTINGS = 'Open Settings';
 const SHOW_LOG = 'Show Log';
 
