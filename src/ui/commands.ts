@@ -130,7 +130,7 @@ export class CommandHandlers {
   }
 
   private async copyPid(arg: unknown): Promise<number | undefined> {
-    const node = nodeFromArgument(arg, this.controller.refresh());
+    const node = nodeFromArgument(arg, () => this.controller.refresh());
     if (!node) return undefined;
     const pid = node instanceof VmNode ? node.view.snapshot.main.pid : node.process.pid;
     await vscode.env.clipboard.writeText(String(pid));

@@ -32,7 +32,7 @@ export class DetailsDocuments implements vscode.Disposable {
 
   /** Opens the details of a tree item or a listed pid, read now; undefined if it names none. */
   async show(arg: unknown): Promise<vscode.TextDocument | undefined> {
-    const node = nodeFromArgument(arg, this.controller.refresh());
+    const node = nodeFromArgument(arg, () => this.controller.refresh());
     if (!node) return undefined;
     const p = node instanceof VmNode ? node.view.snapshot.main : node.process;
     const title = node instanceof VmNode ? `crosvm VM ${p.pid}` : `${p.label.replace(/[/\\]/g, '_')} ${p.pid}`;
@@ -54,7 +54,7 @@ export class DetailsDocuments implements vscode.Disposable {
     for (const key of this.texts.keys()) {
       const uri = vscode.Uri.parse(key);
       const [pid, startTime] = uri.query.split('@').map(Number);
-      const node = nodeFromArgument(pid, this.controller.vms);
+      const node = nodeFromArgument(pid, () => this.controller.vms);
       const text =
         node && (node instanceof VmNode ? node.view.snapshot.main : node.process).startTime === startTime
           ? detailsMarkdown(node)

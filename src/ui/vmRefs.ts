@@ -29,11 +29,11 @@ export function vmRefFromArgument(arg: unknown): VmRef | undefined {
   throw new GuardError('invalid-argument', `Expected a crosvm VM's pid or a tree item, got ${JSON.stringify(arg)}.`);
 }
 
-/** A tree item, or the node of a listed VM or device process a pid names (for scripts). */
-export function nodeFromArgument(arg: unknown, vms: readonly VmView[]): VmNode | ProcessNode | undefined {
+/** A tree item, or the node of a VM or device process a pid names in the listing `vms` reads (for scripts). */
+export function nodeFromArgument(arg: unknown, vms: () => readonly VmView[]): VmNode | ProcessNode | undefined {
   if (arg instanceof VmNode || arg instanceof ProcessNode) return arg;
   if (typeof arg !== 'number') return undefined;
-  for (const vm of vms) {
+  for (const vm of vms()) {
     if (vm.snapshot.main.pid === arg) return new VmNode(vm);
     const device = vm.snapshot.devices.find((d) => d.pid === arg);
     if (device) return new ProcessNode(vm, device, false);
