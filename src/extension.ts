@@ -1,20 +1,20 @@
 // Composition root: wires the engine (src/guard) to VS Code's commands, views, status bar
-// and events. Logic lives in the modules it calls; this file only connects them.
+// and events. activate() is a list of registrations; each policy lives in the module that
+// owns it (register…(context, …)), and this file only connects them.
 import * as vscode from 'vscode';
 import { assertLinux, GuardError, VmRef } from './guard';
 import { apiFreezeRequest, CrosvmGuardApi, CrosvmGuardState } from './ui/api';
 import { CommandHandlers } from './ui/commands';
-import { debugSettingsFromWorkspace, readSettings } from './ui/config';
-import { Commands, ContextKeys, OUTPUT_CHANNEL_NAME, Views } from './ui/contributions';
-import { ManagedContextKey } from './ui/contextKey';
+import { registerSettings } from './ui/config';
+import { Commands, ContextKeys, OUTPUT_CHANNEL_NAME } from './ui/contributions';
+import { ManagedContextKey, registerContextKeys } from './ui/contextKey';
 import { GuardController } from './ui/controller';
-import { ProcessTreeProvider } from './ui/processTreeView';
+import { registerProcessViews } from './ui/processTreeView';
 import { GuardStatusBar } from './ui/statusBar';
-import { DebugFollower } from './ui/debugFollower';
+import { registerDebugFollower } from './ui/debugFollower';
 import { enableCrashSafety, journalDirectory, MaxFreezeTimer, WindowWatchdog } from './ui/safetyValves';
 import { CrashSafety } from './companion/watchClient';
-import { elevationFor } from './ui/elevation';
-import { ExtensionSettings, SETTINGS_SECTION } from './common/settings';
+import { elevationFor, registerRootCompanionKeepAlive } from './ui/elevation';
 
 /**
  * Resumes everything this window froze, then lets the companions go; memoized, so that
@@ -38,12 +38,32 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
   }
   supported.set(true);
 
-  let settings: ExtensionSettings = readSettings(log);
-  let debugFromWorkspace = debugSettingsFromWorkspace();
+  const settings = registerSettings(context, log);
   const journalDir = journalDirectory(context, log);
-  const elevation = elevationFor(context, log, () => settings);
-  const current = new GuardController({ log, settings, journalDir, elevation });
-  const safety: CrashSafety = enableCrashSafety(context, current, log, settings, journalDir);
+  const elevation = elevationFor(context, log, () => settings.current);
+  const current = new GuardController({ log, settings: settings.current, journalDir, elevation });
+  const safety: CrashSafety = enableCrashSafety(context, current, log, settings.current, journalDir);
+  registerShutDown(context, current, safety);
+  context.subscriptions.push(
+    settings.onDidChange((changed) => current.updateSettings(changed)),
+    new WindowWatchdog(current),
+    new MaxFreezeTimer(current, () => settings.current.maxFreezeSeconds),
+  );
+  const follower = registerDebugFollower(context, current, log, settings);
+  registerRootCompanionKeepAlive(context, follower, current, settings);
+  context.subscriptions.push(new GuardStatusBar(current, () => settings.current.statusBarVisibility, follower));
+  registerProcessViews(context, current, settings);
+  context.subscriptions.push(...new CommandHandlers(current, log, () => follower.takeManualControl()).register());
+  registerContextKeys(context, current);
+  // The first /proc scan runs after activation returns, so activation itself stays cheap.
+  setImmediate(() => current.refresh());
+
+  log.info(`Activated in ${(performance.now() - started).toFixed(1)} ms (pid ${process.pid}, uid ${process.getuid?.()}).`);
+  return createApi(current);
+}
+
+/** Deactivation, or the disposal of the subscriptions, resumes everything, then lets the companions go. */
+function registerShutDown(context: vscode.ExtensionContext, current: GuardController, safety: CrashSafety): void {
   let stopping: Promise<void> | undefined;
   const stop = (shutDown = () =>
     (stopping ??= (async () => {
@@ -56,84 +76,7 @@ export function activate(context: vscode.ExtensionContext): CrosvmGuardApi {
         current.dispose();
       }
     })()));
-  context.subscriptions.push(
-    { dispose: () => void stop() },
-    new WindowWatchdog(current),
-    new MaxFreezeTimer(current, () => settings.maxFreezeSeconds),
-  );
-
-  const follower = new DebugFollower(current, log, () => ({
-    autoFreeze: settings.debugAutoFreeze,
-    target: settings.debugTarget,
-    mayElevate: !debugFromWorkspace,
-  }));
-  context.subscriptions.push(follower, vscode.debug.registerDebugAdapterTrackerFactory('*', follower));
-  // The root companion exits 10 s after its last request with nothing frozen, and starting it
-  // again may cost a password, which is never asked at a stop: while a debug session freezes
-  // at its stops, keep it.
-  let keepAlive: NodeJS.Timeout | undefined;
-  const followSessions = () => {
-    // Not for debug settings from a workspace, which never use it.
-    if (follower.automatic && !debugFromWorkspace) keepAlive ??= setInterval(() => current.elevation.keepAlive(), 5000);
-    else if (keepAlive) keepAlive = void clearInterval(keepAlive);
-  };
-  context.subscriptions.push(follower.onDidChange(followSessions), { dispose: () => keepAlive && clearInterval(keepAlive) });
-  const statusBar = new GuardStatusBar(current, () => settings.statusBarVisibility, follower);
-  const tree = new ProcessTreeProvider(current);
-  const views = [Views.Processes, Views.DebugProcesses].map((id) =>
-    vscode.window.createTreeView(id, { treeDataProvider: tree, showCollapseAll: true }),
-  );
-  context.subscriptions.push(
-    statusBar,
-    tree,
-    ...views,
-    ...new CommandHandlers(current, log, () => follower.takeManualControl()).register(),
-  );
-
-  // Context keys for `when` clauses: hide resume when nothing is frozen, and so on.
-  const vmRunning = new ManagedContextKey<boolean>(ContextKeys.VmRunning);
-  const frozen = new ManagedContextKey<boolean>(ContextKeys.Frozen);
-  const frozenElsewhere = new ManagedContextKey<boolean>(ContextKeys.FrozenElsewhere);
-  context.subscriptions.push(
-    current.onDidChange(() => {
-      vmRunning.set(current.vms.length > 0);
-      frozen.set(current.isFrozen);
-      frozenElsewhere.set(current.isFrozenElsewhere);
-    }),
-  );
-
-  // Periodic refresh only while a view shows the tree; otherwise refresh on events
-  // (window focus, debug sessions, commands), so a hidden view costs nothing.
-  let timer: NodeJS.Timeout | undefined;
-  const updateTimer = () => {
-    if (timer) clearInterval(timer);
-    timer = views.some((v) => v.visible) ? setInterval(() => current.refresh(), settings.refreshIntervalMs) : undefined;
-  };
-  context.subscriptions.push(
-    ...views.map((v) => v.onDidChangeVisibility(() => (v.visible && current.refresh(), updateTimer()))),
-    { dispose: () => timer && clearInterval(timer) },
-    vscode.window.onDidChangeWindowState((state) => state.focused && current.refresh()),
-    vscode.debug.onDidStartDebugSession(() => current.refresh()),
-    vscode.workspace.onDidChangeConfiguration((event) => {
-      if (!event.affectsConfiguration(SETTINGS_SECTION)) return;
-      const before = settings;
-      settings = readSettings(log);
-      debugFromWorkspace = debugSettingsFromWorkspace();
-      const changed = (Object.keys(settings) as (keyof ExtensionSettings)[]).filter(
-        (key) => JSON.stringify(settings[key]) !== JSON.stringify(before[key]),
-      );
-      const change = (key: keyof ExtensionSettings) => `${key} ${JSON.stringify(before[key])} → ${JSON.stringify(settings[key])}`;
-      if (changed.length > 0) log.info(`Settings changed: ${changed.map(change).join(', ')}.`);
-      current.updateSettings(settings);
-      updateTimer();
-    }),
-  );
-  updateTimer();
-  // The first /proc scan runs after activation returns, so activation itself stays cheap.
-  setImmediate(() => current.refresh());
-
-  log.info(`Activated in ${(performance.now() - started).toFixed(1)} ms (pid ${process.pid}, uid ${process.getuid?.()}).`);
-  return createApi(current);
+  context.subscriptions.push({ dispose: () => void stop() });
 }
 
 function createApi(current: GuardController): CrosvmGuardApi {

@@ -1,4 +1,5 @@
-// Reads the settings through VS Code and validates them (rules in common/settings.ts).
+// Reads the settings through VS Code and validates them (rules in common/settings.ts), and
+// keeps them current: each change is read again, logged as a diff, and told to listeners.
 import * as vscode from 'vscode';
 import { ExtensionSettings, LEGACY_SETTING_KEYS, SettingKeys, SETTINGS_SECTION, validateSettings } from '../common/settings';
 
@@ -51,4 +52,35 @@ export function debugSettingsFromWorkspace(): boolean {
     const inspected = config.inspect(name);
     return inspected?.workspaceValue !== undefined || inspected?.workspaceFolderValue !== undefined;
   });
+}
+
+/** The settings in force, read again whenever crosvmGuard.* changes. */
+export interface LiveSettings {
+  readonly current: ExtensionSettings;
+  /** Whether a workspace sets the debug settings (see debugSettingsFromWorkspace). */
+  readonly debugFromWorkspace: boolean;
+  /** After a change was read (and logged): the new settings. */
+  readonly onDidChange: vscode.Event<ExtensionSettings>;
+}
+
+/** Reads the settings now, and again at each change, logging what changed from what to what. */
+export function registerSettings(context: vscode.ExtensionContext, log: vscode.LogOutputChannel): LiveSettings {
+  const changed = new vscode.EventEmitter<ExtensionSettings>();
+  const live = { current: readSettings(log), debugFromWorkspace: debugSettingsFromWorkspace(), onDidChange: changed.event };
+  context.subscriptions.push(
+    changed,
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (!event.affectsConfiguration(SETTINGS_SECTION)) return;
+      const before = live.current;
+      const after = (live.current = readSettings(log));
+      live.debugFromWorkspace = debugSettingsFromWorkspace();
+      const keys = (Object.keys(after) as (keyof ExtensionSettings)[]).filter(
+        (key) => JSON.stringify(after[key]) !== JSON.stringify(before[key]),
+      );
+      const change = (key: keyof ExtensionSettings) => `${key} ${JSON.stringify(before[key])} → ${JSON.stringify(after[key])}`;
+      if (keys.length > 0) log.info(`Settings changed: ${keys.map(change).join(', ')}.`);
+      changed.fire(after);
+    }),
+  );
+  return live;
 }

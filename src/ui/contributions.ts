@@ -13,6 +13,12 @@ export const enum Commands {
   ShowLog = 'crosvmGuard.showLog',
 }
 
+/**
+ * A handler for every command (its argument: a pid, a tree item or `{ pid, startTime? }`):
+ * a command added to `Commands` does not compile until it has one.
+ */
+export type CommandTable = { readonly [C in Commands]: (arg?: unknown) => unknown };
+
 export const enum ContextKeys {
   /** The host is Linux: everything else is hidden otherwise. */
   Supported = 'crosvmGuard.supported',

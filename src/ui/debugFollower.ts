@@ -3,12 +3,15 @@
 // everything it froze resumes. Setting crosvmGuard.debug.autoFreeze turns it on.
 import * as vscode from 'vscode';
 import { FreezeReport, GuardError, VmRef } from '../guard';
-import { DebugTarget, SettingKeys } from '../common/settings';
-import { ElevationError } from '../companion/elevatedClient';
+import { DebugTarget } from '../common/settings';
+import type { LiveSettings } from './config';
 import { GuardController, VmView } from './controller';
 import { autoLine } from './logText';
-import { shortRefusal, type DebugSessionTargets } from './describe';
-import { openSetting } from './openSetting';
+import type { DebugSessionTargets } from './describe';
+import { adapterMessageMeaning, clientRequestMeaning, configuredPid, DapMessage, DapMeaning, targetVms } from './debugAdapterMessages';
+import { showVmPicker } from './vmPicker';
+import { isVm, vmRef } from './vmRefs';
+import { offerWayOut } from './wayOut';
 
 /**
  * After the debuggee runs again, how long to wait before choosing the VMs for the next stop
@@ -16,16 +19,6 @@ import { openSetting } from './openSetting';
  * the last choice serves. Nothing is listed at a stop when a choice is ready.
  */
 const RECHOOSE_AFTER_MS = 300;
-
-/** Client requests after which the debuggee runs again. */
-const RESUMING_REQUESTS = new Set(['continue', 'next', 'stepIn', 'stepOut', 'stepBack', 'reverseContinue']);
-
-interface DapMessage {
-  readonly type?: string;
-  readonly event?: string;
-  readonly command?: string;
-  readonly body?: { readonly systemProcessId?: unknown };
-}
 
 interface SessionState {
   readonly session: vscode.DebugSession;
@@ -56,16 +49,6 @@ export interface NotFrozen {
   readonly pid: number;
   readonly session: string;
   readonly reason: string;
-}
-
-/** A pid in an attach configuration: `pid` (LLDB, js-debug) or `processId` (cppdbg), number or string. */
-export function configuredPid(configuration: vscode.DebugConfiguration): number | undefined {
-  for (const key of ['pid', 'processId']) {
-    const value: unknown = configuration[key];
-    const pid = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
-    if (typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 1) return pid;
-  }
-  return undefined;
 }
 
 /** What the status bar needs to know of debug sessions. */
@@ -175,23 +158,16 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
       this.sessions.delete(session.id);
       this.changed.fire();
     };
+    const follow = (meaning: DapMeaning | undefined) => {
+      if (meaning?.kind === 'debuggee') {
+        state.debuggeePid = meaning.pid;
+        this.prepare(state); // the debuggee decides which VM (debug.target auto)
+      } else if (meaning?.kind === 'stopped') this.enqueue(state, () => this.freeze(state, meaning.cause));
+      else if (meaning?.kind === 'running') this.enqueue(state, () => this.resume(state, meaning.cause));
+    };
     return {
-      onDidSendMessage: (message: DapMessage) => {
-        if (message.type !== 'event') return;
-        if (message.event === 'process' && typeof message.body?.systemProcessId === 'number') {
-          state.debuggeePid = message.body.systemProcessId;
-          this.prepare(state); // the debuggee decides which VM (debug.target auto)
-        } else if (message.event === 'stopped') {
-          this.enqueue(state, () => this.freeze(state, 'DAP event "stopped"'));
-        } else if (message.event === 'continued') {
-          this.enqueue(state, () => this.resume(state, 'DAP event "continued"'));
-        }
-      },
-      onWillReceiveMessage: (message: DapMessage) => {
-        if (message.type === 'request' && message.command && RESUMING_REQUESTS.has(message.command)) {
-          this.enqueue(state, () => this.resume(state, `DAP request "${message.command}"`));
-        }
-      },
+      onDidSendMessage: (message: DapMessage) => follow(adapterMessageMeaning(message)),
+      onWillReceiveMessage: (message: DapMessage) => follow(clientRequestMeaning(message)),
       onWillStopSession: () => end('the end of the debug session'),
       onExit: () => end('the exit of the debug adapter'),
     };
@@ -205,9 +181,10 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
   private prepare(state: SessionState): void {
     clearTimeout(state.rechoose);
     state.rechoose = undefined;
-    if (!this.isAutomatic(state) || this.settings().target === 'ask' || state.stopped) return;
+    const { target } = this.settings();
+    if (!this.isAutomatic(state) || target === 'ask' || state.stopped) return;
     try {
-      state.chosen = { refs: this.chooseNow(state), at: Date.now() };
+      state.chosen = { refs: this.targetVms(target, state).map(vmRef), at: Date.now() };
     } catch (error) {
       state.chosen = undefined; // chosen at the stop instead
       this.log.warn(`Debug follower: could not list the VMs ahead of a stop: ${(error as Error).message}`);
@@ -228,10 +205,7 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
     clearTimeout(state.rechoose); // it is stopped: the choice made before serves
     state.rechoose = undefined;
     if (!state.chosen) {
-      state.chosen = {
-        refs: (await this.targets(state)).map((v) => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime })),
-        at: Date.now(),
-      };
+      state.chosen = { refs: (await this.targets(state)).map(vmRef), at: Date.now() };
     }
     const reports: FreezeReport[] = [];
     state.stopped = true;
@@ -253,7 +227,7 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
         state.warned.add(ref.pid);
         const why = `no automatic freeze of VM ${ref.pid} on ${cause}: ${(error as Error).message}`;
         this.log[refused ? 'warn' : 'error'](`Debug session "${state.session.name}": ${why}`);
-        if (refused) void this.offerWayOut(state, ref, error as GuardError);
+        if (refused) void this.offerWayOut(state, ref, error);
       }
     }
     this.changed.fire();
@@ -270,33 +244,20 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
    * setting); a VM frozen that way while still stopped is resumed with the session's next
    * continue, like the others.
    */
-  private async offerWayOut(state: SessionState, ref: VmRef, error: GuardError): Promise<void> {
-    const elevate = 'Freeze with administrator rights…';
-    const settings = 'Open Settings';
-    const actions =
-      error.code === 'needs-elevation' && this.controller.elevation.setting !== 'never' ? [elevate, 'Show Log'] : [settings, 'Show Log'];
-    const choice = await vscode.window.showWarningMessage(
-      `Debug session "${state.session.name}" is stopped, but crosvm VM ${ref.pid} keeps running: ${shortRefusal(error)}`,
-      ...actions,
+  private offerWayOut(state: SessionState, ref: VmRef, error: GuardError): Promise<void> {
+    return offerWayOut(
+      { controller: this.controller, log: this.log },
+      {
+        error,
+        atStop: { session: state.session.name, vm: ref.pid },
+        // Still stopped: freeze it now, in the session's order of events.
+        retry: () =>
+          this.enqueue(state, async () => {
+            if (!state.stopped || !this.isAutomatic(state)) return;
+            await this.freeze(state, 'administrator rights granted');
+          }),
+      },
     );
-    if (choice === 'Show Log') this.log.show();
-    else if (choice === settings) void openSetting(error.code === 'needs-elevation' ? SettingKeys.elevation : SettingKeys.method);
-    else if (choice === elevate) {
-      try {
-        await this.controller.elevation.start();
-      } catch (failure) {
-        this.log.warn(`Debug session "${state.session.name}": elevation failed: ${(failure as Error).message}`);
-        if (!(failure instanceof ElevationError && failure.reason === 'cancelled')) {
-          void vscode.window.showErrorMessage((failure as Error).message);
-        }
-        return;
-      }
-      // Still stopped: freeze it now, in the session's order of events.
-      this.enqueue(state, async () => {
-        if (!state.stopped || !this.isAutomatic(state)) return;
-        await this.freeze(state, 'administrator rights granted');
-      });
-    }
   }
 
   private async resume(state: SessionState, cause: string): Promise<void> {
@@ -324,43 +285,28 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
 
   /** Which VMs a stop freezes, per crosvmGuard.debug.target. Waits on a dialog only for `ask`. */
   private async targets(state: SessionState): Promise<VmView[]> {
-    if (this.settings().target !== 'ask') return this.targetViews(state, this.controller.refresh());
+    const { target } = this.settings();
+    if (target !== 'ask') return this.targetVms(target, state);
     const vms = this.controller.refresh();
     state.asked ??= await this.ask(state, vms);
-    return vms.filter((v) => state.asked?.some((a) => a.pid === v.snapshot.main.pid && a.startTime === v.snapshot.main.startTime));
+    return vms.filter((v) => state.asked?.some((ref) => isVm(v, ref)));
   }
 
-  /** targets() without a dialog: for `auto` and `all`, from a fresh listing. */
-  private chooseNow(state: SessionState): VmRef[] {
-    return this.targetViews(state, this.controller.refresh()).map((v) => ({
-      pid: v.snapshot.main.pid,
-      startTime: v.snapshot.main.startTime,
-    }));
-  }
-
-  /** The VMs of `vms` that debug.target `auto` or `all` picks for this session. */
-  private targetViews(state: SessionState, vms: readonly VmView[]): VmView[] {
-    const target = this.settings().target;
-    if (target === 'auto' && state.debuggeePid !== undefined) {
-      const pid = state.debuggeePid;
-      const own = vms.filter((v) => v.snapshot.main.pid === pid || v.snapshot.devices.some((d) => d.pid === pid));
-      if (own.length > 0) return own;
-    }
-    // auto with a debuggee in no VM: every VM of this user, never another user's.
-    return target === 'auto' ? vms.filter((v) => v.snapshot.main.uid === process.geteuid?.()) : [...vms];
+  /** The VMs debug.target `auto` or `all` picks for this session, from a fresh listing. */
+  private targetVms(target: Exclude<DebugTarget, 'ask'>, state: SessionState): VmView[] {
+    return targetVms(target, this.controller.refresh(), state.debuggeePid, process.geteuid?.());
   }
 
   private async ask(state: SessionState, vms: readonly VmView[]): Promise<VmRef[]> {
-    const refOf = (v: VmView): VmRef => ({ pid: v.snapshot.main.pid, startTime: v.snapshot.main.startTime });
-    const items = vms.map((v) => ({ label: `$(vm) ${v.snapshot.name}`, description: `pid ${v.snapshot.main.pid}`, refs: [refOf(v)] }));
-    if (vms.length > 1) items.push({ label: '$(layers) All VMs', description: `${vms.length} VMs`, refs: vms.map(refOf) });
-    const picked = await vscode.window.showQuickPick(items, {
+    const picked = await showVmPicker(vms, {
       title: `Which crosvm VM should freeze whenever "${state.session.name}" stops?`,
-      placeHolder: 'Asked once for this debug session (setting crosvmGuard.debug.target)',
+      placeholder: 'Asked once for this debug session (setting crosvmGuard.debug.target)',
+      icon: () => 'vm',
+      all: vms.length > 1 ? { vms, description: `${vms.length} VMs` } : undefined,
       // The debugger reveals the stopped line at the same moment: that must not dismiss it.
       ignoreFocusOut: true,
     });
-    return picked?.refs ?? [];
+    return picked ?? [];
   }
 
   dispose(): void {
@@ -370,4 +316,20 @@ export class DebugFollower implements vscode.DebugAdapterTrackerFactory, DebugSe
 
 function manualControlMessage(sessions: string): string {
   return `crosvm: manual control. Debug session ${sessions} no longer freezes VMs at its stops; the status bar freezes and resumes them until the session ends.`;
+}
+
+/** Follows every debug session (all debugger types) while crosvmGuard.debug.autoFreeze is on. */
+export function registerDebugFollower(
+  context: vscode.ExtensionContext,
+  controller: GuardController,
+  log: vscode.LogOutputChannel,
+  settings: Pick<LiveSettings, 'current' | 'debugFromWorkspace'>,
+): DebugFollower {
+  const follower = new DebugFollower(controller, log, () => ({
+    autoFreeze: settings.current.debugAutoFreeze,
+    target: settings.current.debugTarget,
+    mayElevate: !settings.debugFromWorkspace,
+  }));
+  context.subscriptions.push(follower, vscode.debug.registerDebugAdapterTrackerFactory('*', follower));
+  return follower;
 }

@@ -8,6 +8,8 @@
 import * as vscode from 'vscode';
 import { ProcessSnapshot } from '../guard';
 import { GuardController, VmView } from './controller';
+import type { LiveSettings } from './config';
+import { Views } from './contributions';
 import {
   PROCESS_STATE_WORDS,
   processStateKind,
@@ -197,4 +199,35 @@ export class ProcessTreeProvider implements vscode.TreeDataProvider<GuardNode>, 
     this.subscription.dispose();
     this.changed.dispose();
   }
+}
+
+/**
+ * The tree in its two views (the crosvm Guard view, and the one in Run and Debug). The
+ * listing is read periodically only while a view shows the tree; otherwise on events (window
+ * focus, debug sessions, commands), so a hidden view costs nothing.
+ */
+export function registerProcessViews(
+  context: vscode.ExtensionContext,
+  controller: GuardController,
+  settings: Pick<LiveSettings, 'current' | 'onDidChange'>,
+): void {
+  const tree = new ProcessTreeProvider(controller);
+  const views = [Views.Processes, Views.DebugProcesses].map((id) =>
+    vscode.window.createTreeView(id, { treeDataProvider: tree, showCollapseAll: true }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const updateTimer = () => {
+    if (timer) clearInterval(timer);
+    timer = views.some((v) => v.visible) ? setInterval(() => controller.refresh(), settings.current.refreshIntervalMs) : undefined;
+  };
+  context.subscriptions.push(
+    tree,
+    ...views,
+    ...views.map((v) => v.onDidChangeVisibility(() => (v.visible && controller.refresh(), updateTimer()))),
+    { dispose: () => timer && clearInterval(timer) },
+    vscode.window.onDidChangeWindowState((state) => state.focused && controller.refresh()),
+    vscode.debug.onDidStartDebugSession(() => controller.refresh()),
+    settings.onDidChange(updateTimer),
+  );
+  updateTimer();
 }
