@@ -1,4 +1,4 @@
-// Reading and writing the cgroup file system for the cgroup freezer (cgroupFreezer.ts): which
+// Reading and writing the cgroup file system for the cgroup freezer (methods/cgroupMethod.ts): which
 // hierarchies are mounted, where a process lives, who may write there, and the freeze
 // cgroups themselves (named like ours, validated when someone else names them, thawed and
 // removed with every process moved back to where it came from).
