@@ -120,7 +120,10 @@ describe('real crosvm: the default build', () => {
     try {
       const report = await guard.freeze({ pid: vm.pid }, { method: 'signal', allowUnsafeSignals: true });
       assert.equal(report.method, 'signal');
-      await waitUntil(() => CRASH_LINE.test(vm.crosvmLog()), 20_000, 'crosvm to log the stopped child', 50);
+      await waitUntil(() => CRASH_LINE.test(vm.crosvmLog()), 20_000, 'crosvm to log the stopped child', 50).catch((error: Error) => {
+        const states = report.frozen.map((p) => `${p.label} ${p.pid} ${isFullyStopped(p.pid) ? 'T' : 'not stopped'}`);
+        throw new Error(`${error.message}; frozen: ${states.join(', ')}; crosvm's log ends: ${vm.crosvmLog().slice(-800)}`);
+      });
       // It hangs in teardown: alive, while the devices stay stopped.
       await sleep(500);
       assert.equal(vm.exitCode(), undefined, 'crosvm exited while its devices were stopped');
